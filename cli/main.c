@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_dispatch(const char *prog, const struct cli_command *cmds, size_t count, int argc, char **argv)
+{
+    bool help = argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+                !strcmp(argv[1], "help");
+    if (!help) {
+        for (size_t i = 0; i < count; i++) {
+            if (!strcmp(cmds[i].name, argv[1])) {
+                char name[128];
+                snprintf(name, sizeof(name), "%s %s", prog, cmds[i].name);
+                argv[1] = name;
+                return cmds[i].fn(argc - 1, argv + 1);
+            }
+        }
+        fprintf(stderr, "%s: unknown command '%s'\n\n", prog, argv[1]);
+    }
+    FILE *f = help ? stdout : stderr;
+    fprintf(f, "Usage: %s COMMAND [ARGS]\n\nCommands:\n", prog);
+    for (size_t i = 0; i < count; i++)
+        fprintf(f, "  %-18s %s\n", cmds[i].name, cmds[i].help);
+    fprintf(f, "\nRun '%s COMMAND --help' for the options of a command.\n", prog);
+    return help ? 0 : 2;
+}
+
+int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_size)
+{
+    if (strcmp(path, "-") != 0) {
+        uint8_t *buf = NULL;
+        int ret = custos_read_file(path, max_size, &buf, out_size);
+        if (ret == 0)
+            *out = (char *)buf;
+        return ret;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max_size) {
+                free(buf);
+                return -EFBIG;
+            }
+            cap *= 2;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = nb;
+        }
+        ssize_t r = read(0, buf + n, cap - n);
+        if (r < 0) {
+            free(buf);
+            return -errno;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > max_size) {
+        free(buf);
+        return -EFBIG;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_size = n;
+    return 0;
+}
+
+static const struct cli_command g_commands[] = {
+    {"las", cmd_las, "talk to a Local Attestation Service: quote, verify, info"},
+};
+
+int main(int argc, char **argv)
+{
+    custos_log_configure(getenv("CUSTOS_LOG"));
+    return cli_dispatch("cas", g_commands, sizeof(g_commands) / sizeof(g_commands[0]), argc, argv);
+}

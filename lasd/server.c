@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The lasd socket server: worker threads, each with its own epoll set over the shared listening
+ * socket (EPOLLEXCLUSIVE), non-blocking connections with a deadline, so a slow or silent client
+ * holds only its own slot. The sender of every request is taken from SCM_CREDENTIALS (SO_PASSCRED),
+ * per message, so a socket handed to another process speaks for that process. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lasd.h"
+
+struct conn {
+    int fd;
+    pid_t pid;       /* sender of the bytes buffered so far, 0 when none */
+    size_t got;      /* bytes buffered in buf */
+    uint64_t deadline_ms;
+    struct conn *next;
+    uint8_t buf[4 + CUSTOS_LAS_MAX_MSG];
+};
+
+struct worker {
+    pthread_t thread;
+    int epfd;
+    struct conn *conns;
+};
+
+static volatile sig_atomic_t g_stop;
+static atomic_uint g_clients;
+static int g_listen_fd = -1;
+static const struct las_server_config *g_cfg;
+static const struct custos_platform *g_platform;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void conn_close(struct worker *w, struct conn *c)
+{
+    for (struct conn **pp = &w->conns; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    custos_wipe(c->buf, sizeof(c->buf));
+    free(c);
+    atomic_fetch_sub(&g_clients, 1);
+}
+
+static void send_error_and_close(struct worker *w, struct conn *c, const char *msg)
+{
+    uint8_t resp[300];
+    size_t n = strlen(msg);
+    resp[0] = 1;
+    memcpy(resp + 1, msg, n);
+    struct timeval tv = {.tv_usec = 100000};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int flags = fcntl(c->fd, F_GETFL);
+    fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+    custos_frame_write(c->fd, resp, 1 + n);
+    conn_close(w, c);
+}
+
+static void accept_clients(struct worker *w)
+{
+    for (;;) {
+        int fd = accept4(g_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        if (atomic_fetch_add(&g_clients, 1) >= g_cfg->max_clients) {
+            atomic_fetch_sub(&g_clients, 1);
+            LOG_MODULE_WARN(LAS_LOG, "too many clients (%u), refusing a connection", g_cfg->max_clients);
+            close(fd);
+            continue;
+        }
+        struct conn *c = malloc(sizeof(*c));
+        if (!c) {
+            atomic_fetch_sub(&g_clients, 1);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->pid = 0;
+        c->got = 0;
+        c->deadline_ms = now_ms() + g_cfg->request_timeout_ms;
+        c->next = w->conns;
+        w->conns = c;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
+}
+
+/* Reads what is available; returns 1 when a whole frame is buffered, 0 when more is needed,
+ * -1 when the connection is done. Requires one sender per frame. */
+static int conn_read(struct worker *w, struct conn *c)
+{
+    for (;;) {
+        size_t want = c->got < 4 ? 4 - c->got : 0;
+        if (c->got >= 4) {
+            size_t len = (size_t)c->buf[0] << 24 | (size_t)c->buf[1] << 16 | (size_t)c->buf[2] << 8 |
+                         c->buf[3];
+            if (len > CUSTOS_LAS_MAX_MSG) {
+                char msg[96];
+                snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the limit of %d", len,
+                         CUSTOS_LAS_MAX_MSG);
+                send_error_and_close(w, c, msg);
+                return -1;
+            }
+            want = 4 + len - c->got;
+            if (want == 0)
+                return 1;
+        }
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(struct ucred))];
+        } control;
+        struct iovec iov = {.iov_base = c->buf + c->got, .iov_len = want};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        if (n <= 0) {
+            conn_close(w, c);
+            return -1;
+        }
+        pid_t sender = 0;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS) {
+                struct ucred cred;
+                memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
+                sender = cred.pid;
+            } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                int *fds = (int *)CMSG_DATA(cm);
+                for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
+                    close(fds[k]);
+            }
+        }
+        if (sender <= 0 || (c->pid && c->pid != sender)) {
+            send_error_and_close(w, c, "one request must come from one process");
+            return -1;
+        }
+        c->pid = sender;
+        c->got += (size_t)n;
+    }
+}
+
+static void conn_serve(struct worker *w, struct conn *c)
+{
+    uint8_t resp[CUSTOS_LAS_MAX_MSG];
+    for (;;) {
+        int r = conn_read(w, c);
+        if (r <= 0)
+            return;
+        size_t len = c->got - 4;
+        size_t n = las_handle(g_platform, c->pid, c->buf + 4, len, resp, sizeof(resp));
+        int flags = fcntl(c->fd, F_GETFL);
+        struct timeval tv = {.tv_sec = 1};
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+        int ret = custos_frame_write(c->fd, resp, n);
+        fcntl(c->fd, F_SETFL, flags);
+        custos_wipe(resp, n);
+        custos_wipe(c->buf, c->got);
+        if (ret < 0) {
+            conn_close(w, c);
+            return;
+        }
+        c->got = 0;
+        c->pid = 0;
+        c->deadline_ms = now_ms() + g_cfg->request_timeout_ms;
+    }
+}
+
+static void expire(struct worker *w)
+{
+    uint64_t now = now_ms();
+    struct conn *c = w->conns;
+    while (c) {
+        struct conn *next = c->next;
+        if (now > c->deadline_ms) {
+            LOG_MODULE_DEBUG(LAS_LOG, "closing a connection idle for more than %u ms",
+                             g_cfg->request_timeout_ms);
+            conn_close(w, c);
+        }
+        c = next;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event evs[64];
+    while (!g_stop) {
+        int n = epoll_wait(w->epfd, evs, 64, 100);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL)
+                accept_clients(w);
+            else
+                conn_serve(w, evs[i].data.ptr);
+        }
+        expire(w);
+    }
+    while (w->conns)
+        conn_close(w, w->conns);
+    return NULL;
+}
+
+static int listen_on(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    char dir[sizeof(addr.sun_path)];
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        LOG_MODULE_ERROR(LAS_LOG, "socket path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(addr.sun_path, path);
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        int ret = custos_mkdirs(dir, 0755);
+        if (ret < 0) {
+            LOG_MODULE_ERROR(LAS_LOG, "cannot create socket directory %s: %s", dir, strerror(-ret));
+            return ret;
+        }
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            LOG_MODULE_ERROR(LAS_LOG, "%s exists and is not a socket; refusing to replace it", path);
+            return -EEXIST;
+        }
+        unlink(path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(path, 0666) < 0 ||
+        listen(fd, 512) < 0) {
+        int e = errno;
+        LOG_MODULE_ERROR(LAS_LOG, "cannot listen on %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int las_serve(const struct las_server_config *cfg, const struct custos_platform *platform)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    g_cfg = cfg;
+    g_platform = platform;
+    g_listen_fd = listen_on(cfg->socket_path);
+    if (g_listen_fd < 0)
+        return g_listen_fd;
+    struct worker *workers = calloc(cfg->threads, sizeof(*workers));
+    if (!workers)
+        return -ENOMEM;
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        workers[i].epfd = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
+        epoll_ctl(workers[i].epfd, EPOLL_CTL_ADD, g_listen_fd, &ev);
+        pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+    }
+    LOG_MODULE_INFO(LAS_LOG, "LAS listening on %s (%u threads)", cfg->socket_path, cfg->threads);
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        pthread_join(workers[i].thread, NULL);
+        close(workers[i].epfd);
+    }
+    free(workers);
+    close(g_listen_fd);
+    unlink(cfg->socket_path);
+    LOG_MODULE_INFO(LAS_LOG, "LAS stopped");
+    return 0;
+}

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libcustos: the one public header of the library every Custos binary uses. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <jansson.h>
+
+/* ---- logging (log.c) ------------------------------------------------------------------------ */
+enum custos_log_level { CUSTOS_LOG_ERROR, CUSTOS_LOG_WARN, CUSTOS_LOG_INFO, CUSTOS_LOG_DEBUG };
+
+/* Reads levels from a spec like "info,las=debug,cas=warn" (CUSTOS_LOG). Returns 0 or -EINVAL. */
+int custos_log_configure(const char *spec);
+bool custos_log_enabled(const char *module, enum custos_log_level level);
+/* Writes "YYYY-MM-DD HH:MM:SS,mmm LEVEL: message" to stderr. Never pass secrets. */
+void custos_log(const char *module, enum custos_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define LOG_MODULE_ERROR(m, ...) custos_log(m, CUSTOS_LOG_ERROR, __VA_ARGS__)
+#define LOG_MODULE_WARN(m, ...) custos_log(m, CUSTOS_LOG_WARN, __VA_ARGS__)
+#define LOG_MODULE_INFO(m, ...) custos_log(m, CUSTOS_LOG_INFO, __VA_ARGS__)
+#define LOG_MODULE_DEBUG(m, ...) custos_log(m, CUSTOS_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- secrets (secret.c) --------------------------------------------------------------------- */
+void custos_wipe(void *buf, size_t size);
+/* Constant-time comparison; returns true when equal. */
+bool custos_ct_equal(const void *a, const void *b, size_t size);
+/* Disables core dumps and ptrace attachment of this process (prctl PR_SET_DUMPABLE 0). */
+void custos_harden_process(void);
+
+/* ---- encodings (codec.c) -------------------------------------------------------------------- */
+/* out must hold 2*size+1 bytes. */
+void custos_hex_encode(const uint8_t *in, size_t size, char *out, bool upper);
+/* Decodes exactly out_size bytes from a hex string of length 2*out_size; -EINVAL otherwise. */
+int custos_hex_decode(const char *hex, uint8_t *out, size_t out_size);
+/* Returns a malloc'ed NUL-terminated base64 string (caller frees), or NULL on ENOMEM. */
+char *custos_base64_encode(const uint8_t *in, size_t size);
+/* Decodes strict base64 (padding required, no whitespace). Caller frees *out. */
+int custos_base64_decode(const char *in, uint8_t **out, size_t *out_size);
+
+/* ---- crypto (crypto.c) ---------------------------------------------------------------------- */
+#define CUSTOS_SHA256_SIZE 32
+#define CUSTOS_AEAD_KEY_SIZE 32
+#define CUSTOS_AEAD_NONCE_SIZE 12
+#define CUSTOS_AEAD_TAG_SIZE 16
+#define CUSTOS_P256_PUB_SIZE 33  /* SEC1 compressed */
+#define CUSTOS_PLATFORM_ID_LEN 66 /* hex digits */
+#define CUSTOS_X25519_SIZE 32
+
+int custos_sha256(const void *data, size_t size, uint8_t out[CUSTOS_SHA256_SIZE]);
+int custos_hmac_sha256(const uint8_t *key, size_t key_size, const void *data, size_t size,
+                       uint8_t out[CUSTOS_SHA256_SIZE]);
+int custos_hkdf_sha256(const uint8_t *ikm, size_t ikm_size, const uint8_t *salt, size_t salt_size,
+                       const uint8_t *info, size_t info_size, uint8_t *out, size_t out_size);
+int custos_random(void *out, size_t size);
+/* AES-256-GCM. out receives size bytes of ciphertext followed by the 16-byte tag. */
+int custos_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size,
+                     const void *in, size_t size, uint8_t *out);
+/* in_size includes the tag; out receives in_size-16 bytes. -EBADMSG when authentication fails. */
+int custos_aead_open(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size,
+                     const uint8_t *in, size_t in_size, uint8_t *out);
+
+/* ECDSA P-256 key (an OpenSSL EVP_PKEY underneath). */
+typedef struct custos_p256 custos_p256;
+/* Derives a valid private key deterministically from seed (reduced mod n-1, plus 1). */
+int custos_p256_from_seed(const uint8_t *seed, size_t seed_size, custos_p256 **out);
+int custos_p256_from_public(const uint8_t pub[CUSTOS_P256_PUB_SIZE], custos_p256 **out);
+int custos_p256_public(const custos_p256 *key, uint8_t out[CUSTOS_P256_PUB_SIZE]);
+/* DER signature of SHA-256(data); sig must hold 72 bytes. */
+int custos_p256_sign(const custos_p256 *key, const void *data, size_t size, uint8_t *sig,
+                     size_t *sig_size);
+/* 0 when valid, -EBADMSG when not. */
+int custos_p256_verify(const custos_p256 *key, const void *data, size_t size, const uint8_t *sig,
+                       size_t sig_size);
+void custos_p256_free(custos_p256 *key);
+
+int custos_x25519_keypair(uint8_t priv[32], uint8_t pub[32]);
+int custos_x25519(const uint8_t priv[32], const uint8_t peer_pub[32], uint8_t shared[32]);
+
+/* ---- files (file.c) ------------------------------------------------------------------------- */
+/* Test hook: called between the steps of custos_write_file_atomic (1: temp written, 2: temp
+ * fsynced, 3: renamed, 4: dir fsynced). */
+extern void (*custos_atomic_write_hook)(int step);
+/* Crash-safe replace: temp file (O_EXCL|O_NOFOLLOW, mode), write, fsync, rename, fsync dir. */
+int custos_write_file_atomic(const char *path, const void *data, size_t size, unsigned mode);
+/* Reads a whole regular file of at most max_size bytes (adds a NUL after the data; caller frees).
+ * Refuses symlinks. -EFBIG when larger than max_size. */
+int custos_read_file(const char *path, size_t max_size, uint8_t **out, size_t *out_size);
+/* mkdir -p with the given mode for created directories. */
+int custos_mkdirs(const char *path, unsigned mode);
+
+/* ---- options (options.c) -------------------------------------------------------------------- */
+enum custos_opt_type { CUSTOS_OPT_STRING, CUSTOS_OPT_INT, CUSTOS_OPT_BOOL, CUSTOS_OPT_LIST };
+
+/* One row of a declarative option table: flag, env var, default, bounds and help. */
+struct custos_option {
+    const char *flag;   /* long flag without dashes, e.g. "socket" */
+    char short_flag;    /* 0 for none */
+    const char *env;    /* environment variable(s), "A|B" for alternatives, or NULL */
+    enum custos_opt_type type;
+    const char *def;    /* default as text, or NULL */
+    long long min, max; /* bounds for CUSTOS_OPT_INT */
+    const char *metavar;
+    const char *help;
+    void *out; /* const char ** | long long * | bool * | struct custos_strlist * */
+};
+
+struct custos_strlist {
+    const char **items;
+    size_t count;
+};
+void custos_strlist_free(struct custos_strlist *list);
+
+/* Applies defaults, then env vars, then flags. Positional arguments are collected in order into
+ * positional (may be NULL when none are allowed). Returns 0, 1 when --help was printed, or -EINVAL
+ * after printing an error naming the option. */
+int custos_options_parse(const char *prog, const char *summary, struct custos_option *opts,
+                         size_t count, int argc, char **argv, struct custos_strlist *positional);
+void custos_options_help(FILE *f, const char *prog, const char *summary,
+                         const struct custos_option *opts, size_t count);
+
+/* ---- JSON / YAML (json.c, yaml.c) ----------------------------------------------------------- */
+#define CUSTOS_YAML_MAX_DEPTH 64
+#define CUSTOS_YAML_MAX_SIZE (4u << 20)
+/* Parses YAML (one document) into a jansson tree. Anchors/aliases and tags are refused; depth and
+ * size bounded. Error text names line and column. Caller frees *out with json_decref. */
+int custos_yaml_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
+/* Strict JSON parse (no duplicate keys, bounded size/depth). */
+int custos_json_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
+/* Gets a base64 field and decodes it into exactly want bytes (want==0: any, result malloc'ed). */
+int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *out_size);
+
+/* ---- quotes (quote.c) ----------------------------------------------------------------------- */
+#define CUSTOS_REPORT_DATA_SIZE 64
+#define CUSTOS_MEASUREMENT_SIZE 32
+#define CUSTOS_QUOTE_MAGIC "CUSTOS-QUOTE-V1"
+
+enum custos_platform_kind { CUSTOS_PLATFORM_SIM = 1, CUSTOS_PLATFORM_TPM2 = 2, CUSTOS_PLATFORM_SGX = 3 };
+const char *custos_platform_kind_name(int kind);
+int custos_platform_kind_parse(const char *name);
+
+/* What a quote binds; signed by the platform identity key. */
+struct custos_quote {
+    uint8_t platform_pub[CUSTOS_P256_PUB_SIZE];
+    uint8_t kind;
+    uint8_t measurement[CUSTOS_MEASUREMENT_SIZE];
+    uint32_t tcb;
+    uint8_t debug;
+    uint8_t report_data[CUSTOS_REPORT_DATA_SIZE];
+    uint8_t sig[80];
+    size_t sig_size;
+};
+#define CUSTOS_QUOTE_BODY_SIZE (16 + CUSTOS_P256_PUB_SIZE + 1 + CUSTOS_MEASUREMENT_SIZE + 4 + 1 + CUSTOS_REPORT_DATA_SIZE)
+
+void custos_quote_body(const struct custos_quote *q, uint8_t out[CUSTOS_QUOTE_BODY_SIZE]);
+/* Parses the signed body (no signature check). Error text names the field. */
+int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err,
+                            size_t err_size);
+/* JSON form: {"format":"custos-quote-v1","body":B64,"signature":B64}. Caller json_decref's. */
+json_t *custos_quote_to_json(const struct custos_quote *q);
+int custos_quote_from_json(const json_t *j, struct custos_quote *q, char *err, size_t err_size);
+/* Only checks the signature against the platform key in the quote. */
+int custos_quote_verify_signature(const struct custos_quote *q);
+void custos_platform_id(const uint8_t pub[CUSTOS_P256_PUB_SIZE], char out[CUSTOS_PLATFORM_ID_LEN + 1]);
+int custos_platform_id_parse(const char *id, uint8_t pub[CUSTOS_P256_PUB_SIZE]);
+
+/* Trust policy applied to a quote. */
+struct custos_quote_policy {
+    const char **platforms; /* allowed platform IDs */
+    size_t platform_count;
+    const uint8_t (*measurements)[CUSTOS_MEASUREMENT_SIZE];
+    size_t measurement_count;
+    const uint8_t *report_data; /* expected report data, or NULL */
+    uint32_t min_tcb;
+    bool trust_any_platform; /* --only_for_testing-trust-any */
+    bool allow_debug;        /* --only_for_testing-debug */
+};
+/* Full verification: signature, then platform, measurement, debug, TCB and report data.
+ * -EBADMSG/-EPERM with a message naming the failing check (and both values). */
+int custos_quote_check(const struct custos_quote *q, const struct custos_quote_policy *pol, char *err,
+                       size_t err_size);
+
+/* ---- LAS protocol (las_proto.c) ------------------------------------------------------------- */
+#define CUSTOS_LAS_MAX_MSG 4096
+enum custos_las_op { CUSTOS_LAS_OP_QUOTE = 1, CUSTOS_LAS_OP_SEAL_KEY = 2, CUSTOS_LAS_OP_INFO = 3 };
+#define CUSTOS_LAS_DEFAULT_SOCKET "/run/custos/las.sock"
+#define CUSTOS_SEAL_KEY_SIZE 32
+
+/* Client: asks the lasd at socket_path for a quote over report_data. */
+int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
+                     struct custos_quote *out, char *err, size_t err_size);
+/* Client: asks for this process's seal key for label (<= 64 bytes). Caller wipes out. */
+int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE],
+                        char *err, size_t err_size);
+/* Client: platform ID, kind and TCB of a lasd, as JSON. Caller json_decref's. */
+int custos_las_info(const char *socket_path, json_t **out, char *err, size_t err_size);
+/* Framing: u32 big-endian length then payload; both sides bound the length. */
+int custos_frame_write(int fd, const void *data, size_t size);
+int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size);

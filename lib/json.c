@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "custos.h"
+
+#define JSON_MAX_SIZE (4u << 20)
+#define JSON_MAX_DEPTH 64
+
+static int depth_ok(const json_t *j, int depth)
+{
+    if (depth > JSON_MAX_DEPTH)
+        return 0;
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v) if (!depth_ok(v, depth + 1)) return 0;
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) if (!depth_ok(v, depth + 1)) return 0;
+    }
+    return 1;
+}
+
+int custos_json_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size)
+{
+    json_error_t e;
+    if (size > JSON_MAX_SIZE) {
+        snprintf(err, err_size, "JSON document too large (%zu bytes, limit %u)", size, JSON_MAX_SIZE);
+        return -E2BIG;
+    }
+    json_t *j = json_loadb(text, size, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        snprintf(err, err_size, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
+        return -EINVAL;
+    }
+    if (!depth_ok(j, 0)) {
+        json_decref(j);
+        snprintf(err, err_size, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+        return -EINVAL;
+    }
+    *out = j;
+    return 0;
+}
+
+int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *out_size)
+{
+    const char *s = json_string_value(json_object_get(obj, name));
+    if (!s)
+        return -ENOENT;
+    return custos_base64_decode(s, out, out_size);
+}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The lasd wire protocol: frames of a 4-byte big-endian length and a payload.
+ * Request payload: op byte, then op data. Response payload: status byte (0 ok, 1 error), then the
+ * answer or a UTF-8 error message. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "custos.h"
+
+static int io_all(int fd, void *buf, size_t size, bool writing)
+{
+    uint8_t *p = buf;
+    while (size) {
+        ssize_t n = writing ? send(fd, p, size, MSG_NOSIGNAL) : recv(fd, p, size, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        if (n == 0)
+            return -ECONNRESET;
+        p += n;
+        size -= (size_t)n;
+    }
+    return 0;
+}
+
+int custos_frame_write(int fd, const void *data, size_t size)
+{
+    if (size > CUSTOS_LAS_MAX_MSG)
+        return -EMSGSIZE;
+    uint8_t hdr[4] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8), (uint8_t)size};
+    int ret = io_all(fd, hdr, sizeof(hdr), true);
+    return ret < 0 ? ret : io_all(fd, (void *)data, size, true);
+}
+
+int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size)
+{
+    uint8_t hdr[4];
+    int ret = io_all(fd, hdr, sizeof(hdr), false);
+    if (ret < 0)
+        return ret;
+    size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+    if (n > cap)
+        return -EMSGSIZE;
+    *size = n;
+    return io_all(fd, buf, n, false);
+}
+
+static int las_call(const char *socket_path, const uint8_t *req, size_t req_size, uint8_t *resp,
+                    size_t *resp_size, char *err, size_t err_size)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    struct timeval tv = {.tv_sec = 10};
+    int ret;
+    if (!socket_path)
+        socket_path = CUSTOS_LAS_DEFAULT_SOCKET;
+    if (strlen(socket_path) >= sizeof(addr.sun_path)) {
+        snprintf(err, err_size, "LAS socket path too long: %s", socket_path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(addr.sun_path, socket_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        ret = -errno;
+        snprintf(err, err_size, "cannot connect to LAS at %s: %s (is lasd running? set --las or SCONE_LAS_ADDR)",
+                 socket_path, strerror(errno));
+        goto out;
+    }
+    if ((ret = custos_frame_write(fd, req, req_size)) < 0 ||
+        (ret = custos_frame_read(fd, resp, CUSTOS_LAS_MAX_MSG, resp_size)) < 0) {
+        snprintf(err, err_size, "LAS at %s: %s", socket_path, strerror(-ret));
+        goto out;
+    }
+    if (*resp_size < 1 || resp[0] != 0) {
+        int n = *resp_size > 1 ? (int)(*resp_size - 1) : 0;
+        if (n > 300)
+            n = 300;
+        snprintf(err, err_size, "LAS refused: %.*s", n, (const char *)resp + 1);
+        ret = -EPROTO;
+        goto out;
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
+int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
+                     struct custos_quote *out, char *err, size_t err_size)
+{
+    uint8_t req[1 + CUSTOS_REPORT_DATA_SIZE], resp[CUSTOS_LAS_MAX_MSG];
+    size_t resp_size = 0;
+    req[0] = CUSTOS_LAS_OP_QUOTE;
+    memcpy(req + 1, report_data, CUSTOS_REPORT_DATA_SIZE);
+    int ret = las_call(socket_path, req, sizeof(req), resp, &resp_size, err, err_size);
+    if (ret < 0)
+        return ret;
+    if (resp_size < 1 + CUSTOS_QUOTE_BODY_SIZE + 8 ||
+        resp_size > 1 + CUSTOS_QUOTE_BODY_SIZE + sizeof(out->sig)) {
+        snprintf(err, err_size, "LAS answered a quote of unexpected size %zu", resp_size);
+        return -EPROTO;
+    }
+    if ((ret = custos_quote_body_parse(resp + 1, CUSTOS_QUOTE_BODY_SIZE, out, err, err_size)) < 0)
+        return ret;
+    out->sig_size = resp_size - 1 - CUSTOS_QUOTE_BODY_SIZE;
+    memcpy(out->sig, resp + 1 + CUSTOS_QUOTE_BODY_SIZE, out->sig_size);
+    return 0;
+}
+
+int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE],
+                        char *err, size_t err_size)
+{
+    uint8_t req[1 + 64], resp[CUSTOS_LAS_MAX_MSG];
+    size_t resp_size = 0, n = strlen(label);
+    if (n == 0 || n > 64) {
+        snprintf(err, err_size, "seal key label must be 1..64 bytes");
+        return -EINVAL;
+    }
+    req[0] = CUSTOS_LAS_OP_SEAL_KEY;
+    memcpy(req + 1, label, n);
+    int ret = las_call(socket_path, req, 1 + n, resp, &resp_size, err, err_size);
+    if (ret == 0 && resp_size != 1 + CUSTOS_SEAL_KEY_SIZE) {
+        snprintf(err, err_size, "LAS answered a seal key of unexpected size %zu", resp_size);
+        ret = -EPROTO;
+    }
+    if (ret == 0)
+        memcpy(out, resp + 1, CUSTOS_SEAL_KEY_SIZE);
+    custos_wipe(resp, sizeof(resp));
+    return ret;
+}
+
+int custos_las_info(const char *socket_path, json_t **out, char *err, size_t err_size)
+{
+    uint8_t req[1] = {CUSTOS_LAS_OP_INFO}, resp[CUSTOS_LAS_MAX_MSG];
+    size_t resp_size = 0;
+    int ret = las_call(socket_path, req, 1, resp, &resp_size, err, err_size);
+    if (ret < 0)
+        return ret;
+    return custos_json_parse((const char *)resp + 1, resp_size - 1, out, err, err_size);
+}
