@@ -554,7 +554,7 @@ static int parse_scalar(struct toml_parser *p, json_t **out)
 	size_t start = p->pos;
 	const char *tok = p->s + start, *d;
 	size_t n, m;
-	json_int_t v;
+	json_int_t v = 0;
 	int ret;
 
 	while (p->pos < p->len && is_token_char(p->s[p->pos]))
