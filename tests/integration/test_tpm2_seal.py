@@ -17,106 +17,11 @@ import time
 
 import pytest
 
+from harness import Swtpm
+
 BLOB = "machine-secret.tpm2"
 MAGIC = b"CTPM2v1\n"
 DIFFERENT_TPM = "was sealed by a different TPM (or the TPM was cleared)"
-
-_started = []  # every swtpm Popen this module started; all are killed, even on failure
-
-
-def _kill_all():
-    for p in _started:
-        if p.poll() is None:
-            p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-atexit.register(_kill_all)
-
-
-def _port_pair_free(port):
-    for p in (port, port + 1):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-def _connectable(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-class Swtpm:
-    def __init__(self, state_dir, log_dir):
-        self.state_dir = str(state_dir)
-        self.log_dir = str(log_dir)
-        os.makedirs(self.state_dir, exist_ok=True)
-        self.proc = None
-        self.port = None
-
-    @property
-    def tcti(self):
-        return f"swtpm:host=127.0.0.1,port={self.port}"
-
-    def start(self):
-        assert self.proc is None
-        last = ""
-        for _ in range(20):
-            port = random.randrange(20000, 60000, 2)
-            if not _port_pair_free(port):
-                continue
-            log = os.path.join(self.log_dir, f"swtpm-{port}.log")
-            with open(log, "wb") as logf:
-                proc = subprocess.Popen(
-                    ["swtpm", "socket", "--tpm2",
-                     "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                     "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                     "--tpmstate", f"dir={self.state_dir}",
-                     "--flags", "not-need-init,startup-clear"],
-                    stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
-            _started.append(proc)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and proc.poll() is None:
-                # only the control port is probed: it takes many connections, the server port one
-                if _connectable(port + 1):
-                    self.proc, self.port = proc, port
-                    return self
-                time.sleep(0.05)
-            _stop(proc)
-            with open(log, "rb") as f:
-                last = f.read().decode(errors="replace")
-        pytest.fail(f"could not start swtpm on a free port; last log:\n{last}")
-
-    def stop(self):
-        if self.proc is not None:
-            _stop(self.proc)
-            self.proc = None
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
 
 @pytest.fixture(scope="session")
 def tool():
@@ -131,23 +36,6 @@ def tool():
     return path
 
 
-@pytest.fixture
-def swtpms(tmp_path):
-    """Factory of running swtpm instances; all are stopped at the end of the test."""
-    made = []
-    logs = tmp_path / "logs"
-    logs.mkdir()
-
-    def make(name):
-        t = Swtpm(tmp_path / f"tpmstate-{name}", logs).start()
-        made.append(t)
-        return t
-
-    try:
-        yield make
-    finally:
-        for t in made:
-            t.stop()
 
 
 def run(tool, pdir, tcti, umask=None):

@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: Apache-2.0
+import pytest
+
+from harness import LasNode, Swtpm
+
+
+@pytest.fixture
+def swtpms(tmp_path):
+    """Factory of running swtpm instances; all are stopped at the end of the test."""
+    made = []
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def make(name):
+        t = Swtpm(tmp_path / f"tpmstate-{name}", logs).start()
+        made.append(t)
+        return t
+
+    try:
+        yield make
+    finally:
+        for t in made:
+            t.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    """Factory of simulated nodes' lasd processes; all are stopped at the end of the test."""
+    made = []
+
+    def make(name, **kw):
+        n = LasNode(tmp_path, name, **kw)
+        made.append(n)
+        return n
+
+    try:
+        yield make
+    finally:
+        for n in made:
+            n.stop()
