@@ -16,7 +16,8 @@ static size_t error_resp(uint8_t *resp, size_t cap, const char *msg)
     return 1 + n;
 }
 
-static size_t do_quote(const struct custos_platform *platform, pid_t pid, const uint8_t *data,
+static size_t do_quote(const struct custos_platform *platform, const struct las_caller *caller,
+                       const uint8_t *data,
                        size_t size, uint8_t *resp, size_t cap)
 {
     struct custos_quote q;
@@ -27,7 +28,7 @@ static size_t do_quote(const struct custos_platform *platform, pid_t pid, const 
                  CUSTOS_REPORT_DATA_SIZE, size);
         return error_resp(resp, cap, err);
     }
-    if (las_measure(pid, q.measurement, err, sizeof(err)) < 0)
+    if (las_measure(caller, q.measurement, err, sizeof(err)) < 0)
         return error_resp(resp, cap, err);
     memcpy(q.report_data, data, CUSTOS_REPORT_DATA_SIZE);
     if (custos_platform_sign_quote(platform, &q) < 0)
@@ -38,7 +39,8 @@ static size_t do_quote(const struct custos_platform *platform, pid_t pid, const 
     return 1 + CUSTOS_QUOTE_BODY_SIZE + q.sig_size;
 }
 
-static size_t do_seal_key(const struct custos_platform *platform, pid_t pid, const uint8_t *label,
+static size_t do_seal_key(const struct custos_platform *platform, const struct las_caller *caller,
+                          const uint8_t *label,
                           size_t size, uint8_t *resp, size_t cap)
 {
     uint8_t m[CUSTOS_MEASUREMENT_SIZE];
@@ -48,13 +50,13 @@ static size_t do_seal_key(const struct custos_platform *platform, pid_t pid, con
     for (size_t i = 0; i < size; i++)
         if (label[i] < 0x21 || label[i] > 0x7e)
             return error_resp(resp, cap, "seal key label must be printable ASCII without spaces");
-    if (las_measure(pid, m, err, sizeof(err)) < 0)
+    if (las_measure(caller, m, err, sizeof(err)) < 0)
         return error_resp(resp, cap, err);
     if (custos_platform_seal_key(platform, label, size, m, resp + 1) < 0)
         return error_resp(resp, cap, "key derivation failed");
     resp[0] = 0;
     LOG_MODULE_DEBUG(LAS_LOG, "seal key for label '%.*s' handed to pid %d", (int)size, (const char *)label,
-                     (int)pid);
+                     (int)caller->pid);
     return 1 + CUSTOS_SEAL_KEY_SIZE;
 }
 
@@ -66,16 +68,16 @@ static size_t do_info(const struct custos_platform *platform, uint8_t *resp, siz
     return 1 + (size_t)n;
 }
 
-size_t las_handle(const struct custos_platform *platform, pid_t pid, const uint8_t *req, size_t req_size,
-                  uint8_t *resp, size_t resp_cap)
+size_t las_handle(const struct custos_platform *platform, const struct las_caller *caller,
+                  const uint8_t *req, size_t req_size, uint8_t *resp, size_t resp_cap)
 {
     if (req_size < 1)
         return error_resp(resp, resp_cap, "empty request");
     switch (req[0]) {
     case CUSTOS_LAS_OP_QUOTE:
-        return do_quote(platform, pid, req + 1, req_size - 1, resp, resp_cap);
+        return do_quote(platform, caller, req + 1, req_size - 1, resp, resp_cap);
     case CUSTOS_LAS_OP_SEAL_KEY:
-        return do_seal_key(platform, pid, req + 1, req_size - 1, resp, resp_cap);
+        return do_seal_key(platform, caller, req + 1, req_size - 1, resp, resp_cap);
     case CUSTOS_LAS_OP_INFO:
         return do_info(platform, resp, resp_cap);
     }

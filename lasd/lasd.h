@@ -10,10 +10,18 @@
 
 #define LAS_LOG "las"
 
-/* SHA-256 of the executable that process pid runs, read through /proc/<pid>/exe. Re-checks after
- * hashing that pid is still the same process (start time), so a recycled pid is refused. Results are
- * cached by (device, inode, size, mtime, ctime) of the file. */
-int las_measure(pid_t pid, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err, size_t err_size);
+/* The sender of one request, as the kernel reported it with the message. */
+struct las_caller {
+    pid_t pid;
+    int pidfd; /* SCM_PIDFD of the sender (kernel >= 6.5), or -1 */
+};
+
+/* SHA-256 of the executable the caller runs, read through /proc/<pid>/exe. After hashing it checks
+ * that the caller is still alive (through its pidfd, or else by its unchanged start time), so the
+ * pid cannot have been recycled meanwhile. Results are cached by (device, inode, size, mtime,
+ * ctime) of the file. */
+int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err,
+                size_t err_size);
 
 struct las_server_config {
     const char *socket_path;
@@ -25,6 +33,6 @@ struct las_server_config {
 /* Serves until SIGTERM/SIGINT. */
 int las_serve(const struct las_server_config *cfg, const struct custos_platform *platform);
 
-/* Handles one request payload from process pid; writes the response payload (status byte first). */
-size_t las_handle(const struct custos_platform *platform, pid_t pid, const uint8_t *req, size_t req_size,
-                  uint8_t *resp, size_t resp_cap);
+/* Handles one request payload from caller; writes the response payload (status byte first). */
+size_t las_handle(const struct custos_platform *platform, const struct las_caller *caller,
+                  const uint8_t *req, size_t req_size, uint8_t *resp, size_t resp_cap);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -114,28 +115,36 @@ out:
     return ret;
 }
 
-int las_measure(pid_t pid, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err, size_t err_size)
+static bool still_alive(const struct las_caller *caller, unsigned long long t1)
+{
+    unsigned long long t2 = 0;
+    if (caller->pidfd >= 0)
+        return syscall(SYS_pidfd_send_signal, caller->pidfd, 0, NULL, 0) == 0;
+    return start_time(caller->pid, &t2) == 0 && t1 == t2;
+}
+
+int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err,
+                size_t err_size)
 {
     char path[64];
     struct stat st;
-    unsigned long long t1 = 0, t2 = 0;
+    unsigned long long t1 = 0;
     uint8_t m[CUSTOS_MEASUREMENT_SIZE];
-    int ret;
-    if ((ret = start_time(pid, &t1)) < 0) {
-        snprintf(err, err_size, "cannot read the state of caller pid %d", (int)pid);
+    int ret = 0, pid = (int)caller->pid;
+    if (caller->pidfd < 0 && (ret = start_time(caller->pid, &t1)) < 0) {
+        snprintf(err, err_size, "cannot read the state of caller pid %d", pid);
         return ret;
     }
-    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    snprintf(path, sizeof(path), "/proc/%d/exe", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         ret = -errno;
-        snprintf(err, err_size, "cannot open the executable of caller pid %d: %s", (int)pid,
-                 strerror(errno));
+        snprintf(err, err_size, "cannot open the executable of caller pid %d: %s", pid, strerror(errno));
         return ret;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        snprintf(err, err_size, "the executable of caller pid %d is not a regular file", (int)pid);
+        snprintf(err, err_size, "the executable of caller pid %d is not a regular file", pid);
         return -EINVAL;
     }
     if (!cache_get(&st, m)) {
@@ -145,11 +154,11 @@ int las_measure(pid_t pid, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err, size
     }
     close(fd);
     if (ret < 0) {
-        snprintf(err, err_size, "cannot read the executable of caller pid %d", (int)pid);
+        snprintf(err, err_size, "cannot read the executable of caller pid %d", pid);
         return ret;
     }
-    if (start_time(pid, &t2) < 0 || t1 != t2) {
-        snprintf(err, err_size, "caller pid %d exited or was replaced during measurement", (int)pid);
+    if (!still_alive(caller, t1)) {
+        snprintf(err, err_size, "caller pid %d exited or was replaced during measurement", pid);
         return -ESRCH;
     }
     memcpy(out, m, sizeof(m));

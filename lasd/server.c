@@ -20,9 +20,16 @@
 
 #include "lasd.h"
 
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76
+#endif
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04
+#endif
+
 struct conn {
     int fd;
-    pid_t pid;       /* sender of the bytes buffered so far, 0 when none */
+    struct las_caller caller; /* sender of the bytes buffered so far (pid 0 when none) */
     size_t got;      /* bytes buffered in buf */
     uint64_t deadline_ms;
     struct conn *next;
@@ -64,6 +71,8 @@ static void conn_close(struct worker *w, struct conn *c)
     }
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    if (c->caller.pidfd >= 0)
+        close(c->caller.pidfd);
     custos_wipe(c->buf, sizeof(c->buf));
     free(c);
     atomic_fetch_sub(&g_clients, 1);
@@ -102,7 +111,8 @@ static void accept_clients(struct worker *w)
             continue;
         }
         c->fd = fd;
-        c->pid = 0;
+        c->caller.pid = 0;
+        c->caller.pidfd = -1;
         c->got = 0;
         c->deadline_ms = now_ms() + g_cfg->request_timeout_ms;
         c->next = w->conns;
@@ -112,87 +122,126 @@ static void accept_clients(struct worker *w)
     }
 }
 
-/* Reads what is available; returns 1 when a whole frame is buffered, 0 when more is needed,
- * -1 when the connection is done. Requires one sender per frame. */
-static int conn_read(struct worker *w, struct conn *c)
+#define FRAME_INCOMPLETE (-2)
+#define FRAME_OVERSIZE (-1)
+
+/* Length of the first complete frame in c->buf, FRAME_INCOMPLETE or FRAME_OVERSIZE. */
+static long frame_ready(const struct conn *c)
 {
-    for (;;) {
-        size_t want = c->got < 4 ? 4 - c->got : 0;
-        if (c->got >= 4) {
-            size_t len = (size_t)c->buf[0] << 24 | (size_t)c->buf[1] << 16 | (size_t)c->buf[2] << 8 |
-                         c->buf[3];
-            if (len > CUSTOS_LAS_MAX_MSG) {
-                char msg[96];
-                snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the limit of %d", len,
-                         CUSTOS_LAS_MAX_MSG);
-                send_error_and_close(w, c, msg);
-                return -1;
-            }
-            want = 4 + len - c->got;
-            if (want == 0)
-                return 1;
-        }
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(struct ucred))];
-        } control;
-        struct iovec iov = {.iov_base = c->buf + c->got, .iov_len = want};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf)};
-        ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR)
+    if (c->got < 4)
+        return FRAME_INCOMPLETE;
+    size_t len = (size_t)c->buf[0] << 24 | (size_t)c->buf[1] << 16 | (size_t)c->buf[2] << 8 | c->buf[3];
+    if (len > CUSTOS_LAS_MAX_MSG)
+        return FRAME_OVERSIZE;
+    return c->got >= 4 + len ? (long)len : FRAME_INCOMPLETE;
+}
+
+/* Takes the sender's credentials (and pidfd) from one message. One request, one sender. */
+static int take_sender(struct conn *c, struct msghdr *msg)
+{
+    pid_t pid = 0;
+    int pidfd = -1;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET)
             continue;
-        if (n < 0 && errno == EAGAIN)
-            return 0;
-        if (n <= 0) {
+        int *fds = (int *)CMSG_DATA(cm);
+        size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        if (cm->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred cred;
+            memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
+            pid = cred.pid;
+        } else if (cm->cmsg_type == SCM_PIDFD && nfds == 1 && pidfd < 0) {
+            pidfd = fds[0];
+        } else if (cm->cmsg_type == SCM_RIGHTS || cm->cmsg_type == SCM_PIDFD) {
+            for (size_t k = 0; k < nfds; k++)
+                close(fds[k]);
+        }
+    }
+    if (pid <= 0 || (c->caller.pid && c->caller.pid != pid)) {
+        if (pidfd >= 0)
+            close(pidfd);
+        return -1;
+    }
+    if (c->caller.pid == 0) {
+        c->caller.pid = pid;
+        c->caller.pidfd = pidfd;
+    } else if (pidfd >= 0) {
+        close(pidfd);
+    }
+    return 0;
+}
+
+static void reset_sender(struct conn *c)
+{
+    if (c->caller.pidfd >= 0)
+        close(c->caller.pidfd);
+    c->caller.pid = 0;
+    c->caller.pidfd = -1;
+}
+
+/* Answers every complete frame in the buffer. Returns -1 when the connection was closed. */
+static int answer_frames(struct worker *w, struct conn *c)
+{
+    uint8_t resp[4 + CUSTOS_LAS_MAX_MSG];
+    long len;
+    while ((len = frame_ready(c)) >= 0) {
+        size_t n = las_handle(g_platform, &c->caller, c->buf + 4, (size_t)len, resp + 4,
+                              CUSTOS_LAS_MAX_MSG);
+        resp[0] = (uint8_t)(n >> 24);
+        resp[1] = (uint8_t)(n >> 16);
+        resp[2] = (uint8_t)(n >> 8);
+        resp[3] = (uint8_t)n;
+        /* Answers fit the socket buffer; a client that does not read them is dropped. */
+        ssize_t sent = send(c->fd, resp, 4 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        custos_wipe(resp, 4 + n);
+        size_t used = 4 + (size_t)len;
+        custos_wipe(c->buf, used);
+        memmove(c->buf, c->buf + used, c->got - used);
+        c->got -= used;
+        if (sent != (ssize_t)(4 + n)) {
             conn_close(w, c);
             return -1;
         }
-        pid_t sender = 0;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS) {
-                struct ucred cred;
-                memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
-                sender = cred.pid;
-            } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                int *fds = (int *)CMSG_DATA(cm);
-                for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
-                    close(fds[k]);
-            }
-        }
-        if (sender <= 0 || (c->pid && c->pid != sender)) {
-            send_error_and_close(w, c, "one request must come from one process");
-            return -1;
-        }
-        c->pid = sender;
-        c->got += (size_t)n;
+        c->deadline_ms = now_ms() + g_cfg->request_timeout_ms;
     }
+    if (len == FRAME_OVERSIZE) {
+        char msg[96];
+        size_t big = (size_t)c->buf[0] << 24 | (size_t)c->buf[1] << 16 | (size_t)c->buf[2] << 8 | c->buf[3];
+        snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the limit of %d", big, CUSTOS_LAS_MAX_MSG);
+        send_error_and_close(w, c, msg);
+        return -1;
+    }
+    if (c->got == 0)
+        reset_sender(c);
+    return 0;
 }
 
 static void conn_serve(struct worker *w, struct conn *c)
 {
-    uint8_t resp[CUSTOS_LAS_MAX_MSG];
     for (;;) {
-        int r = conn_read(w, c);
-        if (r <= 0)
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 4)];
+        } control;
+        struct iovec iov = {.iov_base = c->buf + c->got, .iov_len = sizeof(c->buf) - c->got};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
             return;
-        size_t len = c->got - 4;
-        size_t n = las_handle(g_platform, c->pid, c->buf + 4, len, resp, sizeof(resp));
-        int flags = fcntl(c->fd, F_GETFL);
-        struct timeval tv = {.tv_sec = 1};
-        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
-        int ret = custos_frame_write(c->fd, resp, n);
-        fcntl(c->fd, F_SETFL, flags);
-        custos_wipe(resp, n);
-        custos_wipe(c->buf, c->got);
-        if (ret < 0) {
+        if (n <= 0) {
             conn_close(w, c);
             return;
         }
-        c->got = 0;
-        c->pid = 0;
-        c->deadline_ms = now_ms() + g_cfg->request_timeout_ms;
+        if (take_sender(c, &msg) < 0) {
+            send_error_and_close(w, c, "one request must come from one process");
+            return;
+        }
+        c->got += (size_t)n;
+        if (answer_frames(w, c) < 0)
+            return;
     }
 }
 
@@ -262,6 +311,9 @@ static int listen_on(const char *path)
         return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+    /* Kernels >= 6.5 also hand over a pidfd of each sender; older ones fall back to start times. */
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) < 0)
+        LOG_MODULE_INFO(LAS_LOG, "kernel without SO_PASSPIDFD: callers are re-checked by start time");
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(path, 0666) < 0 ||
         listen(fd, 512) < 0) {
         int e = errno;

@@ -192,6 +192,13 @@ enum custos_las_op { CUSTOS_LAS_OP_QUOTE = 1, CUSTOS_LAS_OP_SEAL_KEY = 2, CUSTOS
 /* Client: asks the lasd at socket_path for a quote over report_data. */
 int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
                      struct custos_quote *out, char *err, size_t err_size);
+/* A client that keeps its connection to lasd open between requests (reconnects when needed).
+ * Not thread-safe: one per thread. Free with custos_las_client_free (accepts NULL). */
+struct custos_las_client;
+int custos_las_client_open(const char *socket_path, struct custos_las_client **out);
+int custos_las_client_quote(struct custos_las_client *c, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
+                            struct custos_quote *out, char *err, size_t err_size);
+void custos_las_client_free(struct custos_las_client *c);
 /* Client: asks for this process's seal key for label (<= 64 bytes). Caller wipes out. */
 int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE],
                         char *err, size_t err_size);

@@ -154,7 +154,14 @@ int custos_mkdirs(const char *path, unsigned mode)
             return -errno;
         *p = '/';
     }
-    if (mkdir(copy, mode) < 0 && errno != EEXIST)
-        return -errno;
+    if (mkdir(copy, mode) < 0) {
+        struct stat st;
+        if (errno != EEXIST)
+            return -errno;
+        if (stat(copy, &st) < 0)
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+    }
     return 0;
 }

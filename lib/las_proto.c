@@ -32,11 +32,18 @@ static int io_all(int fd, void *buf, size_t size, bool writing)
 
 int custos_frame_write(int fd, const void *data, size_t size)
 {
+    uint8_t frame[4 + CUSTOS_LAS_MAX_MSG];
     if (size > CUSTOS_LAS_MAX_MSG)
         return -EMSGSIZE;
-    uint8_t hdr[4] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8), (uint8_t)size};
-    int ret = io_all(fd, hdr, sizeof(hdr), true);
-    return ret < 0 ? ret : io_all(fd, (void *)data, size, true);
+    frame[0] = (uint8_t)(size >> 24);
+    frame[1] = (uint8_t)(size >> 16);
+    frame[2] = (uint8_t)(size >> 8);
+    frame[3] = (uint8_t)size;
+    memcpy(frame + 4, data, size);
+    /* One send per frame: the peer wakes up once and reads the whole request. */
+    int ret = io_all(fd, frame, 4 + size, true);
+    custos_wipe(frame, 4 + size);
+    return ret;
 }
 
 int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size)
@@ -52,14 +59,10 @@ int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size)
     return io_all(fd, buf, n, false);
 }
 
-static int las_call(const char *socket_path, const uint8_t *req, size_t req_size, uint8_t *resp,
-                    size_t *resp_size, char *err, size_t err_size)
+static int las_connect(const char *socket_path, char *err, size_t err_size)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     struct timeval tv = {.tv_sec = 10};
-    int ret;
-    if (!socket_path)
-        socket_path = CUSTOS_LAS_DEFAULT_SOCKET;
     if (strlen(socket_path) >= sizeof(addr.sun_path)) {
         snprintf(err, err_size, "LAS socket path too long: %s", socket_path);
         return -ENAMETOOLONG;
@@ -71,40 +74,95 @@ static int las_call(const char *socket_path, const uint8_t *req, size_t req_size
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        ret = -errno;
+        int e = errno;
         snprintf(err, err_size, "cannot connect to LAS at %s: %s (is lasd running? set --las or SCONE_LAS_ADDR)",
-                 socket_path, strerror(errno));
-        goto out;
+                 socket_path, strerror(e));
+        close(fd);
+        return -e;
     }
+    return fd;
+}
+
+static int las_exchange(int fd, const char *socket_path, const uint8_t *req, size_t req_size,
+                        uint8_t *resp, size_t *resp_size, char *err, size_t err_size)
+{
+    int ret;
     if ((ret = custos_frame_write(fd, req, req_size)) < 0 ||
         (ret = custos_frame_read(fd, resp, CUSTOS_LAS_MAX_MSG, resp_size)) < 0) {
         snprintf(err, err_size, "LAS at %s: %s", socket_path, strerror(-ret));
-        goto out;
+        return ret;
     }
     if (*resp_size < 1 || resp[0] != 0) {
         int n = *resp_size > 1 ? (int)(*resp_size - 1) : 0;
         if (n > 300)
             n = 300;
         snprintf(err, err_size, "LAS refused: %.*s", n, (const char *)resp + 1);
-        ret = -EPROTO;
-        goto out;
+        return -EPROTO;
     }
-    ret = 0;
-out:
-    close(fd);
+    return 0;
+}
+
+struct custos_las_client {
+    char *path;
+    int fd;
+};
+
+int custos_las_client_open(const char *socket_path, struct custos_las_client **out)
+{
+    struct custos_las_client *c = calloc(1, sizeof(*c));
+    if (!c || !(c->path = strdup(socket_path ? socket_path : CUSTOS_LAS_DEFAULT_SOCKET))) {
+        free(c);
+        return -ENOMEM;
+    }
+    c->fd = -1;
+    *out = c;
+    return 0;
+}
+
+void custos_las_client_free(struct custos_las_client *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->path);
+    free(c);
+}
+
+/* One request on the client's connection; reconnects once when a kept connection was closed. */
+static int client_call(struct custos_las_client *c, const uint8_t *req, size_t req_size, uint8_t *resp,
+                       size_t *resp_size, char *err, size_t err_size)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool fresh = c->fd < 0;
+        if (fresh && (c->fd = las_connect(c->path, err, err_size)) < 0)
+            return c->fd;
+        int ret = las_exchange(c->fd, c->path, req, req_size, resp, resp_size, err, err_size);
+        if (ret == 0 || ret == -EPROTO)
+            return ret;
+        close(c->fd);
+        c->fd = -1;
+        if (fresh)
+            return ret;
+    }
+    return -EIO;
+}
+
+static int las_call(const char *socket_path, const uint8_t *req, size_t req_size, uint8_t *resp,
+                    size_t *resp_size, char *err, size_t err_size)
+{
+    struct custos_las_client *c = NULL;
+    int ret = custos_las_client_open(socket_path, &c);
+    if (ret == 0)
+        ret = client_call(c, req, req_size, resp, resp_size, err, err_size);
+    custos_las_client_free(c);
     return ret;
 }
 
-int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
-                     struct custos_quote *out, char *err, size_t err_size)
+static int quote_from_resp(const uint8_t *resp, size_t resp_size, struct custos_quote *out, char *err,
+                           size_t err_size)
 {
-    uint8_t req[1 + CUSTOS_REPORT_DATA_SIZE], resp[CUSTOS_LAS_MAX_MSG];
-    size_t resp_size = 0;
-    req[0] = CUSTOS_LAS_OP_QUOTE;
-    memcpy(req + 1, report_data, CUSTOS_REPORT_DATA_SIZE);
-    int ret = las_call(socket_path, req, sizeof(req), resp, &resp_size, err, err_size);
-    if (ret < 0)
-        return ret;
+    int ret;
     if (resp_size < 1 + CUSTOS_QUOTE_BODY_SIZE + 8 ||
         resp_size > 1 + CUSTOS_QUOTE_BODY_SIZE + sizeof(out->sig)) {
         snprintf(err, err_size, "LAS answered a quote of unexpected size %zu", resp_size);
@@ -115,6 +173,28 @@ int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_R
     out->sig_size = resp_size - 1 - CUSTOS_QUOTE_BODY_SIZE;
     memcpy(out->sig, resp + 1 + CUSTOS_QUOTE_BODY_SIZE, out->sig_size);
     return 0;
+}
+
+int custos_las_client_quote(struct custos_las_client *c, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
+                            struct custos_quote *out, char *err, size_t err_size)
+{
+    uint8_t req[1 + CUSTOS_REPORT_DATA_SIZE], resp[CUSTOS_LAS_MAX_MSG];
+    size_t resp_size = 0;
+    req[0] = CUSTOS_LAS_OP_QUOTE;
+    memcpy(req + 1, report_data, CUSTOS_REPORT_DATA_SIZE);
+    int ret = client_call(c, req, sizeof(req), resp, &resp_size, err, err_size);
+    return ret < 0 ? ret : quote_from_resp(resp, resp_size, out, err, err_size);
+}
+
+int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
+                     struct custos_quote *out, char *err, size_t err_size)
+{
+    struct custos_las_client *c = NULL;
+    int ret = custos_las_client_open(socket_path, &c);
+    if (ret == 0)
+        ret = custos_las_client_quote(c, report_data, out, err, err_size);
+    custos_las_client_free(c);
+    return ret;
 }
 
 int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE],
