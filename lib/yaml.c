@@ -71,6 +71,17 @@ static int parse_collection(struct yctx *c, bool mapping, int depth, json_t **ou
                 yaml_event_delete(&ev);
                 goto fail;
             }
+            /* Keys get the same checks as scalar values. */
+            const char *bad = ev.data.scalar.anchor ? "anchors (&name) are not accepted"
+                              : ev.data.scalar.tag  ? "tags (!tag) are not accepted"
+                              : strlen((const char *)ev.data.scalar.value) != ev.data.scalar.length
+                                  ? "NUL character in scalar"
+                                  : NULL;
+            if (bad) {
+                ret = fail(c, &ev.start_mark, bad);
+                yaml_event_delete(&ev);
+                goto fail;
+            }
             char *key = strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
             yaml_mark_t mark = ev.start_mark;
             yaml_event_delete(&ev);
