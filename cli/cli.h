@@ -3,6 +3,7 @@
 #pragma once
 
 #include "custos.h"
+#include "toml.h"
 
 struct cli_command {
     const char *name;
@@ -17,3 +18,68 @@ int cli_dispatch(const char *prog, const struct cli_command *cmds, size_t count,
 int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_size);
 
 int cmd_las(int argc, char **argv);
+
+/* ---- configuration (config.c) ---- */
+struct cli_identity {
+    EVP_PKEY *key;
+    char *key_pem;  /* secret: wiped by cli_identity_free */
+    char *cert_pem;
+    char key_hash[65];
+    bool changed;   /* created or imported now: the configuration must be saved */
+};
+/* --cli-config, else CAS_CLI_CONFIG, else SCONE_CLI_CONFIG, else ~/.cas/config.json. */
+const char *cli_config_path(const char *override, char *buf, size_t size);
+/* A missing file gives an empty configuration. */
+int cli_config_load(const char *path, json_t **out, char *err, size_t err_size);
+int cli_config_save(const char *path, json_t *cfg, char *err, size_t err_size);
+/* The identity from the configuration, imported from import_file (PKCS#8 PEM), or created. */
+int cli_identity(json_t *cfg, const char *import_file, struct cli_identity *out, char *err, size_t err_size);
+void cli_identity_free(struct cli_identity *id);
+
+/* ---- HTTPS client (https.c) ---- */
+struct cli_response {
+    long status;
+    json_t *body;          /* parsed JSON answer, or NULL */
+    char peer_key_hash[65]; /* key hash of the server's certificate */
+};
+/* Normalizes host, host:port or URL into "https://host:port" (default port 8081). */
+int cli_normalize_address(const char *addr, char *url, size_t url_size, char *host, size_t host_size);
+/* One request. pin: expected server key hash (hex) or NULL to accept any server key (its hash is
+ * returned in resp->peer_key_hash). id: client identity or NULL. body: JSON text or NULL. */
+int cli_https(const char *url, const char *method, const char *path, const char *body, const char *pin,
+              const struct cli_identity *id, struct cli_response *resp, char *err, size_t err_size);
+void cli_response_free(struct cli_response *resp);
+/* The message of an error answer {"error":{"message":...}}, or a generic text. */
+const char *cli_error_message(const struct cli_response *resp);
+
+int cmd_provision(int argc, char **argv);
+int cmd_attest(int argc, char **argv);
+int cmd_owner(int argc, char **argv);
+
+/* ---- attestation of a CAS (attest.c) ---- */
+struct cli_trust {
+    struct custos_strlist platforms;    /* --platform ID */
+    struct custos_strlist measurements; /* --measurement HEX */
+    bool trust_any, debug, ignore_signer;
+    bool tolerate_g, tolerate_c, tolerate_s; /* -G -C -S: SGX advisories, no effect on sim/tpm2 */
+};
+/* Attests the CAS at url. expected_key_hash (hex) pins its TLS key, or NULL to learn it. On success
+ * returns the evidence (caller json_decref's), its certificate (caller frees) and key hash. */
+int cli_attest_cas(const char *url, const char *expected_key_hash, const struct cli_trust *trust,
+                   json_t **evidence, char **cert_pem, char key_hash[65], char *err, size_t err_size);
+/* The CAS named (or addressed) by which, else the default one, from the configuration. */
+int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err,
+                 size_t err_size);
+
+/* ---- owner commands (cmd_owner.c) ---- */
+struct cli_context {
+    char path_buf[4096];
+    const char *path;
+    json_t *cfg;
+    const char *url, *key_hash;
+    struct cli_identity id;
+};
+int cli_owner_context(const char *prog, const char *cli_config, const char *cas, struct cli_context *ctx);
+void cli_context_free(struct cli_context *ctx);
+int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method, const char *path,
+                   const char *body, struct cli_response *resp);

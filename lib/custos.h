@@ -80,6 +80,22 @@ void custos_p256_free(custos_p256 *key);
 int custos_x25519_keypair(uint8_t priv[32], uint8_t pub[32]);
 int custos_x25519(const uint8_t priv[32], const uint8_t peer_pub[32], uint8_t shared[32]);
 
+/* ---- TLS identities (x509.c) ---------------------------------------------------------------- */
+typedef struct evp_pkey_st EVP_PKEY;
+/* A new EC P-256 key. Caller frees with EVP_PKEY_free. */
+int custos_key_generate(EVP_PKEY **out);
+/* PKCS#8 PEM of a private key; caller wipes and frees. */
+int custos_key_to_pem(EVP_PKEY *key, char **out);
+/* Reads a PEM private key; only RSA >= 2048, EC P-256/P-384 and Ed25519 are accepted. */
+int custos_key_from_pem(const char *pem, size_t size, EVP_PKEY **out, char *err, size_t err_size);
+/* Key hash: SHA-256 of the DER SubjectPublicKeyInfo. */
+int custos_key_hash(EVP_PKEY *key, uint8_t out[CUSTOS_SHA256_SIZE]);
+int custos_cert_key_hash(const uint8_t *der, size_t size, uint8_t out[CUSTOS_SHA256_SIZE]);
+int custos_cert_pem_key_hash(const char *pem, uint8_t out[CUSTOS_SHA256_SIZE]);
+/* Self-signed X.509 certificate (10 years) with CN and DNS/IP subject alternative names; caller frees. */
+int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *const *alt_names,
+                            size_t alt_count, char **out_pem);
+
 /* ---- files (file.c) ------------------------------------------------------------------------- */
 /* Test hook: called between the steps of custos_write_file_atomic (1: temp written, 2: temp
  * fsynced, 3: renamed, 4: dir fsynced). */

@@ -98,7 +98,8 @@ int custos_read_file(const char *path, size_t max_size, uint8_t **out, size_t *o
     int ret;
     struct stat st;
     uint8_t *buf = NULL;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO without a writer must not hang; it is refused below. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return -errno;
     if (fstat(fd, &st) < 0) {

@@ -160,6 +160,20 @@ int custos_options_parse(const char *prog, const char *summary, struct custos_op
             for (size_t k = 0; k < count; k++)
                 if (opts[k].short_flag == a[1])
                     o = &opts[k];
+        } else if (!only_positional && a[0] == '-' && a[1] && a[1] != '-') {
+            /* Grouped short boolean flags, e.g. -GCS. */
+            for (const char *f = a + 1; *f; f++) {
+                o = NULL;
+                for (size_t k = 0; k < count; k++)
+                    if (opts[k].short_flag == *f && opts[k].type == CUSTOS_OPT_BOOL)
+                        o = &opts[k];
+                if (!o) {
+                    fprintf(stderr, "%s: unknown flag '-%c' in '%s' (see --help)\n", prog, *f, a);
+                    return -EINVAL;
+                }
+                *(bool *)o->out = true;
+            }
+            continue;
         } else {
             if (!positional) {
                 fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, a);

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* casd's API: routing, attestation, provisioning and the owner's settings. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "casd.h"
+#include "toml.h"
+
+#define NONCE_MAX 32
+
+typedef void (*handler_fn)(struct cas_state *st, struct http_request *req, struct http_response *r);
+
+/* ---- GET /v1/attestation?nonce=HEX ---------------------------------------------------------- */
+
+/* Report data: key hash of the TLS key (32 bytes) || SHA-256("custos-attestation-v1" || nonce). */
+void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
+                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE])
+{
+    uint8_t buf[21 + NONCE_MAX];
+    memcpy(out, key_hash, 32);
+    memcpy(buf, "custos-attestation-v1", 21);
+    memcpy(buf + 21, nonce, nonce_size);
+    custos_sha256(buf, 21 + nonce_size, out + 32);
+}
+
+static void get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    const char *hex = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "nonce");
+    uint8_t nonce[NONCE_MAX], kh[32], rd[CUSTOS_REPORT_DATA_SIZE];
+    size_t len = hex ? strlen(hex) : 0;
+    if (!hex || len < 16 || len > 2 * NONCE_MAX || len % 2 || custos_hex_decode(hex, nonce, len / 2) < 0) {
+        http_error(r, 400, "invalid_nonce", "query parameter 'nonce' must be 16 to 64 hex digits");
+        return;
+    }
+    custos_hex_decode(st->key_hash, kh, sizeof(kh));
+    cas_attestation_report_data(kh, nonce, len / 2, rd);
+    struct custos_quote q;
+    char err[512];
+    if (custos_las_quote(st->las, rd, &q, err, sizeof(err)) < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "attestation: %s", err);
+        http_error(r, 503, "las_unavailable", "cannot get a quote from this node's LAS: %s", err);
+        return;
+    }
+    char m[65];
+    custos_hex_encode(st->measurement, sizeof(st->measurement), m, false);
+    r->body = json_pack("{s:o, s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "quote", custos_quote_to_json(&q),
+                        "key_hash", st->key_hash, "certificate", st->tls_cert_pem, "platform_id",
+                        st->platform_id, "platform_kind", st->platform_kind, "tcb", (int)st->tcb,
+                        "measurement", m, "provisioned", st->provisioned);
+}
+
+/* ---- POST /v1/provision --------------------------------------------------------------------- */
+
+/* Checks the owner configuration; fills ignored with the tables this platform does not use. */
+static int check_owner_config(json_t *cfg, json_t *ignored, char *err, size_t err_size)
+{
+    json_t *api = json_object_get(cfg, "api_identity");
+    if (!json_is_object(api)) {
+        snprintf(err, err_size, "owner configuration needs an [api_identity] table");
+        return -EINVAL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(api, key, v) {
+        if (strcmp(key, "common_name") && strcmp(key, "alt_names")) {
+            snprintf(err, err_size, "[api_identity]: unknown key '%.64s' (expected common_name, alt_names)",
+                     key);
+            return -EINVAL;
+        }
+    }
+    json_t *cn = json_object_get(api, "common_name");
+    if (!json_is_string(cn) || json_string_length(cn) == 0 || json_string_length(cn) > 64) {
+        snprintf(err, err_size, "[api_identity] common_name must be a string of 1 to 64 characters");
+        return -EINVAL;
+    }
+    json_t *alts = json_object_get(api, "alt_names");
+    if (alts && (!json_is_array(alts) || json_array_size(alts) > 64)) {
+        snprintf(err, err_size, "[api_identity] alt_names must be an array of at most 64 names");
+        return -EINVAL;
+    }
+    size_t i;
+    json_array_foreach(alts, i, v) {
+        const char *s = json_string_value(v);
+        if (!s || !*s || strlen(s) > 253 || strpbrk(s, ", \t\r\n")) {
+            snprintf(err, err_size, "[api_identity] alt_names[%zu] is not a host name or address", i);
+            return -EINVAL;
+        }
+    }
+    json_object_foreach(cfg, key, v) {
+        if (strcmp(key, "api_identity") != 0)
+            json_array_append_new(ignored, json_string(key));
+    }
+    return 0;
+}
+
+static void post_provision(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    json_t *body = http_json_body(req, r), *cfg = NULL, *ignored = json_array(), *owner = NULL;
+    const char *token = NULL, *toml = NULL;
+    json_error_t e;
+    char err[512];
+    char *text = NULL;
+    if (!body)
+        goto out;
+    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:s, s:s}", "token", &token, "owner_config", &toml) < 0) {
+        http_error(r, 400, "invalid_request", "provision request: %s (expected fields token, owner_config)",
+                   e.text);
+        goto out;
+    }
+    if (!req->has_caller) {
+        http_error(r, 401, "no_client_certificate",
+                   "provisioning needs a TLS client certificate: its key becomes the owner identity");
+        goto out;
+    }
+    if (custos_toml_parse(toml, strlen(toml), &cfg, err, sizeof(err)) < 0) {
+        http_error(r, 400, "invalid_owner_config", "owner configuration: %s", err);
+        goto out;
+    }
+    if (check_owner_config(cfg, ignored, err, sizeof(err)) < 0) {
+        http_error(r, 400, "invalid_owner_config", "%s", err);
+        goto out;
+    }
+    pthread_mutex_lock(&st->lock);
+    /* One answer for "wrong token" and "already provisioned": the token is single-use. */
+    bool ok = !st->provisioned && strlen(token) == 64 && custos_ct_equal(token, st->token, 64);
+    if (!ok) {
+        pthread_mutex_unlock(&st->lock);
+        LOG_MODULE_WARN(CAS_LOG, "provisioning refused for identity %s", req->caller);
+        http_error(r, 403, "provisioning_refused",
+                   "provisioning refused: the token is not valid (it is single-use)");
+        goto out;
+    }
+    owner = json_pack("{s:s, s:O, s:O, s:I}", "key_hash", req->caller, "config", cfg, "ignored_sections",
+                      ignored, "provisioned_at", (json_int_t)time(NULL));
+    text = owner ? json_dumps(owner, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    struct cas_db_op ops[] = {{REC_OWNER, text, text ? strlen(text) : 0}, {REC_TOKEN, NULL, 0}};
+    int ret = text ? cas_db_write(st->db, ops, 2) : -ENOMEM;
+    if (ret < 0) {
+        pthread_mutex_unlock(&st->lock);
+        LOG_MODULE_ERROR(CAS_LOG, "cannot store the owner: %s", strerror(-ret));
+        http_error(r, 500, "storage", "cannot store the owner: %s", strerror(-ret));
+        goto out;
+    }
+    st->provisioned = true;
+    strcpy(st->owner_hash, req->caller);
+    custos_wipe(st->token, sizeof(st->token));
+    pthread_mutex_unlock(&st->lock);
+    atomic_store(&st->cert_changed, true);
+    LOG_MODULE_INFO(CAS_LOG, "CAS provisioned; owner identity %s", req->caller);
+    r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->key_hash,
+                        "ignored_sections", ignored);
+out:
+    free(text);
+    json_decref(owner);
+    json_decref(cfg);
+    json_decref(ignored);
+    json_decref(body);
+}
+
+/* ---- owner-only endpoints ------------------------------------------------------------------- */
+
+bool cas_require_owner(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    pthread_mutex_lock(&st->lock);
+    bool provisioned = st->provisioned;
+    bool owner = provisioned && req->has_caller && custos_ct_equal(req->caller, st->owner_hash, 64);
+    pthread_mutex_unlock(&st->lock);
+    if (!provisioned)
+        http_error(r, 409, "not_provisioned", "this CAS has no owner yet; provision it first");
+    else if (!req->has_caller)
+        http_error(r, 401, "no_client_certificate", "this request needs the owner's client certificate");
+    else if (!owner)
+        http_error(r, 403, "forbidden", "only the CAS owner may do this; your identity is %s", req->caller);
+    return owner;
+}
+
+static void get_owner(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    if (!cas_require_owner(st, req, r))
+        return;
+    uint8_t *raw = NULL;
+    size_t size = 0;
+    json_t *owner = NULL;
+    char err[128];
+    if (cas_db_get(st->db, REC_OWNER, &raw, &size) < 0 ||
+        custos_json_parse((const char *)raw, size, &owner, err, sizeof(err)) < 0) {
+        http_error(r, 500, "storage", "cannot read the owner record");
+    } else {
+        json_object_set_new(owner, "cas_key_hash", json_string(st->key_hash));
+        r->body = json_incref(owner);
+    }
+    if (raw)
+        cas_db_value_free(raw, size);
+    json_decref(owner);
+}
+
+static void get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    (void)req;
+    r->body = json_pack("{s:s, s:b}", "status", "ok", "provisioned", st->provisioned);
+}
+
+/* ---- routing -------------------------------------------------------------------------------- */
+
+struct route {
+    const char *method;
+    const char *path;
+    handler_fn fn;
+};
+
+static const struct route g_routes[] = {
+    {"GET", "/healthz", get_healthz},
+    {"GET", "/v1/attestation", get_attestation},
+    {"POST", "/v1/provision", post_provision},
+    {"GET", "/v1/owner", get_owner},
+};
+
+void cas_route(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof(g_routes) / sizeof(g_routes[0]); i++) {
+        if (strcmp(g_routes[i].path, req->url) != 0)
+            continue;
+        path_known = true;
+        if (strcmp(g_routes[i].method, req->method) == 0) {
+            g_routes[i].fn(st, req, r);
+            return;
+        }
+    }
+    if (path_known)
+        http_error(r, 405, "method_not_allowed", "%s is not allowed on %s", req->method, req->url);
+    else
+        http_error(r, 404, "not_found", "no such endpoint: %.200s", req->url);
+}

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* casd's HTTPS server (libmicrohttpd with GnuTLS): bounded bodies, connections and time; clients
+ * are identified by the key hash of their TLS client certificate; every answer is JSON. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/gnutls.h>
+
+#include "casd.h"
+
+struct conn_ctx {
+    char *body;
+    size_t size;
+    bool too_large;
+};
+
+void http_error(struct http_response *r, unsigned status, const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_decref(r->body);
+    r->status = status;
+    r->body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+}
+
+json_t *http_json_body(const struct http_request *req, struct http_response *r)
+{
+    char err[256];
+    json_t *j = NULL;
+    if (req->body_size == 0) {
+        http_error(r, 400, "invalid_request", "request body is empty; expected a JSON object");
+        return NULL;
+    }
+    if (custos_json_parse(req->body, req->body_size, &j, err, sizeof(err)) < 0) {
+        http_error(r, 400, "invalid_json", "%s", err);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_error(r, 400, "invalid_request", "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static void caller_identity(struct http_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session)
+        return;
+    unsigned int n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &n);
+    uint8_t hash[32];
+    if (!certs || n == 0 || custos_cert_key_hash(certs[0].data, certs[0].size, hash) < 0)
+        return;
+    custos_hex_encode(hash, sizeof(hash), req->caller, false);
+    req->has_caller = true;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, struct http_response *r)
+{
+    char *text = r->body ? json_dumps(r->body, JSON_COMPACT) : strdup("{}");
+    json_decref(r->body);
+    r->body = NULL;
+    if (!text)
+        return MHD_NO;
+    size_t n = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct cas_state *st = cls;
+    struct conn_ctx *ctx = *con_cls;
+    (void)version;
+    if (!ctx) {
+        ctx = calloc(1, sizeof(*ctx));
+        if (!ctx)
+            return MHD_NO;
+        *con_cls = ctx;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (ctx->too_large || ctx->size + n > CAS_MAX_BODY) {
+            ctx->too_large = true;
+            return MHD_YES;
+        }
+        char *nb = realloc(ctx->body, ctx->size + n + 1);
+        if (!nb)
+            return MHD_NO;
+        ctx->body = nb;
+        memcpy(ctx->body + ctx->size, upload_data, n);
+        ctx->size += n;
+        ctx->body[ctx->size] = '\0';
+        return MHD_YES;
+    }
+    struct http_response r = {.status = 200};
+    if (ctx->too_large) {
+        http_error(&r, 413, "body_too_large", "request body exceeds %u bytes", CAS_MAX_BODY);
+        return send_json(conn, &r);
+    }
+    struct http_request req = {.method = method, .url = url, .conn = conn, .body = ctx->body,
+                               .body_size = ctx->size};
+    caller_identity(&req);
+    cas_route(st, &req, &r);
+    if (!r.body)
+        http_error(&r, 500, "internal", "no answer");
+    return send_json(conn, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct conn_ctx *ctx = *con_cls;
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (!ctx)
+        return;
+    if (ctx->body) {
+        custos_wipe(ctx->body, ctx->size);
+        free(ctx->body);
+    }
+    free(ctx);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    LOG_MODULE_DEBUG(CAS_LOG, "http: %s", msg);
+}
+
+/* "host:port" (IPv4) into a socket address. */
+static int parse_listen(const char *listen, struct sockaddr_in *sa)
+{
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!*(colon + 1) || *end || port < 1 || port > 65535)
+        return -EINVAL;
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_size)
+{
+    struct sockaddr_in sa;
+    if (parse_listen(st->listen, &sa) < 0) {
+        snprintf(err, err_size, "--listen '%s' is not IPv4-ADDRESS:PORT", st->listen);
+        return NULL;
+    }
+    /* The trust list only makes the server ask for a client certificate; any certificate is
+     * accepted (the TLS handshake proves its key) and identified by its key hash. */
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        &on_request, st, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY,
+        st->tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT, st->tls_cert_pem, MHD_OPTION_HTTPS_MEM_TRUST,
+        st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
+        st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        &on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_END);
+    if (!d)
+        snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
+    return d;
+}

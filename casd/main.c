@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* casd: the Configuration and Attestation Service. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "casd.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static int serve(struct cas_state *st)
+{
+    char err[256];
+    struct MHD_Daemon *d = cas_http_start(st, err, sizeof(err));
+    if (!d) {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+        return -EADDRNOTAVAIL;
+    }
+    LOG_MODULE_INFO(CAS_LOG, "CAS listening on https://%s/", st->listen);
+    while (!g_stop) {
+        usleep(50000);
+        if (!atomic_exchange(&st->cert_changed, false))
+            continue;
+        /* The owner's names go into the certificate: same key, new certificate, new listener. */
+        if (cas_make_certificate(st) < 0)
+            continue;
+        usleep(100000); /* let the provisioning answer leave */
+        MHD_stop_daemon(d);
+        d = cas_http_start(st, err, sizeof(err));
+        if (!d) {
+            LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+            return -EADDRNOTAVAIL;
+        }
+        LOG_MODULE_INFO(CAS_LOG, "TLS certificate renewed with the owner's names");
+    }
+    MHD_stop_daemon(d);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct cas_state st; /* locked in memory: it holds the database key */
+    const char *log_spec = NULL;
+    long long threads = 0, max_conn = 0, timeout_s = 0;
+    bool backup = false;
+    struct custos_option opts[] = {
+        {"db", 0, "CAS_DB", CUSTOS_OPT_STRING, "/var/lib/custos/cas/db", 0, 0, "DIR",
+         "database directory (its key-store is DIR.key-store)", &st.db_dir},
+        {"las", 0, "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH",
+         "this node's lasd socket", &st.las},
+        {"listen", 0, "CAS_LISTEN", CUSTOS_OPT_STRING, "0.0.0.0:8081", 0, 0, "ADDR:PORT",
+         "HTTPS API address", &st.listen},
+        {"node-name", 0, "NODE_NAME", CUSTOS_OPT_STRING, "localhost", 0, 0, "NAME",
+         "this node's name (recorded in the key-store)", &st.node_name},
+        {"threads", 0, NULL, CUSTOS_OPT_INT, "2", 1, 64, "N", "HTTPS worker threads", &threads},
+        {"max-connections", 0, NULL, CUSTOS_OPT_INT, "256", 1, 65536, "N", "concurrent connections",
+         &max_conn},
+        {"timeout", 0, NULL, CUSTOS_OPT_INT, "30", 1, 3600, "SECONDS",
+         "an idle connection is closed after this long", &timeout_s},
+        {"backup", 0, NULL, CUSTOS_OPT_BOOL, "false", 0, 0, NULL,
+         "run as an ephemeral backup CAS that registers this node (not available yet)", &backup},
+        {"log", 0, "CUSTOS_LOG", CUSTOS_OPT_STRING, "info", 0, 0, "SPEC", "log levels, e.g. info,cas=debug",
+         &log_spec},
+    };
+    int ret = custos_options_parse("casd", "Custos Configuration and Attestation Service.", opts,
+                                   sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
+    if (ret != 0)
+        return ret > 0 ? 0 : 2;
+    if (custos_log_configure(log_spec) < 0) {
+        fprintf(stderr, "casd: invalid log spec '%s'\n", log_spec);
+        return 2;
+    }
+    if (backup) {
+        LOG_MODULE_ERROR(CAS_LOG, "--backup is not implemented yet");
+        return 2;
+    }
+    st.threads = (unsigned)threads;
+    st.max_connections = (unsigned)max_conn;
+    st.timeout_s = (unsigned)timeout_s;
+    pthread_mutex_init(&st.lock, NULL);
+    custos_harden_process();
+    mlock(&st, sizeof(st));
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ret = cas_open_database(&st);
+    if (ret == 0)
+        ret = cas_load_identity(&st);
+    if (ret == 0)
+        ret = cas_load_ownership(&st);
+    if (ret == 0)
+        ret = cas_make_certificate(&st);
+    if (ret < 0) {
+        cas_state_wipe(&st);
+        return 1;
+    }
+    LOG_MODULE_INFO(CAS_LOG, "CAS key hash: %s", st.key_hash);
+    if (st.provisioned)
+        LOG_MODULE_INFO(CAS_LOG, "CAS is provisioned; owner identity %s", st.owner_hash);
+    else
+        /* The one secret ever logged: single-use, and only while nobody owns this CAS. */
+        LOG_MODULE_INFO(CAS_LOG, "CAS provisioning token: %s", st.token);
+    ret = serve(&st);
+    cas_state_wipe(&st);
+    LOG_MODULE_INFO(CAS_LOG, "CAS stopped");
+    return ret < 0 ? 1 : 0;
+}

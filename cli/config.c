@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The CLI configuration file: the caller's identity (key and certificate) and the known CAS
+ * instances. JSON, 0600, written crash-safely; a group/world-readable file holding a private key is
+ * refused. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+
+#include "cli.h"
+
+#define CONFIG_MAX (4u << 20)
+
+const char *cli_config_path(const char *override, char *buf, size_t size)
+{
+    if (override && *override)
+        return override;
+    const char *env = getenv("CAS_CLI_CONFIG");
+    if (!env || !*env)
+        env = getenv("SCONE_CLI_CONFIG");
+    if (env && *env)
+        return env;
+    const char *home = getenv("HOME");
+    snprintf(buf, size, "%s/.cas/config.json", home && *home ? home : ".");
+    return buf;
+}
+
+int cli_config_load(const char *path, json_t **out, char *err, size_t err_size)
+{
+    uint8_t *text = NULL;
+    size_t size = 0;
+    struct stat st;
+    int ret = custos_read_file(path, CONFIG_MAX, &text, &size);
+    if (ret == -ENOENT) {
+        *out = json_pack("{s:i, s:{}}", "version", 1, "cas");
+        return *out ? 0 : -ENOMEM;
+    }
+    if (ret < 0) {
+        snprintf(err, err_size, "cannot read CLI configuration %s: %s", path,
+                 ret == -ELOOP ? "it is a symlink" : strerror(-ret));
+        return ret;
+    }
+    json_t *j = NULL;
+    char perr[256];
+    ret = custos_json_parse((const char *)text, size, &j, perr, sizeof(perr));
+    custos_wipe(text, size);
+    free(text);
+    if (ret < 0 || !json_is_object(j)) {
+        snprintf(err, err_size, "CLI configuration %s is damaged: %s", path,
+                 ret < 0 ? perr : "not a JSON object");
+        json_decref(j);
+        return -EINVAL;
+    }
+    json_t *id = json_object_get(j, "identity");
+    if (id && stat(path, &st) == 0 && (st.st_mode & 077)) {
+        snprintf(err, err_size,
+                 "CLI configuration %s holds a private key but is readable by others (mode %03o); fix "
+                 "with: chmod 600 %s",
+                 path, st.st_mode & 0777, path);
+        json_decref(j);
+        return -EPERM;
+    }
+    if (!json_is_object(json_object_get(j, "cas")))
+        json_object_set_new(j, "cas", json_object());
+    *out = j;
+    return 0;
+}
+
+int cli_config_save(const char *path, json_t *cfg, char *err, size_t err_size)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    int ret = custos_mkdirs(dirname(dir), 0700);
+    char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (ret == 0)
+        ret = text ? custos_write_file_atomic(path, text, strlen(text), 0600) : -ENOMEM;
+    if (text) {
+        custos_wipe(text, strlen(text));
+        free(text);
+    }
+    if (ret < 0)
+        snprintf(err, err_size, "cannot write CLI configuration %s: %s", path, strerror(-ret));
+    return ret;
+}
+
+int cli_identity(json_t *cfg, const char *import_file, struct cli_identity *out, char *err, size_t err_size)
+{
+    json_t *id = json_object_get(cfg, "identity");
+    const char *key_pem = json_string_value(json_object_get(id, "private_key"));
+    const char *cert_pem = json_string_value(json_object_get(id, "certificate"));
+    uint8_t *file = NULL;
+    size_t file_size = 0;
+    EVP_PKEY *key = NULL;
+    char *new_key_pem = NULL, *new_cert_pem = NULL;
+    int ret;
+    memset(out, 0, sizeof(*out));
+    if (import_file) {
+        if ((ret = custos_read_file(import_file, 1u << 20, &file, &file_size)) < 0) {
+            snprintf(err, err_size, "cannot read identity %s: %s", import_file, strerror(-ret));
+            return ret;
+        }
+        ret = custos_key_from_pem((const char *)file, file_size, &key, err, err_size);
+        custos_wipe(file, file_size);
+        free(file);
+        if (ret < 0) {
+            char tmp[256];
+            snprintf(tmp, sizeof(tmp), "%s", err);
+            snprintf(err, err_size, "identity %s: %s", import_file, tmp);
+            return ret;
+        }
+    } else if (key_pem && cert_pem) {
+        if ((ret = custos_key_from_pem(key_pem, strlen(key_pem), &key, err, err_size)) < 0)
+            return ret;
+        out->key = key;
+        out->key_pem = strdup(key_pem);
+        out->cert_pem = strdup(cert_pem);
+        goto hash;
+    } else if ((ret = custos_key_generate(&key)) < 0) {
+        snprintf(err, err_size, "cannot create an identity key");
+        return ret;
+    }
+    /* A new or imported key: make its certificate and record both in the configuration. */
+    if ((ret = custos_key_to_pem(key, &new_key_pem)) < 0 ||
+        (ret = custos_cert_self_signed(key, "cas-cli identity", NULL, 0, &new_cert_pem)) < 0) {
+        snprintf(err, err_size, "cannot make the identity certificate");
+        EVP_PKEY_free(key);
+        free(new_key_pem);
+        return ret;
+    }
+    json_object_set_new(cfg, "identity", json_pack("{s:s, s:s}", "private_key", new_key_pem, "certificate",
+                                                   new_cert_pem));
+    out->key = key;
+    out->key_pem = new_key_pem;
+    out->cert_pem = new_cert_pem;
+    out->changed = true;
+hash:;
+    uint8_t h[32];
+    if (!out->key_pem || !out->cert_pem || custos_key_hash(out->key, h) < 0) {
+        cli_identity_free(out);
+        return -ENOMEM;
+    }
+    custos_hex_encode(h, sizeof(h), out->key_hash, false);
+    return 0;
+}
+
+void cli_identity_free(struct cli_identity *id)
+{
+    if (!id)
+        return;
+    EVP_PKEY_free(id->key);
+    if (id->key_pem) {
+        custos_wipe(id->key_pem, strlen(id->key_pem));
+        free(id->key_pem);
+    }
+    free(id->cert_pem);
+    memset(id, 0, sizeof(*id));
+}
+
+int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err,
+                 size_t err_size)
+{
+    json_t *all = json_object_get(cfg, "cas");
+    const char *name = which ? which : json_string_value(json_object_get(cfg, "default_cas"));
+    json_t *entry = name ? json_object_get(all, name) : NULL;
+    if (!entry && which) {
+        /* by address: normalize and compare URLs */
+        char u[512], host[300];
+        if (cli_normalize_address(which, u, sizeof(u), host, sizeof(host)) == 0) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(all, k, v) if (!strcmp(json_string_value(json_object_get(v, "url")) ?: "", u))
+                entry = v;
+        }
+    }
+    *url = json_string_value(json_object_get(entry, "url"));
+    *key_hash = json_string_value(json_object_get(entry, "key_hash"));
+    if (!*url || !*key_hash) {
+        if (name)
+            snprintf(err, err_size, "CAS '%s' is not in the CLI configuration; attest or provision it first",
+                     name);
+        else
+            snprintf(err, err_size, "no CAS in the CLI configuration; attest or provision one first");
+        return -ENOENT;
+    }
+    return 0;
+}
