@@ -197,6 +197,74 @@ static void get_owner(struct cas_state *st, struct http_request *req, struct htt
     json_decref(owner);
 }
 
+/* ---- PUT/GET /v1/secrets/NAME: owner-held secret values --------------------------------------- */
+
+#define SECRET_NAME_MAX 128
+#define SECRET_VALUE_MAX (64u << 10)
+
+static bool secret_record(const char *url, char *rec, size_t size, struct http_response *r)
+{
+    const char *name = url + strlen("/v1/secrets/");
+    size_t n = strlen(name);
+    bool ok = n > 0 && n <= SECRET_NAME_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+             (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
+    if (!ok) {
+        http_error(r, 400, "invalid_name",
+                   "secret name must be 1 to %d characters of A-Z a-z 0-9 . _ -", SECRET_NAME_MAX);
+        return false;
+    }
+    snprintf(rec, size, "secret/%s", name);
+    return true;
+}
+
+static void put_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    char rec[SECRET_NAME_MAX + 16];
+    const char *value = NULL;
+    json_error_t e;
+    if (!cas_require_owner(st, req, r) || !secret_record(req->url, rec, sizeof(rec), r))
+        return;
+    json_t *body = http_json_body(req, r);
+    if (!body)
+        return;
+    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:s}", "value", &value) < 0) {
+        http_error(r, 400, "invalid_request", "secret: %s (expected one field: value)", e.text);
+    } else if (strlen(value) > SECRET_VALUE_MAX) {
+        http_error(r, 413, "value_too_large", "secret value exceeds %u bytes", SECRET_VALUE_MAX);
+    } else {
+        int ret = cas_db_put(st->db, rec, value, strlen(value));
+        if (ret < 0)
+            http_error(r, 500, "storage", "cannot store the secret: %s", strerror(-ret));
+        else
+            r->body = json_pack("{s:s}", "stored", rec + 7);
+    }
+    json_decref(body);
+}
+
+static void get_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    char rec[SECRET_NAME_MAX + 16];
+    uint8_t *value = NULL;
+    size_t size = 0;
+    if (!cas_require_owner(st, req, r) || !secret_record(req->url, rec, sizeof(rec), r))
+        return;
+    int ret = cas_db_get(st->db, rec, &value, &size);
+    if (ret == -ENOENT) {
+        http_error(r, 404, "not_found", "no secret named '%s'", rec + 7);
+        return;
+    }
+    if (ret < 0) {
+        http_error(r, 500, "storage", "cannot read the secret: %s", strerror(-ret));
+        return;
+    }
+    r->body = json_pack("{s:s, s:s%}", "name", rec + 7, "value", (const char *)value, size);
+    cas_db_value_free(value, size);
+    if (!r->body)
+        http_error(r, 500, "storage", "the stored secret is not valid UTF-8");
+}
+
 static void get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
@@ -207,7 +275,7 @@ static void get_healthz(struct cas_state *st, struct http_request *req, struct h
 
 struct route {
     const char *method;
-    const char *path;
+    const char *path; /* a trailing '*' matches any rest of the path */
     handler_fn fn;
 };
 
@@ -216,13 +284,23 @@ static const struct route g_routes[] = {
     {"GET", "/v1/attestation", get_attestation},
     {"POST", "/v1/provision", post_provision},
     {"GET", "/v1/owner", get_owner},
+    {"PUT", "/v1/secrets/*", put_secret},
+    {"GET", "/v1/secrets/*", get_secret},
 };
+
+static bool path_matches(const char *pattern, const char *url)
+{
+    size_t n = strlen(pattern);
+    if (n && pattern[n - 1] == '*')
+        return strncmp(pattern, url, n - 1) == 0;
+    return strcmp(pattern, url) == 0;
+}
 
 void cas_route(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     bool path_known = false;
     for (size_t i = 0; i < sizeof(g_routes) / sizeof(g_routes[0]); i++) {
-        if (strcmp(g_routes[i].path, req->url) != 0)
+        if (!path_matches(g_routes[i].path, req->url))
             continue;
         path_known = true;
         if (strcmp(g_routes[i].method, req->method) == 0) {

@@ -55,6 +55,7 @@ const char *cli_error_message(const struct cli_response *resp);
 int cmd_provision(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_owner(int argc, char **argv);
+int cmd_secret(int argc, char **argv);
 
 /* ---- attestation of a CAS (attest.c) ---- */
 struct cli_trust {

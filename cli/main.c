@@ -80,6 +80,7 @@ static const struct cli_command g_commands[] = {
     {"provision", cmd_provision, "attest a CAS, provision it and become its owner"},
     {"attest", cmd_attest, "attest a CAS and record it in the CLI configuration"},
     {"owner", cmd_owner, "the owner's view of a CAS: show"},
+    {"secret", cmd_secret, "owner-held secret values in CAS: put, get"},
     {"las", cmd_las, "talk to a Local Attestation Service: quote, verify, info"},
 };
 

@@ -1,0 +1,657 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* casd key-store: per-platform sealed copies of the database key, MAC'ed with the database key
+ * (format in keystore.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "custos.h"
+#include "keystore.h"
+
+#define KS_VERSION 1
+#define MAC_INFO "custos-keystore-mac-v1"
+#define SEAL_AAD_PREFIX "custos-keystore-v1"
+#define DBKEY_SIZE 32
+#define STALE_TEMP_SECONDS 600
+/* Canonical form: per entry platform_id, len+kind, len+node, tcb, time, nonce, sealed. */
+#define CANON_ENTRY_MAX (66 + 1 + 7 + 1 + CAS_KS_NODE_MAX + 4 + 8 + 12 + 48)
+#define AAD_MAX (sizeof(SEAL_AAD_PREFIX) - 1 + 66 + 7 + 1 + CAS_KS_NODE_MAX + 1 + 4)
+
+int cas_keystore_path(const char *db_dir, char *out, size_t out_size)
+{
+    size_t len = db_dir ? strlen(db_dir) : 0;
+    while (len > 0 && db_dir[len - 1] == '/')
+        len--;
+    if (len == 0 || !out)
+        return -EINVAL;
+    if (len > PATH_MAX || len + sizeof(".key-store") > out_size)
+        return -ENAMETOOLONG;
+    memcpy(out, db_dir, len);
+    memcpy(out + len, ".key-store", sizeof(".key-store"));
+    return 0;
+}
+
+static bool platform_id_valid(const char *id)
+{
+    if (strnlen(id, CUSTOS_PLATFORM_ID_LEN + 1) != CUSTOS_PLATFORM_ID_LEN)
+        return false;
+    for (size_t i = 0; i < CUSTOS_PLATFORM_ID_LEN; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'A' && id[i] <= 'F')))
+            return false;
+    return id[0] == '0' && (id[1] == '2' || id[1] == '3');
+}
+
+static bool kind_valid(const char *kind, size_t cap)
+{
+    if (!memchr(kind, '\0', cap))
+        return false;
+    return !strcmp(kind, "sim") || !strcmp(kind, "tpm2") || !strcmp(kind, "sgx");
+}
+
+static bool node_valid(const char *node, size_t cap)
+{
+    size_t n = strnlen(node, cap);
+    if (n == 0 || n > CAS_KS_NODE_MAX || n == cap)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = node[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+int cas_keystore_entry_check(const struct cas_keystore_entry *e, char *err, size_t err_size)
+{
+    if (!e) {
+        snprintf(err, err_size, "no entry");
+        return -EINVAL;
+    }
+    if (!platform_id_valid(e->platform_id)) {
+        snprintf(err, err_size, "field \"platform_id\": not 66 uppercase hex digits of a compressed P-256 key "
+                 "(02/03 prefix)");
+        return -EINVAL;
+    }
+    if (!kind_valid(e->kind, sizeof(e->kind))) {
+        snprintf(err, err_size, "field \"kind\": not one of sim, tpm2, sgx");
+        return -EINVAL;
+    }
+    if (!node_valid(e->node, sizeof(e->node))) {
+        snprintf(err, err_size, "field \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", CAS_KS_NODE_MAX);
+        return -EINVAL;
+    }
+    if (e->time < 0) {
+        snprintf(err, err_size, "field \"time\": negative");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------------------------- */
+
+/* Refuses unknown keys and reports the first missing one. */
+static int check_fields(const json_t *obj, const char *const *names, size_t count, const char *where,
+                        char *err, size_t err_size)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        bool known = false;
+        for (size_t i = 0; i < count && !known; i++)
+            known = !strcmp(k, names[i]);
+        if (!known) {
+            snprintf(err, err_size, "%sunknown field \"%.64s\"", where, k);
+            return -EBADMSG;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (!json_object_get(obj, names[i])) {
+            snprintf(err, err_size, "%smissing field \"%s\"", where, names[i]);
+            return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+/* A JSON string without NUL characters, or NULL. */
+static const char *str_field(const json_t *obj, const char *name, size_t *len)
+{
+    const json_t *v = json_object_get(obj, name);
+    if (!json_is_string(v))
+        return NULL;
+    const char *s = json_string_value(v);
+    *len = json_string_length(v);
+    return strlen(s) == *len ? s : NULL;
+}
+
+static int b64_field(const json_t *obj, const char *name, uint8_t *out, size_t want, size_t index, char *err,
+                     size_t err_size)
+{
+    size_t len, got = 0;
+    uint8_t *buf = NULL;
+    const char *s = str_field(obj, name, &len);
+    if (!s) {
+        snprintf(err, err_size, "entry %zu: field \"%s\": not a string", index, name);
+        return -EBADMSG;
+    }
+    int ret = custos_base64_decode(s, &buf, &got);
+    if (ret == -ENOMEM)
+        return ret;
+    if (ret < 0) {
+        snprintf(err, err_size, "entry %zu: field \"%s\": not base64", index, name);
+        return -EBADMSG;
+    }
+    if (got != want) {
+        snprintf(err, err_size, "entry %zu: field \"%s\": %zu bytes, want %zu", index, name, got, want);
+        ret = -EBADMSG;
+    } else {
+        memcpy(out, buf, want);
+    }
+    free(buf);
+    return ret;
+}
+
+static int parse_entry(const json_t *j, size_t index, struct cas_keystore_entry *e, char *err, size_t err_size)
+{
+    static const char *const names[] = {"platform_id", "kind", "node", "tcb", "time", "nonce", "sealed"};
+    char where[48];
+    size_t len;
+    const char *s;
+    const json_t *v;
+    int ret;
+    snprintf(where, sizeof(where), "entry %zu: ", index);
+    if (!json_is_object(j)) {
+        snprintf(err, err_size, "entry %zu: not an object", index);
+        return -EBADMSG;
+    }
+    ret = check_fields(j, names, sizeof(names) / sizeof(names[0]), where, err, err_size);
+    if (ret < 0)
+        return ret;
+
+    s = str_field(j, "platform_id", &len);
+    if (!s || len != CUSTOS_PLATFORM_ID_LEN || !platform_id_valid(s)) {
+        snprintf(err, err_size, "entry %zu: field \"platform_id\": not 66 uppercase hex digits of a compressed "
+                 "P-256 key (02/03 prefix)", index);
+        return -EBADMSG;
+    }
+    memcpy(e->platform_id, s, len + 1);
+
+    s = str_field(j, "kind", &len);
+    if (!s || len >= sizeof(e->kind) || !kind_valid(s, len + 1)) {
+        snprintf(err, err_size, "entry %zu: field \"kind\": not one of sim, tpm2, sgx", index);
+        return -EBADMSG;
+    }
+    memcpy(e->kind, s, len + 1);
+
+    s = str_field(j, "node", &len);
+    if (!s || len >= sizeof(e->node) || !node_valid(s, len + 1)) {
+        snprintf(err, err_size, "entry %zu: field \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", index,
+                 CAS_KS_NODE_MAX);
+        return -EBADMSG;
+    }
+    memcpy(e->node, s, len + 1);
+
+    v = json_object_get(j, "tcb");
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)UINT32_MAX) {
+        snprintf(err, err_size, "entry %zu: field \"tcb\": not an integer in 0..%u", index, UINT32_MAX);
+        return -EBADMSG;
+    }
+    e->tcb = (uint32_t)json_integer_value(v);
+
+    v = json_object_get(j, "time");
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        snprintf(err, err_size, "entry %zu: field \"time\": not a non-negative integer", index);
+        return -EBADMSG;
+    }
+    e->time = (int64_t)json_integer_value(v);
+
+    ret = b64_field(j, "nonce", e->nonce, sizeof(e->nonce), index, err, err_size);
+    if (ret < 0)
+        return ret;
+    return b64_field(j, "sealed", e->sealed, sizeof(e->sealed), index, err, err_size);
+}
+
+int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, char *err, size_t err_size)
+{
+    static const char *const names[] = {"version", "entries", "mac"};
+    int ret;
+    json_t *root = NULL;
+    struct cas_keystore ks = {0};
+    char jerr[200];
+    const json_t *v, *entries;
+    size_t len, count;
+    const char *s;
+    if ((!text && size) || !out) {
+        snprintf(err, err_size, "cas_keystore_parse: missing argument");
+        return -EINVAL;
+    }
+    if (size > CAS_KS_MAX_FILE) {
+        snprintf(err, err_size, "key-store too large (%zu bytes, limit %zu)", size, CAS_KS_MAX_FILE);
+        return -EBADMSG;
+    }
+    ret = custos_json_parse(text ? text : "", size, &root, jerr, sizeof(jerr));
+    if (ret < 0) {
+        snprintf(err, err_size, "not JSON: %s", jerr);
+        ret = -EBADMSG;
+        goto out;
+    }
+    ret = -EBADMSG;
+    if (!json_is_object(root)) {
+        snprintf(err, err_size, "not a JSON object");
+        goto out;
+    }
+    if (check_fields(root, names, sizeof(names) / sizeof(names[0]), "", err, err_size) < 0)
+        goto out;
+    v = json_object_get(root, "version");
+    if (!json_is_integer(v) || json_integer_value(v) != KS_VERSION) {
+        snprintf(err, err_size, "field \"version\": unsupported version (want %d)", KS_VERSION);
+        goto out;
+    }
+    s = str_field(root, "mac", &len);
+    if (!s || len != 64 || strspn(s, "0123456789abcdef") != 64 || custos_hex_decode(s, ks.mac, 32) < 0) {
+        snprintf(err, err_size, "field \"mac\": not 64 lowercase hex digits");
+        goto out;
+    }
+    entries = json_object_get(root, "entries");
+    if (!json_is_array(entries)) {
+        snprintf(err, err_size, "field \"entries\": not an array");
+        goto out;
+    }
+    count = json_array_size(entries);
+    if (count > CAS_KS_MAX_ENTRIES) {
+        snprintf(err, err_size, "field \"entries\": too many entries (%zu, limit %d)", count, CAS_KS_MAX_ENTRIES);
+        goto out;
+    }
+    if (count) {
+        ks.entries = calloc(count, sizeof(*ks.entries));
+        if (!ks.entries) {
+            snprintf(err, err_size, "out of memory");
+            ret = -ENOMEM;
+            goto out;
+        }
+        ks.count = count;
+    }
+    for (size_t i = 0; i < count; i++) {
+        ret = parse_entry(json_array_get(entries, i), i, &ks.entries[i], err, err_size);
+        if (ret < 0) {
+            if (ret == -ENOMEM)
+                snprintf(err, err_size, "out of memory");
+            goto out;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (!strcmp(ks.entries[k].platform_id, ks.entries[i].platform_id)) {
+                snprintf(err, err_size, "entry %zu: field \"platform_id\": duplicate platform %s (also entry %zu)",
+                         i, ks.entries[i].platform_id, k);
+                ret = -EBADMSG;
+                goto out;
+            }
+        }
+    }
+    *out = ks;
+    ks = (struct cas_keystore){0};
+    ret = 0;
+out:
+    cas_keystore_free(&ks);
+    json_decref(root);
+    return ret;
+}
+
+int cas_keystore_load(const char *path, struct cas_keystore *out, char *err, size_t err_size)
+{
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    char perr[320];
+    if (!path || !out) {
+        snprintf(err, err_size, "cas_keystore_load: missing argument");
+        return -EINVAL;
+    }
+    int ret = custos_read_file(path, CAS_KS_MAX_FILE, &buf, &size);
+    if (ret == -ENOENT) {
+        snprintf(err, err_size, "%s: no key-store (a new database)", path);
+        return ret;
+    }
+    if (ret == -EFBIG) {
+        snprintf(err, err_size, "%s: corrupt key-store: larger than %zu bytes", path, CAS_KS_MAX_FILE);
+        return -EBADMSG;
+    }
+    if (ret < 0) {
+        snprintf(err, err_size, "%s: cannot read the key-store: %s%s", path, strerror(-ret),
+                 ret == -ELOOP ? " (a symbolic link)" : ret == -EINVAL ? " (not a regular file)" : "");
+        return ret;
+    }
+    ret = cas_keystore_parse((const char *)buf, size, out, perr, sizeof(perr));
+    if (ret < 0)
+        snprintf(err, err_size, "%s: %s%s", path, ret == -EBADMSG ? "corrupt key-store: " : "", perr);
+    free(buf);
+    return ret;
+}
+
+/* ---- MAC and serialization ----------------------------------------------------------------- */
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+static int compute_mac(const struct cas_keystore *ks, const uint8_t dbkey[32], uint8_t mac[32])
+{
+    int ret = -EIO;
+    uint8_t key[32], *buf = NULL, *p;
+    size_t cap;
+    if (!ks || !dbkey || ks->count > CAS_KS_MAX_ENTRIES || (ks->count && !ks->entries))
+        return -EINVAL;
+    cap = sizeof(MAC_INFO) - 1 + 8 + ks->count * CANON_ENTRY_MAX;
+    buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    p = buf;
+    memcpy(p, MAC_INFO, sizeof(MAC_INFO) - 1);
+    p += sizeof(MAC_INFO) - 1;
+    p = put_be(p, KS_VERSION, 4);
+    p = put_be(p, ks->count, 4);
+    for (size_t i = 0; i < ks->count; i++) {
+        const struct cas_keystore_entry *e = &ks->entries[i];
+        size_t kind_len = strnlen(e->kind, sizeof(e->kind) - 1);
+        size_t node_len = strnlen(e->node, CAS_KS_NODE_MAX);
+        memcpy(p, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
+        p += CUSTOS_PLATFORM_ID_LEN;
+        *p++ = (uint8_t)kind_len;
+        memcpy(p, e->kind, kind_len);
+        p += kind_len;
+        *p++ = (uint8_t)node_len;
+        memcpy(p, e->node, node_len);
+        p += node_len;
+        p = put_be(p, e->tcb, 4);
+        p = put_be(p, (uint64_t)e->time, 8);
+        memcpy(p, e->nonce, sizeof(e->nonce));
+        p += sizeof(e->nonce);
+        memcpy(p, e->sealed, sizeof(e->sealed));
+        p += sizeof(e->sealed);
+    }
+    if (custos_hkdf_sha256(dbkey, DBKEY_SIZE, NULL, 0, (const uint8_t *)MAC_INFO, sizeof(MAC_INFO) - 1, key,
+                           sizeof(key)) < 0)
+        goto out;
+    if (custos_hmac_sha256(key, sizeof(key), buf, (size_t)(p - buf), mac) < 0)
+        goto out;
+    ret = 0;
+out:
+    custos_wipe(key, sizeof(key));
+    free(buf);
+    return ret;
+}
+
+int cas_keystore_verify_mac(const struct cas_keystore *ks, const uint8_t dbkey[32])
+{
+    uint8_t mac[32];
+    int ret = compute_mac(ks, dbkey, mac);
+    if (ret == 0 && !custos_ct_equal(mac, ks->mac, sizeof(mac)))
+        ret = -EBADMSG;
+    return ret;
+}
+
+/* Validates the whole store as the parser would. */
+static int check_store(const struct cas_keystore *ks)
+{
+    char err[160];
+    if (!ks || (ks->count && !ks->entries))
+        return -EINVAL;
+    if (ks->count > CAS_KS_MAX_ENTRIES)
+        return -E2BIG;
+    for (size_t i = 0; i < ks->count; i++) {
+        if (cas_keystore_entry_check(&ks->entries[i], err, sizeof(err)) < 0)
+            return -EINVAL;
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(ks->entries[k].platform_id, ks->entries[i].platform_id))
+                return -EINVAL;
+    }
+    return 0;
+}
+
+static int set_new(json_t *obj, const char *name, json_t *v)
+{
+    return v && json_object_set_new(obj, name, v) == 0 ? 0 : -ENOMEM;
+}
+
+static int set_b64(json_t *obj, const char *name, const uint8_t *data, size_t size)
+{
+    char *s = custos_base64_encode(data, size);
+    if (!s)
+        return -ENOMEM;
+    int ret = set_new(obj, name, json_string(s));
+    free(s);
+    return ret;
+}
+
+int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32], char **text, size_t *size)
+{
+    int ret;
+    uint8_t mac[32];
+    char mac_hex[65];
+    json_t *root = NULL, *arr = NULL;
+    char *dump = NULL;
+    if (!dbkey || !text || !size)
+        return -EINVAL;
+    ret = check_store(ks);
+    if (ret < 0)
+        return ret;
+    ret = compute_mac(ks, dbkey, mac);
+    if (ret < 0)
+        return ret;
+    ret = -ENOMEM;
+    root = json_object();
+    arr = json_array();
+    if (!root || !arr)
+        goto out;
+    for (size_t i = 0; i < ks->count; i++) {
+        const struct cas_keystore_entry *e = &ks->entries[i];
+        json_t *o = json_object();
+        if (!o || json_array_append_new(arr, o) != 0)
+            goto out;
+        if (set_new(o, "platform_id", json_string(e->platform_id)) < 0 ||
+            set_new(o, "kind", json_string(e->kind)) < 0 || set_new(o, "node", json_string(e->node)) < 0 ||
+            set_new(o, "tcb", json_integer((json_int_t)e->tcb)) < 0 ||
+            set_new(o, "time", json_integer((json_int_t)e->time)) < 0 ||
+            set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 ||
+            set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0)
+            goto out;
+    }
+    custos_hex_encode(mac, sizeof(mac), mac_hex, false);
+    if (set_new(root, "version", json_integer(KS_VERSION)) < 0)
+        goto out;
+    ret = set_new(root, "entries", arr);
+    arr = NULL; /* owned by root (or freed) now */
+    if (ret < 0 || (ret = set_new(root, "mac", json_string(mac_hex))) < 0)
+        goto out;
+    ret = -ENOMEM;
+    dump = json_dumps(root, JSON_INDENT(2));
+    if (!dump)
+        goto out;
+    size_t n = strlen(dump);
+    char *t = malloc(n + 2);
+    if (!t)
+        goto out;
+    memcpy(t, dump, n);
+    t[n] = '\n';
+    t[n + 1] = '\0';
+    *text = t;
+    *size = n + 1;
+    ret = 0;
+out:
+    free(dump);
+    json_decref(arr);
+    json_decref(root);
+    return ret;
+}
+
+/* Removes "<base>.tmp-<12 hex>" siblings of path older than STALE_TEMP_SECONDS: what a save that
+ * crashed before its rename leaves behind. Recent ones may belong to a save in progress. */
+static void remove_stale_temps(const char *path)
+{
+    char dcopy[PATH_MAX], bcopy[PATH_MAX], prefix[NAME_MAX + 8];
+    if (strlen(path) >= sizeof(dcopy))
+        return;
+    strcpy(dcopy, path);
+    strcpy(bcopy, path);
+    const char *base = basename(bcopy);
+    if (snprintf(prefix, sizeof(prefix), "%s.tmp-", base) >= (int)sizeof(prefix))
+        return;
+    size_t plen = strlen(prefix);
+    DIR *d = opendir(dirname(dcopy));
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        const char *name = de->d_name;
+        if (strncmp(name, prefix, plen) || strlen(name + plen) != 12 ||
+            strspn(name + plen, "0123456789abcdef") != 12)
+            continue;
+        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (now - st.st_mtime >= STALE_TEMP_SECONDS)
+            (void)unlinkat(dirfd(d), name, 0);
+    }
+    closedir(d);
+}
+
+int cas_keystore_save(const char *path, const struct cas_keystore *ks, const uint8_t dbkey[32])
+{
+    char *text = NULL;
+    size_t size = 0;
+    if (!path || !*path)
+        return -EINVAL;
+    int ret = cas_keystore_serialize(ks, dbkey, &text, &size);
+    if (ret < 0)
+        return ret;
+    remove_stale_temps(path);
+    ret = custos_write_file_atomic(path, text, size, 0600);
+    free(text);
+    return ret;
+}
+
+/* ---- sealing ------------------------------------------------------------------------------- */
+
+static size_t build_aad(const struct cas_keystore_entry *e, uint8_t out[AAD_MAX])
+{
+    uint8_t *p = out;
+    size_t kind_len = strlen(e->kind), node_len = strlen(e->node); /* checked by the caller */
+    memcpy(p, SEAL_AAD_PREFIX, sizeof(SEAL_AAD_PREFIX) - 1);
+    p += sizeof(SEAL_AAD_PREFIX) - 1;
+    memcpy(p, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
+    p += CUSTOS_PLATFORM_ID_LEN;
+    memcpy(p, e->kind, kind_len + 1);
+    p += kind_len + 1;
+    memcpy(p, e->node, node_len + 1);
+    p += node_len + 1;
+    p = put_be(p, e->tcb, 4);
+    return (size_t)(p - out);
+}
+
+int cas_keystore_seal(struct cas_keystore_entry *e, const uint8_t seal_key[32], const uint8_t dbkey[32])
+{
+    uint8_t aad[AAD_MAX], nonce[12], sealed[48];
+    char err[160];
+    if (!seal_key || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
+        return -EINVAL;
+    size_t aad_size = build_aad(e, aad);
+    int ret = custos_random(nonce, sizeof(nonce));
+    if (ret == 0)
+        ret = custos_aead_seal(seal_key, nonce, aad, aad_size, dbkey, DBKEY_SIZE, sealed);
+    if (ret == 0) {
+        memcpy(e->nonce, nonce, sizeof(nonce));
+        memcpy(e->sealed, sealed, sizeof(sealed));
+    }
+    return ret;
+}
+
+int cas_keystore_unseal(const struct cas_keystore_entry *e, const uint8_t seal_key[32], uint8_t dbkey[32])
+{
+    uint8_t aad[AAD_MAX], key[DBKEY_SIZE];
+    char err[160];
+    if (!seal_key || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
+        return -EINVAL;
+    size_t aad_size = build_aad(e, aad);
+    int ret = custos_aead_open(seal_key, e->nonce, aad, aad_size, e->sealed, sizeof(e->sealed), key);
+    if (ret == 0)
+        memcpy(dbkey, key, sizeof(key));
+    custos_wipe(key, sizeof(key));
+    return ret;
+}
+
+/* ---- editing ------------------------------------------------------------------------------- */
+
+static ssize_t find_index(const struct cas_keystore *ks, const char *platform_id)
+{
+    if (!ks || !platform_id || (ks->count && !ks->entries))
+        return -1;
+    for (size_t i = 0; i < ks->count; i++)
+        if (!strncmp(ks->entries[i].platform_id, platform_id, sizeof(ks->entries[i].platform_id)))
+            return (ssize_t)i;
+    return -1;
+}
+
+const struct cas_keystore_entry *cas_keystore_find(const struct cas_keystore *ks, const char *platform_id)
+{
+    ssize_t i = find_index(ks, platform_id);
+    return i < 0 ? NULL : &ks->entries[i];
+}
+
+int cas_keystore_upsert(struct cas_keystore *ks, const struct cas_keystore_entry *e)
+{
+    char err[160];
+    if (!ks || (ks->count && !ks->entries) || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
+        return -EINVAL;
+    ssize_t i = find_index(ks, e->platform_id);
+    if (i >= 0) {
+        ks->entries[i] = *e;
+        return 0;
+    }
+    if (ks->count >= CAS_KS_MAX_ENTRIES)
+        return -E2BIG;
+    struct cas_keystore_entry *grown = realloc(ks->entries, (ks->count + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    ks->entries = grown;
+    ks->entries[ks->count++] = *e;
+    return 0;
+}
+
+int cas_keystore_remove(struct cas_keystore *ks, const char *platform_id)
+{
+    ssize_t i = find_index(ks, platform_id);
+    if (!ks || !platform_id)
+        return -EINVAL;
+    if (i < 0)
+        return -ENOENT;
+    memmove(&ks->entries[i], &ks->entries[i + 1], (ks->count - (size_t)i - 1) * sizeof(ks->entries[0]));
+    ks->count--;
+    custos_wipe(&ks->entries[ks->count], sizeof(ks->entries[0]));
+    if (ks->count == 0) {
+        free(ks->entries);
+        ks->entries = NULL;
+    }
+    return 0;
+}
+
+void cas_keystore_free(struct cas_keystore *ks)
+{
+    if (!ks)
+        return;
+    if (ks->entries) {
+        custos_wipe(ks->entries, ks->count * sizeof(ks->entries[0]));
+        free(ks->entries);
+    }
+    custos_wipe(ks, sizeof(*ks));
+}

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cas secret put NAME --value-file FILE | get NAME: owner-held secret values in CAS. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int secret_put(int argc, char **argv)
+{
+    const char *cli_config = NULL, *cas = NULL, *value_file = NULL;
+    struct custos_strlist pos = {0};
+    struct custos_option opts[] = {
+        {"value-file", 0, NULL, CUSTOS_OPT_STRING, "-", 0, 0, "FILE", "file holding the value (- for stdin)",
+         &value_file},
+        {"cas", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
+        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+    };
+    int ret = custos_options_parse(argv[0], "Store a secret value in CAS under NAME (owner only). The value "
+                                   "is read from a file or stdin, never from the command line.",
+                                   opts, 3, argc, argv, &pos);
+    char *value = NULL, *body = NULL, path[256];
+    size_t size = 0;
+    json_t *req = NULL;
+    struct cli_context ctx = {0};
+    struct cli_response resp = {0};
+    if (ret) {
+        ret = ret > 0 ? 0 : 2;
+        goto out;
+    }
+    ret = 2;
+    if (pos.count != 1 || strlen(pos.items[0]) > 128) {
+        fprintf(stderr, "%s: expected one secret NAME\n", argv[0]);
+        goto out;
+    }
+    ret = 1;
+    int r = cli_read_input(value_file, 64u << 10, &value, &size);
+    if (r < 0) {
+        fprintf(stderr, "%s: cannot read %s: %s\n", argv[0], value_file, strerror(-r));
+        goto out;
+    }
+    if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
+        goto out;
+    req = json_pack("{s:s%}", "value", value, size);
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    if (!body) {
+        fprintf(stderr, "%s: the value must be UTF-8 text\n", argv[0]);
+        goto out;
+    }
+    snprintf(path, sizeof(path), "/v1/secrets/%s", pos.items[0]);
+    ret = cli_owner_call(argv[0], &ctx, "PUT", path, body, &resp);
+    if (ret == 0)
+        printf("secret %s stored\n", pos.items[0]);
+out:
+    if (value) {
+        custos_wipe(value, size);
+        free(value);
+    }
+    if (body) {
+        custos_wipe(body, strlen(body));
+        free(body);
+    }
+    json_decref(req);
+    cli_response_free(&resp);
+    cli_context_free(&ctx);
+    custos_strlist_free(&pos);
+    return ret;
+}
+
+static int secret_get(int argc, char **argv)
+{
+    const char *cli_config = NULL, *cas = NULL;
+    struct custos_strlist pos = {0};
+    struct custos_option opts[] = {
+        {"cas", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
+        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+    };
+    int ret = custos_options_parse(argv[0], "Print the secret value stored under NAME (owner only).", opts, 2,
+                                   argc, argv, &pos);
+    struct cli_context ctx = {0};
+    struct cli_response resp = {0};
+    char path[256];
+    if (ret) {
+        ret = ret > 0 ? 0 : 2;
+        goto out;
+    }
+    ret = 2;
+    if (pos.count != 1 || strlen(pos.items[0]) > 128) {
+        fprintf(stderr, "%s: expected one secret NAME\n", argv[0]);
+        goto out;
+    }
+    ret = 1;
+    if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
+        goto out;
+    snprintf(path, sizeof(path), "/v1/secrets/%s", pos.items[0]);
+    ret = cli_owner_call(argv[0], &ctx, "GET", path, NULL, &resp);
+    if (ret == 0)
+        printf("%s\n", json_string_value(json_object_get(resp.body, "value")) ?: "");
+out:
+    cli_response_free(&resp);
+    cli_context_free(&ctx);
+    custos_strlist_free(&pos);
+    return ret;
+}
+
+int cmd_secret(int argc, char **argv)
+{
+    static const struct cli_command cmds[] = {
+        {"put", secret_put, "store a secret value (owner only)"},
+        {"get", secret_get, "print a secret value (owner only)"},
+    };
+    return cli_dispatch(argv[0], cmds, sizeof(cmds) / sizeof(cmds[0]), argc, argv);
+}
