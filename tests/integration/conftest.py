@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 import pytest
 
-from harness import LasNode, Swtpm
+from harness import CasNode, LasNode, Swtpm
 
 
 @pytest.fixture
@@ -38,3 +38,23 @@ def nodes(tmp_path):
     finally:
         for n in made:
             n.stop()
+
+
+@pytest.fixture
+def cas_nodes(tmp_path, nodes):
+    """Factory of casd processes, each on its own simulated node (lasd) and 127.0.0.x address."""
+    made = []
+
+    def make(name, ip, **kw):
+        las = nodes(name)
+        if las.proc is None:
+            las.start()
+        c = CasNode(las, ip, **kw)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.stop()

@@ -217,3 +217,174 @@ def sha256_file(path):
 def run(args, check=False, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=kw.pop("timeout", 60),
                           check=check, **kw)
+
+
+def free_port(ip):
+    for _ in range(100):
+        port = random.randrange(20000, 60000)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((ip, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.fail(f"no free port on {ip}")
+
+
+class CasNode:
+    """casd on a simulated node: its lasd, a 127.0.0.x address and a database directory."""
+
+    def __init__(self, las, ip, db=None, extra=()):
+        self.las = las
+        self.ip = ip
+        self.port = free_port(ip)
+        self.db = db or os.path.join(las.root, las.name, "cas-db")
+        self.log_path = os.path.join(las.root, las.name, "casd.log")
+        self.extra = list(extra)
+        self.proc = None
+
+    @property
+    def addr(self):
+        return f"{self.ip}:{self.port}"
+
+    def args(self):
+        return [binary("casd"), "--db", self.db, "--las", self.las.socket, "--listen", self.addr,
+                "--node-name", self.las.name] + self.extra
+
+    def start(self, expect_fail=False, timeout=15):
+        assert self.proc is None
+        before = len(self.log())
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT)
+        _started.append(self.proc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                if expect_fail:
+                    return rc
+                pytest.fail(f"casd on {self.las.name} exited with {rc}:\n{self.log()[before:]}")
+            if "CAS listening" in self.log()[before:]:
+                if expect_fail:
+                    pytest.fail(f"casd on {self.las.name} started but should have refused:\n{self.log()}")
+                return self
+            time.sleep(0.02)
+        pytest.fail(f"casd on {self.las.name} did not start in {timeout}s:\n{self.log()[before:]}")
+
+    def stop(self):
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def kill(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _field7(self, what):
+        """The last field of the newest log line containing `what`, as the quick start reads it."""
+        out = subprocess.run(f"grep '{what}' {self.log_path} | tail -n 1 | awk ' {{ print $7 }} '",
+                             shell=True, capture_output=True, text=True, check=True).stdout.strip()
+        return out
+
+    def key_hash(self):
+        return self._field7("CAS key hash")
+
+    def token(self):
+        return self._field7("CAS provisioning token")
+
+
+class Cli:
+    """The cas CLI with its own configuration file (one identity)."""
+
+    def __init__(self, path):
+        self.config = str(path)
+
+    def run(self, *args, input=None, check=False):
+        env = dict(os.environ, SCONE_CLI_CONFIG=self.config)
+        env.pop("CAS_CLI_CONFIG", None)
+        r = subprocess.run([binary("cas"), *args], capture_output=True, text=True, env=env, input=input,
+                           timeout=60)
+        if check:
+            assert r.returncode == 0, f"cas {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def provision(self, cas, config_file, *extra, token=None, key_hash=None, check=True):
+        return self.run("provision", cas.addr, "-c", key_hash or cas.key_hash(), "--token",
+                        token or cas.token(), "--config-file", str(config_file), *extra,
+                        "with-attestation", "--only_for_testing-ignore-signer",
+                        "--only_for_testing-trust-any", check=check)
+
+    def identity_files(self, directory):
+        """Writes the identity of this CLI to PEM files (for raw HTTPS requests in tests)."""
+        import json as _json
+        with open(self.config) as f:
+            ident = _json.load(f)["identity"]
+        cert, key = os.path.join(directory, "id-cert.pem"), os.path.join(directory, "id-key.pem")
+        with open(cert, "w") as f:
+            f.write(ident["certificate"])
+        with open(key, "w") as f:
+            f.write(ident["private_key"])
+        os.chmod(key, 0o600)
+        return cert, key
+
+
+def https(addr, method, path, body=None, cert=None, timeout=15):
+    """A raw HTTPS request to casd (no server verification: tests talk to their own process)."""
+    import http.client
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(*cert)
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=timeout)
+    try:
+        data = body if isinstance(body, (bytes, type(None))) else body.encode()
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+OWNER_TOML = """[api_identity]
+common_name = "mycas"
+alt_names = ["mycas", "cas", "cas.default", "localhost", "{ip}"]
+
+[dcap]
+subscription_key = "00000000000000000000000000000000"
+"""
+
+
+def rsa_identity(directory):
+    """The quick start's owner identity: openssl genrsa + openssl pkcs8."""
+    d = os.path.join(directory, "identity")
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(["openssl", "genrsa", "-out", f"{d}/keypair.pem", "2048"], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-inform", "PEM", "-outform", "PEM", "-nocrypt", "-in",
+                    f"{d}/keypair.pem", "-out", f"{d}/pkcs8.key"], check=True, capture_output=True)
+    return f"{d}/pkcs8.key"
+
+
+def wait_for(cond, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")

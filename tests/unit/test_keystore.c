@@ -1,0 +1,686 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for casd/keystore.c: save/load, MAC, sealing with metadata binding, editing, strict
+ * parsing, corrupt files left alone, and crash safety of saves. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "custos.h"
+#include "keystore.h"
+
+struct fixture {
+    char dir[1024];
+    char path[1100]; /* <dir>/db.key-store */
+};
+
+static const uint8_t DBKEY[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof(f->dir), "%s/custos-test-ks-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof(f->path), "%s/db.key-store", f->dir);
+    umask(022);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[PATH_MAX];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    int ret = system(cmd);
+    free(f);
+    return ret == 0 ? 0 : -1;
+}
+
+static void seal_key_for(int i, uint8_t key[32])
+{
+    for (int k = 0; k < 32; k++)
+        key[k] = (uint8_t)(i * 31 + k);
+}
+
+static struct cas_keystore_entry make_entry(int i, const uint8_t dbkey[32])
+{
+    struct cas_keystore_entry e;
+    uint8_t pub[33], sk[32];
+    memset(&e, 0, sizeof(e));
+    pub[0] = (uint8_t)(2 + (i & 1));
+    for (int k = 1; k < 33; k++)
+        pub[k] = (uint8_t)(i + k * 13);
+    pub[1] = (uint8_t)i;
+    pub[2] = (uint8_t)(i >> 8);
+    custos_hex_encode(pub, sizeof(pub), e.platform_id, true);
+    strcpy(e.kind, i % 3 == 0 ? "sim" : i % 3 == 1 ? "tpm2" : "sgx");
+    snprintf(e.node, sizeof(e.node), "node-%d.example", i);
+    e.tcb = (uint32_t)(i + 1);
+    e.time = 1700000000 + i;
+    seal_key_for(i, sk);
+    assert_int_equal(cas_keystore_seal(&e, sk, dbkey), 0);
+    return e;
+}
+
+static void make_store(struct cas_keystore *ks, int n, const uint8_t dbkey[32])
+{
+    memset(ks, 0, sizeof(*ks));
+    for (int i = 0; i < n; i++) {
+        struct cas_keystore_entry e = make_entry(i, dbkey);
+        assert_int_equal(cas_keystore_upsert(ks, &e), 0);
+    }
+    assert_int_equal(ks->count, (size_t)n);
+}
+
+static void assert_entries_equal(const struct cas_keystore *a, const struct cas_keystore *b)
+{
+    assert_int_equal(a->count, b->count);
+    for (size_t i = 0; i < a->count; i++) {
+        const struct cas_keystore_entry *x = &a->entries[i], *y = &b->entries[i];
+        assert_string_equal(x->platform_id, y->platform_id);
+        assert_string_equal(x->kind, y->kind);
+        assert_string_equal(x->node, y->node);
+        assert_int_equal(x->tcb, y->tcb);
+        assert_int_equal(x->time, y->time);
+        assert_memory_equal(x->nonce, y->nonce, sizeof(x->nonce));
+        assert_memory_equal(x->sealed, y->sealed, sizeof(x->sealed));
+    }
+}
+
+static char *slurp(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char *buf = malloc(CAS_KS_MAX_FILE + 1);
+    assert_non_null(buf);
+    *size = fread(buf, 1, CAS_KS_MAX_FILE, fp);
+    buf[*size] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static void spew(const char *path, const char *data, size_t size)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(data, 1, size, fp), size);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void test_path(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(cas_keystore_path("/var/lib/cas/db", out, sizeof(out)), 0);
+    assert_string_equal(out, "/var/lib/cas/db.key-store");
+    assert_int_equal(cas_keystore_path("/var/lib/cas/db///", out, sizeof(out)), 0);
+    assert_string_equal(out, "/var/lib/cas/db.key-store");
+    assert_int_equal(cas_keystore_path("db", out, sizeof(out)), 0);
+    assert_string_equal(out, "db.key-store");
+    assert_int_equal(cas_keystore_path("/", out, sizeof(out)), -EINVAL);
+    assert_int_equal(cas_keystore_path("", out, sizeof(out)), -EINVAL);
+    assert_int_equal(cas_keystore_path(NULL, out, sizeof(out)), -EINVAL);
+    assert_int_equal(cas_keystore_path("/var/lib/cas/db", out, 25), -ENAMETOOLONG);
+    assert_int_equal(cas_keystore_path("/var/lib/cas/db", out, 26), 0);
+}
+
+static void test_save_load(void **state)
+{
+    struct fixture *f = *state;
+    struct cas_keystore ks, back;
+    char err[512] = "";
+    make_store(&ks, 3, DBKEY);
+
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, f->path));
+    assert_int_equal(cas_keystore_save(f->path, &ks, DBKEY), 0);
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    if (cas_keystore_load(f->path, &back, err, sizeof(err)) != 0)
+        fail_msg("load: %s", err);
+    assert_entries_equal(&ks, &back);
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), 0);
+    uint8_t other[32];
+    memcpy(other, DBKEY, 32);
+    other[0] ^= 0x80;
+    assert_int_equal(cas_keystore_verify_mac(&back, other), -EBADMSG);
+
+    /* Each platform gets the db key back with its own seal key. */
+    for (size_t i = 0; i < back.count; i++) {
+        uint8_t sk[32], got[32];
+        seal_key_for((int)i, sk);
+        assert_int_equal(cas_keystore_unseal(&back.entries[i], sk, got), 0);
+        assert_memory_equal(got, DBKEY, 32);
+    }
+    cas_keystore_free(&back);
+
+    /* An empty store round-trips too. */
+    struct cas_keystore empty = {0};
+    assert_int_equal(cas_keystore_save(f->path, &empty, DBKEY), 0);
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.count, 0);
+    assert_null(back.entries);
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), 0);
+    cas_keystore_free(&back);
+
+    /* Invalid stores are not written. */
+    struct cas_keystore_entry dup[2] = {ks.entries[0], ks.entries[0]};
+    struct cas_keystore bad = {dup, 2, {0}};
+    assert_int_equal(cas_keystore_save(f->path, &bad, DBKEY), -EINVAL);
+    dup[1] = ks.entries[1];
+    dup[1].node[0] = ' ';
+    assert_int_equal(cas_keystore_save(f->path, &bad, DBKEY), -EINVAL);
+
+    cas_keystore_free(&ks);
+    cas_keystore_free(&ks);
+    cas_keystore_free(NULL);
+}
+
+/* Replaces the first occurrence of from by to (same length) in the file. */
+static void edit_file(const char *path, const char *from, const char *to)
+{
+    size_t size;
+    char *text = slurp(path, &size);
+    char *p = strstr(text, from);
+    assert_non_null(p);
+    assert_int_equal(strlen(from), strlen(to));
+    memcpy(p, to, strlen(to));
+    spew(path, text, size);
+    free(text);
+}
+
+static void test_mac_detects_edits(void **state)
+{
+    struct fixture *f = *state;
+    struct cas_keystore ks, back;
+    char err[512];
+    make_store(&ks, 3, DBKEY);
+    const char *const edits[][2] = {
+        {"node-1.example", "node-9.example"},
+        {"\"tcb\": 2", "\"tcb\": 7"},
+        {"\"time\": 1700000002", "\"time\": 1700000009"},
+        {"\"tpm2\"", "\"sim\" "},
+    };
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        assert_int_equal(cas_keystore_save(f->path, &ks, DBKEY), 0);
+        edit_file(f->path, edits[i][0], edits[i][1]);
+        if (cas_keystore_load(f->path, &back, err, sizeof(err)) != 0)
+            fail_msg("edit %zu: load: %s", i, err);
+        if (cas_keystore_verify_mac(&back, DBKEY) != -EBADMSG)
+            fail_msg("edit %zu (%s) not detected", i, edits[i][1]);
+        cas_keystore_free(&back);
+    }
+    /* Reordering or removing entries is an edit too. */
+    assert_int_equal(cas_keystore_save(f->path, &ks, DBKEY), 0);
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
+    struct cas_keystore_entry t = back.entries[0];
+    back.entries[0] = back.entries[1];
+    back.entries[1] = t;
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), -EBADMSG);
+    back.entries[1] = back.entries[0];
+    back.entries[0] = t;
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), 0);
+    back.count--;
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), -EBADMSG);
+    back.count++;
+    cas_keystore_free(&back);
+    cas_keystore_free(&ks);
+}
+
+static void test_seal_unseal(void **state)
+{
+    (void)state;
+    struct cas_keystore_entry e = make_entry(5, DBKEY), m;
+    uint8_t sk[32], other[32], got[32], untouched[32];
+    seal_key_for(5, sk);
+    seal_key_for(6, other);
+    memset(untouched, 0xEE, sizeof(untouched));
+
+    assert_int_equal(cas_keystore_unseal(&e, sk, got), 0);
+    assert_memory_equal(got, DBKEY, 32);
+
+    memcpy(got, untouched, 32);
+    assert_int_equal(cas_keystore_unseal(&e, other, got), -EBADMSG);
+    assert_memory_equal(got, untouched, 32);
+
+    m = e;
+    m.node[5] = '8';
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), -EBADMSG);
+    m = e;
+    m.tcb++;
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), -EBADMSG);
+    m = e;
+    strcpy(m.kind, "sim");
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), -EBADMSG);
+    m = e;
+    m.platform_id[10] = m.platform_id[10] == 'A' ? 'B' : 'A';
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), -EBADMSG);
+    m = e;
+    m.sealed[0] ^= 1;
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), -EBADMSG);
+    m = e;
+    m.nonce[11] ^= 1;
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), -EBADMSG);
+    assert_memory_equal(got, untouched, 32);
+    /* The registration time is not bound by the seal (the MAC covers it). */
+    m = e;
+    m.time++;
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), 0);
+
+    /* Sealing twice uses fresh nonces. */
+    m = e;
+    assert_int_equal(cas_keystore_seal(&m, sk, DBKEY), 0);
+    assert_memory_not_equal(m.nonce, e.nonce, sizeof(e.nonce));
+    assert_memory_not_equal(m.sealed, e.sealed, sizeof(e.sealed));
+
+    /* Invalid metadata is refused without touching the entry. */
+    m = e;
+    strcpy(m.kind, "nope");
+    assert_int_equal(cas_keystore_seal(&m, sk, DBKEY), -EINVAL);
+    assert_memory_equal(m.sealed, e.sealed, sizeof(e.sealed));
+    assert_int_equal(cas_keystore_unseal(&m, sk, got), -EINVAL);
+}
+
+static void test_upsert_remove(void **state)
+{
+    (void)state;
+    struct cas_keystore ks;
+    make_store(&ks, 3, DBKEY);
+    struct cas_keystore_entry e = ks.entries[1];
+    strcpy(e.node, "moved-node");
+    e.tcb = 99;
+    assert_int_equal(cas_keystore_upsert(&ks, &e), 0);
+    assert_int_equal(ks.count, 3);
+    const struct cas_keystore_entry *found = cas_keystore_find(&ks, e.platform_id);
+    assert_non_null(found);
+    assert_ptr_equal(found, &ks.entries[1]);
+    assert_string_equal(found->node, "moved-node");
+    assert_int_equal(found->tcb, 99);
+
+    struct cas_keystore_entry bad = e;
+    bad.platform_id[0] = '4';
+    assert_int_equal(cas_keystore_upsert(&ks, &bad), -EINVAL);
+    bad = e;
+    bad.platform_id[5] = 'a'; /* lowercase */
+    assert_int_equal(cas_keystore_upsert(&ks, &bad), -EINVAL);
+    bad = e;
+    bad.node[0] = '\0';
+    assert_int_equal(cas_keystore_upsert(&ks, &bad), -EINVAL);
+    assert_int_equal(ks.count, 3);
+
+    char id0[67];
+    strcpy(id0, ks.entries[0].platform_id);
+    assert_int_equal(cas_keystore_remove(&ks, id0), 0);
+    assert_int_equal(ks.count, 2);
+    assert_null(cas_keystore_find(&ks, id0));
+    assert_int_equal(cas_keystore_remove(&ks, id0), -ENOENT);
+    assert_non_null(cas_keystore_find(&ks, e.platform_id));
+    assert_string_equal(ks.entries[0].platform_id, e.platform_id); /* order kept */
+    assert_int_equal(cas_keystore_remove(&ks, e.platform_id), 0);
+    assert_int_equal(cas_keystore_remove(&ks, ks.entries[0].platform_id), 0);
+    assert_int_equal(ks.count, 0);
+    assert_null(cas_keystore_find(&ks, e.platform_id));
+    cas_keystore_free(&ks);
+
+    /* Full. */
+    make_store(&ks, CAS_KS_MAX_ENTRIES, DBKEY);
+    struct cas_keystore_entry extra = make_entry(CAS_KS_MAX_ENTRIES, DBKEY);
+    assert_int_equal(cas_keystore_upsert(&ks, &extra), -E2BIG);
+    assert_int_equal(cas_keystore_upsert(&ks, &ks.entries[7]), 0); /* replacing still works */
+    assert_int_equal(ks.count, CAS_KS_MAX_ENTRIES);
+    cas_keystore_free(&ks);
+}
+
+#define PID "02AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define PID2 "03AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define NONCE "AAAAAAAAAAAAAAAA"
+#define SEALED "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define MAC "0000000000000000000000000000000000000000000000000000000000000000"
+#define ENTRY_WITH(pid, kind, node, tcb, time, nonce, sealed, extra)                                         \
+    "{\"platform_id\":" pid ",\"kind\":" kind ",\"node\":" node ",\"tcb\":" tcb ",\"time\":" time             \
+    ",\"nonce\":" nonce ",\"sealed\":" sealed extra "}"
+#define ENTRY ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")
+#define DOC(entries) "{\"version\":1,\"entries\":[" entries "],\"mac\":\"" MAC "\"}"
+
+struct refusal {
+    const char *name;
+    const char *text;
+    const char *want;
+};
+
+static const struct refusal refusals[] = {
+    {"not JSON", "{\"version\":1,", "not JSON"},
+    {"empty", "", "not JSON"},
+    {"trailing garbage", DOC(ENTRY) "x", "not JSON"},
+    {"not an object", "[1]", "not a JSON object"},
+    {"missing version", "{\"entries\":[],\"mac\":\"" MAC "\"}", "missing field \"version\""},
+    {"missing mac", "{\"version\":1,\"entries\":[]}", "missing field \"mac\""},
+    {"unknown top field", "{\"version\":1,\"entries\":[],\"mac\":\"" MAC "\",\"x\":1}", "unknown field \"x\""},
+    {"wrong version", "{\"version\":2,\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
+    {"version as string", "{\"version\":\"1\",\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
+    {"entries not array", "{\"version\":1,\"entries\":{},\"mac\":\"" MAC "\"}", "field \"entries\""},
+    {"mac bad hex", "{\"version\":1,\"entries\":[],\"mac\":\"" "g" MAC "\"}", "field \"mac\""},
+    {"mac short", "{\"version\":1,\"entries\":[],\"mac\":\"00\"}", "field \"mac\""},
+    {"mac uppercase", "{\"version\":1,\"entries\":[],\"mac\":\"" "ABCDEF" MAC "\"}", "field \"mac\""},
+    {"entry not object", DOC(ENTRY ",3"), "entry 1: not an object"},
+    {"missing field", DOC("{\"platform_id\":\"" PID "\",\"kind\":\"sim\",\"node\":\"n\",\"tcb\":1,\"nonce\":\""
+                          NONCE "\",\"sealed\":\"" SEALED "\"}"),
+     "entry 0: missing field \"time\""},
+    {"unknown field", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"",
+                                     "\"" SEALED "\"", ",\"extra\":true")),
+     "entry 0: unknown field \"extra\""},
+    {"platform_id bad hex", DOC(ENTRY_WITH("\"02G" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"",
+                                           "\"" SEALED "\"", "")),
+     "entry 0: field \"platform_id\""},
+    {"platform_id lowercase", DOC(ENTRY_WITH("\"02aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+                                             "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"platform_id\""},
+    {"platform_id prefix", DOC(ENTRY_WITH("\"04AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"",
+                                          "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"platform_id\""},
+    {"platform_id number", DOC(ENTRY_WITH("7", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"platform_id\""},
+    {"kind", DOC(ENTRY_WITH("\"" PID "\"", "\"vm\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"kind\""},
+    {"node empty", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"node\""},
+    {"node space", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"a b\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"node\""},
+    {"node NUL", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"a\\u0000b\"", "1", "2", "\"" NONCE "\"",
+                                "\"" SEALED "\"", "")),
+     "not JSON"},
+    {"tcb negative", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "-1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"tcb\""},
+    {"tcb too big", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "4294967296", "2", "\"" NONCE "\"",
+                                   "\"" SEALED "\"", "")),
+     "entry 0: field \"tcb\""},
+    {"tcb real", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1.0", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"tcb\""},
+    {"time negative", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "-5", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"time\""},
+    {"time string", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "\"2\"", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"time\""},
+    {"nonce not base64", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"AAAA AAAAAAAAAAA\"",
+                                        "\"" SEALED "\"", "")),
+     "entry 0: field \"nonce\": not base64"},
+    {"nonce size", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"AAAA\"", "\"" SEALED "\"", "")),
+     "entry 0: field \"nonce\": 3 bytes, want 12"},
+    {"wrong sealed size", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"",
+                                         "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"", "")),
+     "entry 0: field \"sealed\": 47 bytes, want 48"},
+    {"sealed not string", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "null", "")),
+     "entry 0: field \"sealed\": not a string"},
+    {"duplicate platform_id",
+     DOC(ENTRY_WITH("\"" PID2 "\"", "\"sim\"", "\"n0\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "") ","
+         ENTRY "," ENTRY_WITH("\"" PID "\"", "\"tpm2\"", "\"n2\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     "entry 2: field \"platform_id\": duplicate platform " PID " (also entry 1)"},
+    {"duplicate key", "{\"version\":1,\"version\":1,\"entries\":[],\"mac\":\"" MAC "\"}", "not JSON"},
+};
+
+static void test_parse_refusals(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+        char err[512] = "";
+        struct cas_keystore ks = {(struct cas_keystore_entry *)(uintptr_t)1, 77, {0}};
+        int ret = cas_keystore_parse(refusals[i].text, strlen(refusals[i].text), &ks, err, sizeof(err));
+        if (ret != -EBADMSG)
+            fail_msg("%s: got %d (%s)", refusals[i].name, ret, err);
+        if (!strstr(err, refusals[i].want))
+            fail_msg("%s: error '%s' lacks '%s'", refusals[i].name, err, refusals[i].want);
+        assert_int_equal(ks.count, 77); /* untouched */
+    }
+    /* The valid base document parses. */
+    char err[512] = "";
+    struct cas_keystore ks;
+    static const char ok[] = DOC(ENTRY);
+    if (cas_keystore_parse(ok, strlen(ok), &ks, err, sizeof(err)) != 0)
+        fail_msg("valid document refused: %s", err);
+    assert_int_equal(ks.count, 1);
+    assert_string_equal(ks.entries[0].platform_id, PID);
+    assert_string_equal(ks.entries[0].node, "n1");
+    cas_keystore_free(&ks);
+}
+
+static char *doc_with_entries(size_t n)
+{
+    size_t cap = 64 + n * 256;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t len = (size_t)snprintf(text, cap, "{\"version\":1,\"entries\":[");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "%s{\"platform_id\":\"02%064zX\",\"kind\":\"sim\",\"node\":\"n\",\"tcb\":1,"
+                                "\"time\":2,\"nonce\":\"" NONCE "\",\"sealed\":\"" SEALED "\"}",
+                                i ? "," : "", i);
+    snprintf(text + len, cap - len, "],\"mac\":\"" MAC "\"}");
+    return text;
+}
+
+static void test_parse_limits(void **state)
+{
+    (void)state;
+    char err[512];
+    struct cas_keystore ks;
+    char *text = doc_with_entries(CAS_KS_MAX_ENTRIES);
+    if (cas_keystore_parse(text, strlen(text), &ks, err, sizeof(err)) != 0)
+        fail_msg("%d entries refused: %s", CAS_KS_MAX_ENTRIES, err);
+    assert_int_equal(ks.count, CAS_KS_MAX_ENTRIES);
+    cas_keystore_free(&ks);
+    free(text);
+
+    text = doc_with_entries(CAS_KS_MAX_ENTRIES + 1);
+    assert_int_equal(cas_keystore_parse(text, strlen(text), &ks, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "too many entries"));
+    free(text);
+
+    size_t big = CAS_KS_MAX_FILE + 1;
+    text = malloc(big);
+    assert_non_null(text);
+    memset(text, ' ', big);
+    assert_int_equal(cas_keystore_parse(text, big, &ks, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "too large"));
+    free(text);
+
+    /* Not NUL-terminated input: only size bytes are read. */
+    static const char ok[] = DOC(ENTRY) "garbage";
+    assert_int_equal(cas_keystore_parse(ok, strlen(ok) - 7, &ks, err, sizeof(err)), 0);
+    cas_keystore_free(&ks);
+}
+
+static void test_corrupt_file_untouched(void **state)
+{
+    struct fixture *f = *state;
+    struct cas_keystore ks, back;
+    char err[512];
+    make_store(&ks, 2, DBKEY);
+    assert_int_equal(cas_keystore_save(f->path, &ks, DBKEY), 0);
+    size_t size;
+    char *full = slurp(f->path, &size);
+    size_t cuts[] = {0, 1, size / 2, size - 3};
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        spew(f->path, full, cuts[i]);
+        struct stat before, after;
+        assert_int_equal(stat(f->path, &before), 0);
+        memset(err, 0, sizeof(err));
+        int ret = cas_keystore_load(f->path, &back, err, sizeof(err));
+        if (ret != -EBADMSG)
+            fail_msg("cut at %zu: got %d", cuts[i], ret);
+        assert_non_null(strstr(err, f->path));
+        assert_int_equal(stat(f->path, &after), 0);
+        assert_int_equal(before.st_ino, after.st_ino);
+        assert_int_equal(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+        size_t n;
+        char *now = slurp(f->path, &n);
+        assert_int_equal(n, cuts[i]);
+        assert_memory_equal(now, full, n);
+        free(now);
+    }
+    /* Larger than the limit. */
+    char *huge = malloc(CAS_KS_MAX_FILE + 1);
+    assert_non_null(huge);
+    memset(huge, ' ', CAS_KS_MAX_FILE + 1);
+    spew(f->path, huge, CAS_KS_MAX_FILE + 1);
+    free(huge);
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, f->path));
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_size, CAS_KS_MAX_FILE + 1);
+
+    /* A symlink is not followed. */
+    char link[1200];
+    snprintf(link, sizeof(link), "%s/link.key-store", f->dir);
+    assert_int_equal(symlink(f->path, link), 0);
+    assert_int_equal(cas_keystore_load(link, &back, err, sizeof(err)), -ELOOP);
+    assert_non_null(strstr(err, link));
+    free(full);
+    cas_keystore_free(&ks);
+}
+
+static int g_crash_step;
+
+static void crash_hook(int step)
+{
+    if (step == g_crash_step)
+        _exit(0);
+}
+
+static size_t count_temps(const struct fixture *f)
+{
+    DIR *d = opendir(f->dir);
+    assert_non_null(d);
+    struct dirent *de;
+    size_t n = 0;
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, ".tmp-"))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void age_temps(const struct fixture *f)
+{
+    DIR *d = opendir(f->dir);
+    assert_non_null(d);
+    struct dirent *de;
+    struct timespec old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, ".tmp-"))
+            assert_int_equal(utimensat(dirfd(d), de->d_name, old, AT_SYMLINK_NOFOLLOW), 0);
+    closedir(d);
+}
+
+static void test_crash_safety(void **state)
+{
+    struct fixture *f = *state;
+    struct cas_keystore old_ks, new_ks, back;
+    char err[512];
+    make_store(&old_ks, 2, DBKEY);
+    make_store(&new_ks, 5, DBKEY);
+    strcpy(new_ks.entries[0].node, "renamed-node");
+
+    for (int step = 1; step <= 4; step++) {
+        assert_int_equal(cas_keystore_save(f->path, &old_ks, DBKEY), 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            g_crash_step = step;
+            custos_atomic_write_hook = crash_hook;
+            cas_keystore_save(f->path, &new_ks, DBKEY);
+            _exit(1); /* the hook did not fire */
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) != 0)
+            fail_msg("step %d: the hook was not called", step);
+        if (cas_keystore_load(f->path, &back, err, sizeof(err)) != 0)
+            fail_msg("step %d: %s", step, err);
+        assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), 0);
+        if (step >= 3)
+            assert_entries_equal(&back, &new_ks);
+        else
+            assert_entries_equal(&back, &old_ks);
+        cas_keystore_free(&back);
+        /* The next save is not blocked by what the crash left. */
+        assert_int_equal(cas_keystore_save(f->path, &new_ks, DBKEY), 0);
+        assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
+        assert_entries_equal(&back, &new_ks);
+        cas_keystore_free(&back);
+    }
+    /* Crashes before the rename left temp files; recent ones are kept (a save may be in progress),
+     * stale ones are removed by the next save. */
+    assert_int_equal(count_temps(f), 2);
+    assert_int_equal(cas_keystore_save(f->path, &old_ks, DBKEY), 0);
+    assert_int_equal(count_temps(f), 2);
+    age_temps(f);
+    assert_int_equal(cas_keystore_save(f->path, &old_ks, DBKEY), 0);
+    assert_int_equal(count_temps(f), 0);
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
+    assert_entries_equal(&back, &old_ks);
+    cas_keystore_free(&back);
+    cas_keystore_free(&old_ks);
+    cas_keystore_free(&new_ks);
+}
+
+static void test_serialize_roundtrip(void **state)
+{
+    (void)state;
+    struct cas_keystore ks, back;
+    char *text = NULL, err[512];
+    size_t size = 0;
+    make_store(&ks, 4, DBKEY);
+    assert_int_equal(cas_keystore_serialize(&ks, DBKEY, &text, &size), 0);
+    assert_int_equal(size, strlen(text));
+    assert_int_equal(cas_keystore_parse(text, size, &back, err, sizeof(err)), 0);
+    assert_entries_equal(&ks, &back);
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), 0);
+    /* The text names no secret. */
+    char hex[65];
+    custos_hex_encode(DBKEY, 32, hex, false);
+    assert_null(strstr(text, hex));
+    free(text);
+    cas_keystore_free(&back);
+    cas_keystore_free(&ks);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_path),
+        cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mac_detects_edits, setup, teardown),
+        cmocka_unit_test(test_seal_unseal),
+        cmocka_unit_test(test_upsert_remove),
+        cmocka_unit_test(test_parse_refusals),
+        cmocka_unit_test(test_parse_limits),
+        cmocka_unit_test_setup_teardown(test_corrupt_file_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_safety, setup, teardown),
+        cmocka_unit_test(test_serialize_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
