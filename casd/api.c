@@ -99,15 +99,21 @@ static int check_owner_config(json_t *cfg, json_t *ignored, char *err, size_t er
 static void post_provision(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     json_t *body = http_json_body(req, r), *cfg = NULL, *ignored = json_array(), *owner = NULL;
+    json_t *policy_in = NULL, *policy = NULL;
     const char *token = NULL, *toml = NULL;
     json_error_t e;
     char err[512];
-    char *text = NULL;
+    char *text = NULL, *policy_text = NULL;
     if (!body)
         goto out;
-    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:s, s:s}", "token", &token, "owner_config", &toml) < 0) {
-        http_error(r, 400, "invalid_request", "provision request: %s (expected fields token, owner_config)",
-                   e.text);
+    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:s, s:s, s?o}", "token", &token, "owner_config", &toml, "policy",
+                       &policy_in) < 0) {
+        http_error(r, 400, "invalid_request",
+                   "provision request: %s (expected fields token, owner_config and optionally policy)", e.text);
+        goto out;
+    }
+    if (cas_policy_check(policy_in ? policy_in : json_object(), &policy, err, sizeof(err)) < 0) {
+        http_error(r, 400, "invalid_policy", "%s", err);
         goto out;
     }
     if (!req->has_caller) {
@@ -136,8 +142,11 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
     owner = json_pack("{s:s, s:O, s:O, s:I}", "key_hash", req->caller, "config", cfg, "ignored_sections",
                       ignored, "provisioned_at", (json_int_t)time(NULL));
     text = owner ? json_dumps(owner, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    struct cas_db_op ops[] = {{REC_OWNER, text, text ? strlen(text) : 0}, {REC_TOKEN, NULL, 0}};
-    int ret = text ? cas_db_write(st->db, ops, 2) : -ENOMEM;
+    policy_text = json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS);
+    struct cas_db_op ops[] = {{REC_OWNER, text, text ? strlen(text) : 0},
+                              {REC_POLICY, policy_text, policy_text ? strlen(policy_text) : 0},
+                              {REC_TOKEN, NULL, 0}};
+    int ret = text && policy_text ? cas_db_write(st->db, ops, 3) : -ENOMEM;
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_ERROR(CAS_LOG, "cannot store the owner: %s", strerror(-ret));
@@ -150,10 +159,13 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
     pthread_mutex_unlock(&st->lock);
     atomic_store(&st->cert_changed, true);
     LOG_MODULE_INFO(CAS_LOG, "CAS provisioned; owner identity %s", req->caller);
+    cas_audit(st, "provisioned", json_pack("{s:s}", "owner", req->caller));
     r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->key_hash,
                         "ignored_sections", ignored);
 out:
     free(text);
+    free(policy_text);
+    json_decref(policy);
     json_decref(owner);
     json_decref(cfg);
     json_decref(ignored);
@@ -285,6 +297,12 @@ static const struct route g_routes[] = {
     {"POST", "/v1/provision", post_provision},
     {"GET", "/v1/owner", get_owner},
     {"PUT", "/v1/secrets/*", put_secret},
+    {"POST", "/v1/backups/register", cas_backups_register},
+    {"POST", "/v1/backups/confirm", cas_backups_confirm},
+    {"GET", "/v1/backups", cas_backups_list},
+    {"DELETE", "/v1/backups/*", cas_backups_remove},
+    {"POST", "/v1/owner/allowed-measurements", cas_policy_allow},
+    {"POST", "/v1/owner/allowed-platforms", cas_policy_allow},
     {"GET", "/v1/secrets/*", get_secret},
 };
 

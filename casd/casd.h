@@ -4,12 +4,14 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
 #include <microhttpd.h>
 
 #include "custos.h"
+#include "backup_proto.h"
 #include "db.h"
 #include "keystore.h"
 
@@ -20,8 +22,35 @@
 #define REC_IDENTITY "cas/identity-key"
 #define REC_TOKEN "cas/provisioning-token"
 #define REC_OWNER "cas/owner"
+#define REC_POLICY "cas/policy"
+#define REC_AUDIT_NEXT "audit/next"
+#define CAS_PENDING_MAX 32
+#define CAS_REQUEST_MAX_AGE 600 /* seconds a backup request stays valid */
+
+struct http_request;
+struct http_response;
+struct cas_state;
+typedef void (*cas_route_fn)(struct cas_state *st, struct http_request *req, struct http_response *resp);
+
+/* A registration between its offer and its confirmation (primary side, memory only). */
+struct cas_pending {
+    bool used;
+    char request_id[65];
+    uint8_t transcript[32];
+    struct backup_request request;
+    time_t expires;
+};
+
+/* The ephemeral backup CAS's one registration (backup side). */
+struct cas_backup_session {
+    uint8_t private_key[32];
+    struct backup_request request;
+    bool done;
+    time_t deadline;
+};
 
 struct cas_state {
+    cas_route_fn route;
     /* configuration */
     const char *las;
     const char *db_dir;
@@ -48,6 +77,12 @@ struct cas_state {
     bool provisioned;
     char owner_hash[65];
     atomic_bool cert_changed; /* the certificate's names changed: restart the TLS listener */
+    /* backups (primary); guarded by lock */
+    struct cas_keystore ks;
+    struct cas_pending pending[CAS_PENDING_MAX];
+    /* backup mode */
+    struct cas_backup_session *backup;
+    atomic_bool backup_done;
 };
 
 /* startup.c */
@@ -79,3 +114,24 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
 
 /* api.c */
 void cas_route(struct cas_state *st, struct http_request *req, struct http_response *resp);
+bool cas_require_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
+                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
+
+/* register.c: the primary's side of backup registration, the key-store and the owner's policy */
+void cas_backups_register(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r);
+/* Checks a policy object sent by the owner ({trust_any_platform, allow_debug, platforms,
+ * measurements}, every field optional); on success *out is a normalized copy. */
+int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_size);
+/* Appends an audit record (crash-safe, in the database). */
+int cas_audit(struct cas_state *st, const char *event, json_t *details);
+
+/* main.c */
+extern volatile sig_atomic_t g_stop;
+
+/* backup.c: the ephemeral backup CAS */
+int cas_backup_run(struct cas_state *st, long long timeout_s);

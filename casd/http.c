@@ -123,7 +123,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_request req = {.method = method, .url = url, .conn = conn, .body = ctx->body,
                                .body_size = ctx->size};
     caller_identity(&req);
-    cas_route(st, &req, &r);
+    st->route(st, &req, &r);
     if (!r.body)
         http_error(&r, 500, "internal", "no answer");
     return send_json(conn, &r);

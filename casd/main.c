@@ -10,7 +10,7 @@
 
 #include "casd.h"
 
-static volatile sig_atomic_t g_stop;
+volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig)
 {
@@ -51,7 +51,7 @@ int main(int argc, char **argv)
 {
     static struct cas_state st; /* locked in memory: it holds the database key */
     const char *log_spec = NULL;
-    long long threads = 0, max_conn = 0, timeout_s = 0;
+    long long threads = 0, max_conn = 0, timeout_s = 0, backup_timeout = 0;
     bool backup = false;
     struct custos_option opts[] = {
         {"db", 0, "CAS_DB", CUSTOS_OPT_STRING, "/var/lib/custos/cas/db", 0, 0, "DIR",
@@ -67,8 +67,10 @@ int main(int argc, char **argv)
          &max_conn},
         {"timeout", 0, NULL, CUSTOS_OPT_INT, "30", 1, 3600, "SECONDS",
          "an idle connection is closed after this long", &timeout_s},
-        {"backup", 0, NULL, CUSTOS_OPT_BOOL, "false", 0, 0, NULL,
-         "run as an ephemeral backup CAS that registers this node (not available yet)", &backup},
+        {"backup", 0, "CAS_BACKUP", CUSTOS_OPT_BOOL, "false", 0, 0, NULL,
+         "run as an ephemeral backup CAS: serve one registration of this node, then exit", &backup},
+        {"backup-timeout", 0, "CAS_BACKUP_TIMEOUT", CUSTOS_OPT_INT, "600", 1, 86400, "SECONDS",
+         "backup mode: exit after this long without a registration", &backup_timeout},
         {"log", 0, "CUSTOS_LOG", CUSTOS_OPT_STRING, "info", 0, 0, "SPEC", "log levels, e.g. info,cas=debug",
          &log_spec},
     };
@@ -78,10 +80,6 @@ int main(int argc, char **argv)
         return ret > 0 ? 0 : 2;
     if (custos_log_configure(log_spec) < 0) {
         fprintf(stderr, "casd: invalid log spec '%s'\n", log_spec);
-        return 2;
-    }
-    if (backup) {
-        LOG_MODULE_ERROR(CAS_LOG, "--backup is not implemented yet");
         return 2;
     }
     st.threads = (unsigned)threads;
@@ -95,6 +93,12 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (backup) {
+        ret = cas_backup_run(&st, backup_timeout);
+        cas_state_wipe(&st);
+        return ret < 0 ? 1 : 0;
+    }
+    st.route = cas_route;
     ret = cas_open_database(&st);
     if (ret == 0)
         ret = cas_load_identity(&st);

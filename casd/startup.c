@@ -96,8 +96,7 @@ int cas_open_database(struct cas_state *st)
 {
     uint8_t seal[32];
     char err[1024];
-    struct cas_keystore ks;
-    memset(&ks, 0, sizeof(ks));
+    struct cas_keystore *ks = &st->ks; /* kept: the primary updates it when backups register */
     int ret = node_info(st, seal);
     if (ret < 0)
         goto out;
@@ -105,15 +104,15 @@ int cas_open_database(struct cas_state *st)
         LOG_MODULE_ERROR(CAS_LOG, "database path too long: %s", st->db_dir);
         goto out;
     }
-    ret = cas_keystore_load(st->keystore_path, &ks, err, sizeof(err));
+    ret = cas_keystore_load(st->keystore_path, ks, err, sizeof(err));
     if (ret == -ENOENT) {
-        ret = create_database(st, &ks, seal);
+        ret = create_database(st, ks, seal);
     } else if (ret < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s (the key-store is left untouched)", err);
     } else {
-        const struct cas_keystore_entry *e = cas_keystore_find(&ks, st->platform_id);
+        const struct cas_keystore_entry *e = cas_keystore_find(ks, st->platform_id);
         if (!e) {
-            refuse_unregistered(st, &ks);
+            refuse_unregistered(st, ks);
             ret = -EPERM;
             goto out;
         }
@@ -126,7 +125,7 @@ int cas_open_database(struct cas_state *st)
                              st->platform_id);
             goto out;
         }
-        if ((ret = cas_keystore_verify_mac(&ks, st->dbkey)) < 0) {
+        if ((ret = cas_keystore_verify_mac(ks, st->dbkey)) < 0) {
             LOG_MODULE_ERROR(CAS_LOG, "key-store %s was modified by someone without the database key "
                              "(its MAC does not match); refusing to use it", st->keystore_path);
             goto out;
@@ -141,7 +140,6 @@ int cas_open_database(struct cas_state *st)
                         st->platform_id, st->platform_kind, st->tcb);
 out:
     custos_wipe(seal, sizeof(seal));
-    cas_keystore_free(&ks);
     return ret;
 }
 
@@ -263,6 +261,7 @@ int cas_load_ownership(struct cas_state *st)
 
 void cas_state_wipe(struct cas_state *st)
 {
+    cas_keystore_free(&st->ks);
     cas_db_close(st->db);
     st->db = NULL;
     EVP_PKEY_free(st->tls_key);

@@ -56,6 +56,8 @@ int cmd_provision(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_owner(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
+int cmd_register_backup(int argc, char **argv);
+int cmd_backups(int argc, char **argv);
 
 /* ---- attestation of a CAS (attest.c) ---- */
 struct cli_trust {

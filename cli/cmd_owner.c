@@ -73,10 +73,64 @@ static int owner_show(int argc, char **argv)
     return ret;
 }
 
+/* cas owner allow-measurement HEX | allow-platform ID */
+static int owner_allow(int argc, char **argv, const char *what, const char *path, const char *field)
+{
+    const char *cli_config = NULL, *cas = NULL;
+    struct custos_strlist pos = {0};
+    struct custos_option opts[] = {
+        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
+        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+    };
+    char summary[160];
+    snprintf(summary, sizeof(summary), "Allow a backup CAS with this %s to register (owner only).", what);
+    int ret = custos_options_parse(argv[0], summary, opts, 2, argc, argv, &pos);
+    struct cli_context ctx = {0};
+    struct cli_response resp = {0};
+    json_t *req = NULL;
+    char *body = NULL;
+    if (ret) {
+        ret = ret > 0 ? 0 : 2;
+        goto out;
+    }
+    ret = 2;
+    if (pos.count != 1) {
+        fprintf(stderr, "%s: expected one %s\n", argv[0], what);
+        goto out;
+    }
+    ret = 1;
+    if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
+        goto out;
+    req = json_pack("{s:s}", field, pos.items[0]);
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    ret = body ? cli_owner_call(argv[0], &ctx, "POST", path, body, &resp) : 1;
+    if (ret == 0)
+        printf("%s %s allowed\n", what, pos.items[0]);
+out:
+    free(body);
+    json_decref(req);
+    cli_response_free(&resp);
+    cli_context_free(&ctx);
+    custos_strlist_free(&pos);
+    return ret;
+}
+
+static int owner_allow_measurement(int argc, char **argv)
+{
+    return owner_allow(argc, argv, "measurement", "/v1/owner/allowed-measurements", "measurement");
+}
+
+static int owner_allow_platform(int argc, char **argv)
+{
+    return owner_allow(argc, argv, "platform", "/v1/owner/allowed-platforms", "platform_id");
+}
+
 int cmd_owner(int argc, char **argv)
 {
     static const struct cli_command cmds[] = {
         {"show", owner_show, "show the owner identity and configuration of a CAS"},
+        {"allow-measurement", owner_allow_measurement, "allow backups running this CAS measurement"},
+        {"allow-platform", owner_allow_platform, "allow backups on this platform ID"},
     };
     return cli_dispatch(argv[0], cmds, sizeof(cmds) / sizeof(cmds[0]), argc, argv);
 }

@@ -79,7 +79,9 @@ int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_si
 static const struct cli_command g_commands[] = {
     {"provision", cmd_provision, "attest a CAS, provision it and become its owner"},
     {"attest", cmd_attest, "attest a CAS and record it in the CLI configuration"},
-    {"owner", cmd_owner, "the owner's view of a CAS: show"},
+    {"register-backup", cmd_register_backup, "register a backup CAS so CAS can move to its node"},
+    {"backups", cmd_backups, "registered backups: list, remove, check"},
+    {"owner", cmd_owner, "the owner's view of a CAS: show, allow-measurement, allow-platform"},
     {"secret", cmd_secret, "owner-held secret values in CAS: put, get"},
     {"las", cmd_las, "talk to a Local Attestation Service: quote, verify, info"},
 };

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The ephemeral backup CAS (casd --backup): makes an X25519 key pair, has its node's lasd quote it,
+ * serves that request, unwraps the database key the primary offers, seals it with this node's CAS
+ * seal key and proves it did. It keeps nothing on disk, wipes every secret and exits after one
+ * registration or at its timeout. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "casd.h"
+
+static void get_request(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    (void)req;
+    if (atomic_load(&st->backup_done)) {
+        http_error(r, 410, "done", "this backup CAS has completed its registration");
+        return;
+    }
+    r->body = backup_request_to_json(&st->backup->request);
+}
+
+static void post_complete(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    struct cas_backup_session *b = st->backup;
+    json_error_t e;
+    json_t *oj = NULL;
+    struct backup_offer offer;
+    struct backup_completion c;
+    uint8_t shared[32], wrap[32], transcript[32], dbkey[32], seal[32];
+    char err[512];
+    int ret;
+    memset(&c, 0, sizeof(c));
+    json_t *body = http_json_body(req, r);
+    if (!body)
+        return;
+    pthread_mutex_lock(&st->lock);
+    if (b->done) {
+        http_error(r, 409, "done", "this backup CAS has completed its registration");
+        goto out;
+    }
+    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:o}", "offer", &oj) < 0) {
+        http_error(r, 400, "invalid_request", "%s (expected one field: offer)", e.text);
+        goto out;
+    }
+    if (backup_offer_from_json(oj, &offer, err, sizeof(err)) < 0) {
+        http_error(r, 400, "invalid_request", "%s", err);
+        goto out;
+    }
+    if (strcmp(offer.request_id, b->request.id) != 0) {
+        http_error(r, 409, "wrong_request", "the offer is for request %.16s, this backup CAS made %.16s",
+                   offer.request_id, b->request.id);
+        goto out;
+    }
+    backup_transcript(&b->request, offer.primary_platform_id, offer.primary_key_hash, offer.ephemeral_key,
+                      transcript);
+    ret = custos_x25519(b->private_key, offer.ephemeral_key, shared);
+    if (ret == 0)
+        ret = backup_wrap_key(shared, transcript, wrap);
+    if (ret == 0)
+        ret = custos_aead_open(wrap, offer.nonce, transcript, 32, offer.wrapped, sizeof(offer.wrapped), dbkey);
+    if (ret < 0) {
+        http_error(r, 400, "bad_offer", "the offer does not open with this backup's key (tampered or misdirected)");
+        goto out;
+    }
+    if (custos_las_seal_key(st->las, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+        http_error(r, 503, "las_unavailable", "cannot get this node's seal key: %s", err);
+        goto out;
+    }
+    struct cas_keystore_entry *en = &c.entry;
+    strcpy(en->platform_id, st->platform_id);
+    strcpy(en->kind, st->platform_kind);
+    snprintf(en->node, sizeof(en->node), "%s", b->request.node_name);
+    en->tcb = b->request.quote.tcb;
+    en->time = (int64_t)time(NULL);
+    strcpy(c.request_id, b->request.id);
+    ret = cas_keystore_seal(en, seal, dbkey);
+    if (ret == 0)
+        ret = backup_proof(dbkey, transcript, en, c.proof);
+    if (ret < 0) {
+        http_error(r, 500, "internal", "cannot seal the database key");
+        goto out;
+    }
+    b->done = true;
+    custos_wipe(b->private_key, sizeof(b->private_key));
+    atomic_store(&st->backup_done, true);
+    LOG_MODULE_INFO(CAS_LOG, "database key received from primary platform %s and sealed for this node (%s)",
+                    offer.primary_platform_id, en->node);
+    r->body = json_pack("{s:o}", "completion", backup_completion_to_json(&c));
+out:
+    pthread_mutex_unlock(&st->lock);
+    custos_wipe(shared, sizeof(shared));
+    custos_wipe(wrap, sizeof(wrap));
+    custos_wipe(dbkey, sizeof(dbkey));
+    custos_wipe(seal, sizeof(seal));
+    json_decref(body);
+}
+
+static void get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    (void)req;
+    r->body = json_pack("{s:s, s:s, s:b}", "status", "ready", "mode", "backup", "done",
+                        (int)atomic_load(&st->backup_done));
+}
+
+static void backup_route(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    static const struct {
+        const char *method, *path;
+        cas_route_fn fn;
+    } routes[] = {
+        {"GET", "/healthz", get_healthz},
+        {"GET", "/v1/backup/request", get_request},
+        {"POST", "/v1/backup/complete", post_complete},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (!strcmp(routes[i].path, req->url)) {
+            if (!strcmp(routes[i].method, req->method))
+                routes[i].fn(st, req, r);
+            else
+                http_error(r, 405, "method_not_allowed", "%s is not allowed on %s", req->method, req->url);
+            return;
+        }
+    }
+    http_error(r, 404, "not_found", "no such endpoint on a backup CAS: %.200s", req->url);
+}
+
+/* lasd's view of this node, and the quoted request. */
+static int make_request(struct cas_state *st, struct cas_backup_session *b)
+{
+    char err[512];
+    json_t *info = NULL;
+    const char *id = NULL, *kind = NULL;
+    json_int_t tcb = 0;
+    uint8_t rd[CUSTOS_REPORT_DATA_SIZE], h[32];
+    struct backup_request *rq = &b->request;
+    if (custos_las_info(st->las, &info, err, sizeof(err)) < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+        return -EIO;
+    }
+    if (json_unpack(info, "{s:s, s:s, s:I}", "platform_id", &id, "platform_kind", &kind, "tcb", &tcb) < 0 ||
+        strlen(id) != CUSTOS_PLATFORM_ID_LEN || strlen(kind) >= sizeof(st->platform_kind)) {
+        json_decref(info);
+        LOG_MODULE_ERROR(CAS_LOG, "LAS at %s answered unexpected platform information", st->las);
+        return -EPROTO;
+    }
+    strcpy(st->platform_id, id);
+    strcpy(st->platform_kind, kind);
+    st->tcb = (uint32_t)tcb;
+    json_decref(info);
+    if (strlen(st->node_name) > BACKUP_NODE_MAX) {
+        LOG_MODULE_ERROR(CAS_LOG, "node name too long: %s", st->node_name);
+        return -EINVAL;
+    }
+    snprintf(rq->node_name, sizeof(rq->node_name), "%s", st->node_name);
+    rq->created_at = (int64_t)time(NULL);
+    if (custos_x25519_keypair(b->private_key, rq->public_key) < 0)
+        return -EIO;
+    backup_request_report_data(rq->public_key, rq->created_at, rq->node_name, rd);
+    if (custos_las_quote(st->las, rd, &rq->quote, err, sizeof(err)) < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+        return -EIO;
+    }
+    custos_sha256(rq->public_key, 32, h);
+    custos_hex_encode(h, 32, rq->id, false);
+    return 0;
+}
+
+int cas_backup_run(struct cas_state *st, long long timeout_s)
+{
+    static struct cas_backup_session session; /* locked in memory with the caller's state */
+    char err[256];
+    int ret;
+    st->backup = &session;
+    st->route = backup_route;
+    if ((ret = make_request(st, &session)) < 0)
+        goto out;
+    /* An ephemeral TLS identity: the backup is trusted through its quote, not its certificate. */
+    uint8_t hash[32];
+    const char *alts[] = {"localhost", st->node_name};
+    if ((ret = custos_key_generate(&st->tls_key)) < 0 || (ret = custos_key_to_pem(st->tls_key, &st->tls_key_pem)) < 0 ||
+        (ret = custos_cert_self_signed(st->tls_key, "cas-backup", alts, 2, &st->tls_cert_pem)) < 0 ||
+        (ret = custos_key_hash(st->tls_key, hash)) < 0)
+        goto out;
+    struct MHD_Daemon *d = cas_http_start(st, err, sizeof(err));
+    if (!d) {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+        ret = -EADDRNOTAVAIL;
+        goto out;
+    }
+    LOG_MODULE_INFO(CAS_LOG, "backup CAS for node %s (platform %s, TCB %u) ready on https://%s/, request %.16s",
+                    st->node_name, st->platform_id, st->tcb, st->listen, session.request.id);
+    time_t deadline = time(NULL) + timeout_s;
+    while (!g_stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
+        usleep(20000);
+    if (atomic_load(&st->backup_done)) {
+        usleep(200000); /* let the completion answer leave */
+        LOG_MODULE_INFO(CAS_LOG, "registration completed; backup CAS exits");
+        ret = 0;
+    } else {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", g_stop ? "stopped before any registration"
+                                               : "no registration before the timeout; backup CAS exits");
+        ret = -ETIMEDOUT;
+    }
+    MHD_stop_daemon(d);
+out:
+    custos_wipe(&session, sizeof(session));
+    return ret;
+}

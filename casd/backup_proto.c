@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup_proto.h"
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+void backup_request_report_data(const uint8_t public_key[32], int64_t created_at, const char *node_name,
+                                uint8_t out[CUSTOS_REPORT_DATA_SIZE])
+{
+    uint8_t buf[24 + 32 + 8 + BACKUP_NODE_MAX];
+    size_t n = strlen(node_name);
+    if (n > BACKUP_NODE_MAX)
+        n = BACKUP_NODE_MAX;
+    memcpy(buf, "custos-backup-request-v1", 24);
+    memcpy(buf + 24, public_key, 32);
+    put_be64(buf + 56, (uint64_t)created_at);
+    memcpy(buf + 64, node_name, n);
+    memset(out, 0, CUSTOS_REPORT_DATA_SIZE);
+    custos_sha256(buf, 64 + n, out);
+}
+
+static json_t *b64(const uint8_t *p, size_t n)
+{
+    char *s = custos_base64_encode(p, n);
+    json_t *j = s ? json_string(s) : NULL;
+    free(s);
+    return j;
+}
+
+/* A base64 field of exactly `size` bytes. */
+static int get_b64(const json_t *obj, const char *name, uint8_t *out, size_t size, char *err, size_t err_size)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int ret = custos_json_b64(obj, name, &buf, &n);
+    if (ret < 0 || n != size) {
+        snprintf(err, err_size, "field '%s' must be base64 of %zu bytes", name, size);
+        free(buf);
+        return -EINVAL;
+    }
+    memcpy(out, buf, size);
+    custos_wipe(buf, n);
+    free(buf);
+    return 0;
+}
+
+static bool valid_node_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > BACKUP_NODE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '-' || s[i] == '.' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+static bool valid_hex64(const char *s)
+{
+    uint8_t tmp[32];
+    return s && custos_hex_decode(s, tmp, sizeof(tmp)) == 0;
+}
+
+json_t *backup_request_to_json(const struct backup_request *r)
+{
+    return json_pack("{s:o, s:o, s:s, s:I}", "quote", custos_quote_to_json(&r->quote), "public_key",
+                     b64(r->public_key, 32), "node_name", r->node_name, "created_at", (json_int_t)r->created_at);
+}
+
+int backup_request_from_json(const json_t *j, struct backup_request *out, char *err, size_t err_size)
+{
+    json_t *quote = NULL;
+    const char *node = NULL, *pk = NULL;
+    json_int_t created = 0;
+    json_error_t e;
+    struct backup_request r;
+    char qerr[256];
+    uint8_t rd[CUSTOS_REPORT_DATA_SIZE], h[32];
+    memset(&r, 0, sizeof(r));
+    if (!json_is_object(j) || json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:o, s:s, s:s, s:I}", "quote", &quote,
+                                             "public_key", &pk, "node_name", &node, "created_at", &created) < 0) {
+        snprintf(err, err_size, "backup request: %s (expected quote, public_key, node_name, created_at)",
+                 json_is_object(j) ? e.text : "not a JSON object");
+        return -EINVAL;
+    }
+    if (!valid_node_name(node)) {
+        snprintf(err, err_size, "backup request: field 'node_name' must be 1..%d characters of A-Z a-z 0-9 . _ -",
+                 BACKUP_NODE_MAX);
+        return -EINVAL;
+    }
+    if (created <= 0) {
+        snprintf(err, err_size, "backup request: field 'created_at' must be a positive time");
+        return -EINVAL;
+    }
+    if (get_b64(j, "public_key", r.public_key, 32, err, err_size) < 0)
+        return -EINVAL;
+    if (custos_quote_from_json(quote, &r.quote, qerr, sizeof(qerr)) < 0) {
+        snprintf(err, err_size, "backup request: field 'quote': %s", qerr);
+        return -EINVAL;
+    }
+    strcpy(r.node_name, node);
+    r.created_at = created;
+    backup_request_report_data(r.public_key, r.created_at, r.node_name, rd);
+    if (!custos_ct_equal(rd, r.quote.report_data, sizeof(rd))) {
+        snprintf(err, err_size, "backup request: the quote does not bind this request's public key, node name "
+                 "and time (a quote taken from another request or node)");
+        return -EPERM;
+    }
+    custos_sha256(r.public_key, 32, h);
+    custos_hex_encode(h, 32, r.id, false);
+    *out = r;
+    return 0;
+}
+
+json_t *backup_offer_to_json(const struct backup_offer *o)
+{
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "request_id", o->request_id, "primary_platform_id",
+                     o->primary_platform_id, "primary_key_hash", o->primary_key_hash, "ephemeral_key",
+                     b64(o->ephemeral_key, 32), "nonce", b64(o->nonce, 12), "wrapped", b64(o->wrapped, 48));
+}
+
+int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err, size_t err_size)
+{
+    const char *rid = NULL, *pid = NULL, *kh = NULL, *s1, *s2, *s3;
+    json_error_t e;
+    struct backup_offer o;
+    uint8_t pub[CUSTOS_P256_PUB_SIZE];
+    memset(&o, 0, sizeof(o));
+    if (!json_is_object(j) ||
+        json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:s, s:s, s:s}", "request_id", &rid,
+                       "primary_platform_id", &pid, "primary_key_hash", &kh, "ephemeral_key", &s1, "nonce", &s2,
+                       "wrapped", &s3) < 0) {
+        snprintf(err, err_size, "backup offer: %s", json_is_object(j) ? e.text : "not a JSON object");
+        return -EINVAL;
+    }
+    if (!valid_hex64(rid) || !valid_hex64(kh)) {
+        snprintf(err, err_size, "backup offer: fields 'request_id' and 'primary_key_hash' must be 64 hex digits");
+        return -EINVAL;
+    }
+    if (custos_platform_id_parse(pid, pub) < 0) {
+        snprintf(err, err_size, "backup offer: field 'primary_platform_id' is not a platform ID");
+        return -EINVAL;
+    }
+    if (get_b64(j, "ephemeral_key", o.ephemeral_key, 32, err, err_size) < 0 ||
+        get_b64(j, "nonce", o.nonce, 12, err, err_size) < 0 || get_b64(j, "wrapped", o.wrapped, 48, err, err_size) < 0)
+        return -EINVAL;
+    strcpy(o.request_id, rid);
+    custos_platform_id(pub, o.primary_platform_id);
+    strcpy(o.primary_key_hash, kh);
+    *out = o;
+    return 0;
+}
+
+json_t *backup_entry_to_json(const struct cas_keystore_entry *e)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:o}", "platform_id", e->platform_id, "kind", e->kind, "node",
+                     e->node, "tcb", (json_int_t)e->tcb, "time", (json_int_t)e->time, "nonce", b64(e->nonce, 12),
+                     "sealed", b64(e->sealed, 48));
+}
+
+int backup_entry_from_json(const json_t *j, struct cas_keystore_entry *out, char *err, size_t err_size)
+{
+    const char *pid = NULL, *kind = NULL, *node = NULL, *s1, *s2;
+    json_int_t tcb = 0, t = 0;
+    json_error_t e;
+    struct cas_keystore_entry en;
+    memset(&en, 0, sizeof(en));
+    if (!json_is_object(j) ||
+        json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "platform_id", &pid,
+                       "kind", &kind, "node", &node, "tcb", &tcb, "time", &t, "nonce", &s1, "sealed", &s2) < 0) {
+        snprintf(err, err_size, "key-store entry: %s", json_is_object(j) ? e.text : "not a JSON object");
+        return -EINVAL;
+    }
+    if (strlen(pid) >= sizeof(en.platform_id) || strlen(kind) >= sizeof(en.kind) ||
+        strlen(node) >= sizeof(en.node) || tcb < 0 || tcb > 0xffffffffLL || t < 0) {
+        snprintf(err, err_size, "key-store entry: a field is out of range");
+        return -EINVAL;
+    }
+    strcpy(en.platform_id, pid);
+    strcpy(en.kind, kind);
+    strcpy(en.node, node);
+    en.tcb = (uint32_t)tcb;
+    en.time = (int64_t)t;
+    if (get_b64(j, "nonce", en.nonce, 12, err, err_size) < 0 || get_b64(j, "sealed", en.sealed, 48, err, err_size) < 0)
+        return -EINVAL;
+    if (cas_keystore_entry_check(&en, err, err_size) < 0)
+        return -EINVAL;
+    *out = en;
+    return 0;
+}
+
+json_t *backup_completion_to_json(const struct backup_completion *c)
+{
+    return json_pack("{s:s, s:o, s:o}", "request_id", c->request_id, "entry", backup_entry_to_json(&c->entry),
+                     "proof", b64(c->proof, 32));
+}
+
+int backup_completion_from_json(const json_t *j, struct backup_completion *out, char *err, size_t err_size)
+{
+    const char *rid = NULL, *proof = NULL;
+    json_t *entry = NULL;
+    json_error_t e;
+    struct backup_completion c;
+    memset(&c, 0, sizeof(c));
+    if (!json_is_object(j) || json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:o, s:s}", "request_id", &rid,
+                                             "entry", &entry, "proof", &proof) < 0) {
+        snprintf(err, err_size, "backup completion: %s", json_is_object(j) ? e.text : "not a JSON object");
+        return -EINVAL;
+    }
+    if (!valid_hex64(rid)) {
+        snprintf(err, err_size, "backup completion: field 'request_id' must be 64 hex digits");
+        return -EINVAL;
+    }
+    if (backup_entry_from_json(entry, &c.entry, err, err_size) < 0 ||
+        get_b64(j, "proof", c.proof, 32, err, err_size) < 0)
+        return -EINVAL;
+    strcpy(c.request_id, rid);
+    *out = c;
+    return 0;
+}
+
+void backup_transcript(const struct backup_request *r, const char *primary_platform_id,
+                       const char *primary_key_hash, const uint8_t primary_ephemeral[32], uint8_t out[32])
+{
+    uint8_t buf[27 + CUSTOS_QUOTE_BODY_SIZE + 32 + BACKUP_NODE_MAX + 1 + 8 + CUSTOS_PLATFORM_ID_LEN + 64 + 32];
+    size_t n = 0;
+    memcpy(buf, "custos-backup-transcript-v1", 27);
+    n += 27;
+    custos_quote_body(&r->quote, buf + n);
+    n += CUSTOS_QUOTE_BODY_SIZE;
+    memcpy(buf + n, r->public_key, 32);
+    n += 32;
+    size_t ln = strlen(r->node_name);
+    memcpy(buf + n, r->node_name, ln + 1);
+    n += ln + 1;
+    put_be64(buf + n, (uint64_t)r->created_at);
+    n += 8;
+    memcpy(buf + n, primary_platform_id, CUSTOS_PLATFORM_ID_LEN);
+    n += CUSTOS_PLATFORM_ID_LEN;
+    memcpy(buf + n, primary_key_hash, 64);
+    n += 64;
+    memcpy(buf + n, primary_ephemeral, 32);
+    n += 32;
+    custos_sha256(buf, n, out);
+}
+
+int backup_wrap_key(const uint8_t shared[32], const uint8_t transcript[32], uint8_t out[32])
+{
+    return custos_hkdf_sha256(shared, 32, transcript, 32, (const uint8_t *)"custos-backup-wrap-v1", 21, out, 32);
+}
+
+int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const struct cas_keystore_entry *e,
+                 uint8_t out[32])
+{
+    uint8_t key[32], msg[32 + CUSTOS_PLATFORM_ID_LEN + 8 + CAS_KS_NODE_MAX + 1 + 4 + 12 + 48];
+    size_t n = 0;
+    int ret = custos_hkdf_sha256(dbkey, 32, NULL, 0, (const uint8_t *)"custos-backup-proof-v1", 22, key, 32);
+    if (ret < 0)
+        return ret;
+    memcpy(msg, transcript, 32);
+    n += 32;
+    memcpy(msg + n, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
+    n += CUSTOS_PLATFORM_ID_LEN;
+    size_t lk = strlen(e->kind), ln = strlen(e->node);
+    memcpy(msg + n, e->kind, lk + 1);
+    n += lk + 1;
+    memcpy(msg + n, e->node, ln + 1);
+    n += ln + 1;
+    msg[n++] = (uint8_t)(e->tcb >> 24);
+    msg[n++] = (uint8_t)(e->tcb >> 16);
+    msg[n++] = (uint8_t)(e->tcb >> 8);
+    msg[n++] = (uint8_t)e->tcb;
+    memcpy(msg + n, e->nonce, 12);
+    n += 12;
+    memcpy(msg + n, e->sealed, 48);
+    n += 48;
+    ret = custos_hmac_sha256(key, 32, msg, n, out);
+    custos_wipe(key, sizeof(key));
+    return ret;
+}

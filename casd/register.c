@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The primary CAS's side of backup registration: check the backup's request, wrap the database key
+ * to it, accept its sealed entry on proof, keep the key-store (the list of platforms that can open
+ * the database) and the owner's trust policy. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "casd.h"
+
+/* ---- the owner's policy --------------------------------------------------------------------- */
+
+int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_size)
+{
+    json_t *trust = NULL, *debug = NULL, *platforms = NULL, *measurements = NULL, *v;
+    json_error_t e;
+    size_t i;
+    if (!json_is_object(policy) ||
+        json_unpack_ex((json_t *)policy, &e, JSON_STRICT, "{s?o, s?o, s?o, s?o}", "trust_any_platform", &trust,
+                       "allow_debug", &debug, "platforms", &platforms, "measurements", &measurements) < 0) {
+        snprintf(err, err_size, "policy: %s", json_is_object(policy) ? e.text : "not a JSON object");
+        return -EINVAL;
+    }
+    if ((trust && !json_is_boolean(trust)) || (debug && !json_is_boolean(debug))) {
+        snprintf(err, err_size, "policy: 'trust_any_platform' and 'allow_debug' must be booleans");
+        return -EINVAL;
+    }
+    if ((platforms && (!json_is_array(platforms) || json_array_size(platforms) > 256)) ||
+        (measurements && (!json_is_array(measurements) || json_array_size(measurements) > 256))) {
+        snprintf(err, err_size, "policy: 'platforms' and 'measurements' must be arrays of at most 256");
+        return -EINVAL;
+    }
+    json_array_foreach(platforms, i, v) {
+        uint8_t pub[CUSTOS_P256_PUB_SIZE];
+        if (!json_is_string(v) || custos_platform_id_parse(json_string_value(v), pub) < 0) {
+            snprintf(err, err_size, "policy: platforms[%zu] is not a platform ID (66 hex digits)", i);
+            return -EINVAL;
+        }
+    }
+    json_array_foreach(measurements, i, v) {
+        uint8_t m[32];
+        if (!json_is_string(v) || custos_hex_decode(json_string_value(v), m, sizeof(m)) < 0) {
+            snprintf(err, err_size, "policy: measurements[%zu] is not 64 hex digits", i);
+            return -EINVAL;
+        }
+    }
+    *out = json_pack("{s:b, s:b, s:O, s:O}", "trust_any_platform", json_is_true(trust), "allow_debug",
+                     json_is_true(debug), "platforms", platforms ? platforms : json_array(), "measurements",
+                     measurements ? measurements : json_array());
+    return *out ? 0 : -ENOMEM;
+}
+
+static json_t *load_policy(struct cas_state *st)
+{
+    uint8_t *raw = NULL;
+    size_t size = 0;
+    json_t *p = NULL;
+    char err[64];
+    if (cas_db_get(st->db, REC_POLICY, &raw, &size) == 0) {
+        custos_json_parse((const char *)raw, size, &p, err, sizeof(err));
+        cas_db_value_free(raw, size);
+    }
+    return p ? p : json_pack("{s:b, s:b, s:[], s:[]}", "trust_any_platform", 0, "allow_debug", 0, "platforms",
+                             "measurements");
+}
+
+/* POST /v1/owner/allowed-measurements {"measurement": HEX} or /v1/owner/allowed-platforms
+ * {"platform_id": ID}: adds to the owner's policy. */
+void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    if (!cas_require_owner(st, req, r))
+        return;
+    bool measurement = strstr(req->url, "measurements") != NULL;
+    const char *field = measurement ? "measurement" : "platform_id";
+    const char *value = NULL;
+    json_error_t e;
+    char err[256];
+    json_t *body = http_json_body(req, r), *policy = NULL, *checked = NULL;
+    if (!body)
+        return;
+    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:s}", field, &value) < 0) {
+        http_error(r, 400, "invalid_request", "%s (expected one field: %s)", e.text, field);
+        goto out;
+    }
+    pthread_mutex_lock(&st->lock);
+    policy = load_policy(st);
+    json_t *list = json_object_get(policy, measurement ? "measurements" : "platforms");
+    size_t i;
+    json_t *v;
+    bool present = false;
+    json_array_foreach(list, i, v) present |= strcasecmp(json_string_value(v), value) == 0;
+    if (!present)
+        json_array_append_new(list, json_string(value));
+    if (cas_policy_check(policy, &checked, err, sizeof(err)) < 0) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 400, "invalid_value", "%s", err);
+        goto out;
+    }
+    char *text = json_dumps(checked, JSON_COMPACT | JSON_SORT_KEYS);
+    int ret = text ? cas_db_put(st->db, REC_POLICY, text, strlen(text)) : -ENOMEM;
+    free(text);
+    pthread_mutex_unlock(&st->lock);
+    if (ret < 0) {
+        http_error(r, 500, "storage", "cannot store the policy: %s", strerror(-ret));
+        goto out;
+    }
+    cas_audit(st, measurement ? "measurement allowed" : "platform allowed", json_pack("{s:s}", field, value));
+    r->body = json_incref(checked);
+out:
+    json_decref(checked);
+    json_decref(policy);
+    json_decref(body);
+}
+
+/* ---- audit ---------------------------------------------------------------------------------- */
+
+int cas_audit(struct cas_state *st, const char *event, json_t *details)
+{
+    uint8_t *raw = NULL;
+    size_t size = 0;
+    unsigned long long seq = 0;
+    char name[64], next[32];
+    if (cas_db_get(st->db, REC_AUDIT_NEXT, &raw, &size) == 0) {
+        char buf[32] = "";
+        memcpy(buf, raw, size < sizeof(buf) - 1 ? size : sizeof(buf) - 1);
+        seq = strtoull(buf, NULL, 10);
+        cas_db_value_free(raw, size);
+    }
+    json_t *rec = json_pack("{s:I, s:I, s:s, s:o}", "seq", (json_int_t)seq, "time", (json_int_t)time(NULL), "event",
+                            event, "details", details ? details : json_object());
+    char *text = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(rec);
+    if (!text)
+        return -ENOMEM;
+    snprintf(name, sizeof(name), "audit/%020llu", seq);
+    snprintf(next, sizeof(next), "%llu", seq + 1);
+    struct cas_db_op ops[] = {{name, text, strlen(text)}, {REC_AUDIT_NEXT, next, strlen(next)}};
+    int ret = cas_db_write(st->db, ops, 2);
+    free(text);
+    if (ret < 0)
+        LOG_MODULE_ERROR(CAS_LOG, "cannot write the audit record '%s': %s", event, strerror(-ret));
+    return ret;
+}
+
+/* ---- registration --------------------------------------------------------------------------- */
+
+/* Trust checks of the primary; fills the response with a 4xx naming the check and both values. */
+static bool check_backup_quote(struct cas_state *st, const struct backup_request *rq, struct http_response *r)
+{
+    json_t *policy = load_policy(st);
+    const char *platforms[257];
+    uint8_t ms[257][CUSTOS_MEASUREMENT_SIZE];
+    size_t np = 0, nm = 0, i;
+    json_t *v;
+    bool ok = false;
+    char err[1024];
+    json_array_foreach(json_object_get(policy, "platforms"), i, v) if (np < 256) platforms[np++] = json_string_value(v);
+    memcpy(ms[nm++], st->measurement, CUSTOS_MEASUREMENT_SIZE); /* the primary's own measurement */
+    json_array_foreach(json_object_get(policy, "measurements"), i, v) {
+        if (nm < 257 && custos_hex_decode(json_string_value(v), ms[nm], CUSTOS_MEASUREMENT_SIZE) == 0)
+            nm++;
+    }
+    platforms[np] = NULL;
+    /* The primary's own platform is trusted: it runs on it. */
+    platforms[np++] = st->platform_id;
+    struct custos_quote_policy pol = {
+        .platforms = platforms,
+        .platform_count = np,
+        .measurements = (const uint8_t(*)[CUSTOS_MEASUREMENT_SIZE])ms,
+        .measurement_count = nm,
+        .trust_any_platform = json_is_true(json_object_get(policy, "trust_any_platform")),
+        .allow_debug = json_is_true(json_object_get(policy, "allow_debug")),
+        .min_tcb = 0,
+    };
+    if (custos_quote_check(&rq->quote, &pol, err, sizeof(err)) < 0) {
+        const char *code = strncmp(err, "bad signature", 13) == 0      ? "bad_quote"
+                           : strncmp(err, "unknown platform", 16) == 0 ? "platform_not_allowed"
+                           : strncmp(err, "measurement", 11) == 0      ? "measurement_not_allowed"
+                                                                       : "quote_refused";
+        http_error(r, strcmp(code, "bad_quote") ? 403 : 400, code, "backup refused: %s%s", err,
+                   strcmp(code, "measurement_not_allowed") == 0
+                       ? " (allow it with: cas owner allow-measurement HEX)"
+                       : "");
+        goto out;
+    }
+    if (rq->quote.tcb < st->tcb) {
+        http_error(r, 403, "tcb_too_low",
+                   "backup refused: its TCB %u is lower than the primary's TCB %u (a backup must have an equal "
+                   "or better TCB)", rq->quote.tcb, st->tcb);
+        goto out;
+    }
+    ok = true;
+out:
+    json_decref(policy);
+    return ok;
+}
+
+static struct cas_pending *pending_find(struct cas_state *st, const char *id)
+{
+    time_t now = time(NULL);
+    for (size_t i = 0; i < CAS_PENDING_MAX; i++) {
+        struct cas_pending *p = &st->pending[i];
+        if (p->used && p->expires < now)
+            memset(p, 0, sizeof(*p));
+        if (p->used && strcmp(p->request_id, id) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static struct cas_pending *pending_slot(struct cas_state *st)
+{
+    struct cas_pending *oldest = &st->pending[0];
+    pending_find(st, ""); /* expires old entries */
+    for (size_t i = 0; i < CAS_PENDING_MAX; i++) {
+        if (!st->pending[i].used)
+            return &st->pending[i];
+        if (st->pending[i].expires < oldest->expires)
+            oldest = &st->pending[i];
+    }
+    return oldest;
+}
+
+static bool request_used(struct cas_state *st, const char *id)
+{
+    char name[80];
+    uint8_t *raw = NULL;
+    size_t size = 0;
+    snprintf(name, sizeof(name), "backup/used/%s", id);
+    if (cas_db_get(st->db, name, &raw, &size) == 0) {
+        cas_db_value_free(raw, size);
+        return true;
+    }
+    return false;
+}
+
+/* POST /v1/backups/register {"request": {...}} -> {"offer": {...}} */
+void cas_backups_register(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    json_error_t e;
+    json_t *rj = NULL;
+    char err[512];
+    struct backup_request rq;
+    struct backup_offer offer;
+    uint8_t eph_priv[32], shared[32], wrap[32], transcript[32];
+    memset(&offer, 0, sizeof(offer));
+    if (!cas_require_owner(st, req, r))
+        return;
+    json_t *body = http_json_body(req, r);
+    if (!body)
+        return;
+    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:o}", "request", &rj) < 0) {
+        http_error(r, 400, "invalid_request", "%s (expected one field: request)", e.text);
+        goto out;
+    }
+    int ret = backup_request_from_json(rj, &rq, err, sizeof(err));
+    if (ret < 0) {
+        http_error(r, ret == -EPERM ? 403 : 400, ret == -EPERM ? "quote_not_bound" : "invalid_request", "%s", err);
+        goto out;
+    }
+    time_t now = time(NULL);
+    if (rq.created_at > now + 60 || now - rq.created_at > CAS_REQUEST_MAX_AGE) {
+        http_error(r, 403, "request_expired",
+                   "backup refused: the request was made at %lld, more than %d s from this CAS's time %lld",
+                   (long long)rq.created_at, CAS_REQUEST_MAX_AGE, (long long)now);
+        goto out;
+    }
+    if (!check_backup_quote(st, &rq, r))
+        goto out;
+    pthread_mutex_lock(&st->lock);
+    if (request_used(st, rq.id) || pending_find(st, rq.id)) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 409, "replayed_request", "backup refused: request %s was already used (replayed request)",
+                   rq.id);
+        goto out;
+    }
+    ret = custos_x25519_keypair(eph_priv, offer.ephemeral_key);
+    if (ret == 0)
+        ret = custos_x25519(eph_priv, rq.public_key, shared);
+    if (ret == 0) {
+        backup_transcript(&rq, st->platform_id, st->key_hash, offer.ephemeral_key, transcript);
+        ret = backup_wrap_key(shared, transcript, wrap);
+    }
+    if (ret == 0)
+        ret = custos_random(offer.nonce, sizeof(offer.nonce));
+    if (ret == 0)
+        ret = custos_aead_seal(wrap, offer.nonce, transcript, 32, st->dbkey, 32, offer.wrapped);
+    if (ret < 0) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 400, "invalid_key", "backup refused: its public key is not usable");
+        goto out;
+    }
+    struct cas_pending *p = pending_slot(st);
+    memset(p, 0, sizeof(*p));
+    p->used = true;
+    strcpy(p->request_id, rq.id);
+    memcpy(p->transcript, transcript, 32);
+    p->request = rq;
+    p->expires = now + CAS_REQUEST_MAX_AGE;
+    pthread_mutex_unlock(&st->lock);
+    strcpy(offer.request_id, rq.id);
+    strcpy(offer.primary_platform_id, st->platform_id);
+    strcpy(offer.primary_key_hash, st->key_hash);
+    char id[CUSTOS_PLATFORM_ID_LEN + 1];
+    custos_platform_id(rq.quote.platform_pub, id);
+    LOG_MODULE_INFO(CAS_LOG, "backup request %.16s from node %s (platform %s, TCB %u) accepted; key offered",
+                    rq.id, rq.node_name, id, rq.quote.tcb);
+    r->body = json_pack("{s:o}", "offer", backup_offer_to_json(&offer));
+out:
+    custos_wipe(eph_priv, sizeof(eph_priv));
+    custos_wipe(shared, sizeof(shared));
+    custos_wipe(wrap, sizeof(wrap));
+    json_decref(body);
+}
+
+/* POST /v1/backups/confirm {"completion": {...}} */
+void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    json_error_t e;
+    json_t *cj = NULL;
+    char err[512], id[CUSTOS_PLATFORM_ID_LEN + 1], used[80];
+    struct backup_completion c;
+    uint8_t proof[32];
+    if (!cas_require_owner(st, req, r))
+        return;
+    json_t *body = http_json_body(req, r);
+    if (!body)
+        return;
+    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:o}", "completion", &cj) < 0) {
+        http_error(r, 400, "invalid_request", "%s (expected one field: completion)", e.text);
+        goto out;
+    }
+    if (backup_completion_from_json(cj, &c, err, sizeof(err)) < 0) {
+        http_error(r, 400, "invalid_request", "%s", err);
+        goto out;
+    }
+    pthread_mutex_lock(&st->lock);
+    struct cas_pending *p = pending_find(st, c.request_id);
+    if (!p) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 409, "unknown_request",
+                   "no pending registration %.16s (expired, already completed, or CAS restarted): register again",
+                   c.request_id);
+        goto out;
+    }
+    const struct backup_request *rq = &p->request;
+    custos_platform_id(rq->quote.platform_pub, id);
+    if (backup_proof(st->dbkey, p->transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 403, "bad_proof", "backup refused: its proof does not match (it does not hold the key)");
+        goto out;
+    }
+    if (strcmp(c.entry.platform_id, id) != 0 || strcmp(c.entry.kind, custos_platform_kind_name(rq->quote.kind)) ||
+        c.entry.tcb != rq->quote.tcb || strcmp(c.entry.node, rq->node_name) != 0) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 403, "entry_mismatch",
+                   "backup refused: its key-store entry (platform %s, node %s, TCB %u) does not match its quote "
+                   "(platform %s, node %s, TCB %u)", c.entry.platform_id, c.entry.node, c.entry.tcb, id,
+                   rq->node_name, rq->quote.tcb);
+        goto out;
+    }
+    /* Crash-safe: the key-store file is replaced atomically, so it holds the old or the new list. */
+    struct cas_keystore next = {0};
+    int ret = -ENOMEM;
+    next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
+    if (next.entries) {
+        memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
+        next.count = st->ks.count;
+        ret = cas_keystore_upsert(&next, &c.entry);
+    }
+    if (ret == 0)
+        ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
+    if (ret < 0) {
+        pthread_mutex_unlock(&st->lock);
+        cas_keystore_free(&next);
+        LOG_MODULE_ERROR(CAS_LOG, "cannot save key-store %s: %s", st->keystore_path, strerror(-ret));
+        http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
+        goto out;
+    }
+    cas_keystore_free(&st->ks);
+    st->ks = next;
+    snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
+    cas_db_put(st->db, used, "1", 1);
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_unlock(&st->lock);
+    cas_audit(st, "backup registered",
+              json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node", c.entry.node, "tcb",
+                        (int)c.entry.tcb));
+    LOG_MODULE_INFO(CAS_LOG, "backup registered for node %s (platform %s, TCB %u)", c.entry.node, id, c.entry.tcb);
+    r->body = json_pack("{s:s, s:s, s:i}", "registered", id, "node", c.entry.node, "tcb", (int)c.entry.tcb);
+out:
+    json_decref(body);
+}
+
+/* ---- listing and removal -------------------------------------------------------------------- */
+
+void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    if (!cas_require_owner(st, req, r))
+        return;
+    json_t *list = json_array();
+    pthread_mutex_lock(&st->lock);
+    for (size_t i = 0; i < st->ks.count; i++) {
+        const struct cas_keystore_entry *e = &st->ks.entries[i];
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "platform_id", e->platform_id,
+                                              "platform_kind", e->kind, "node", e->node, "tcb", (json_int_t)e->tcb,
+                                              "registered_at", (json_int_t)e->time, "primary",
+                                              strcmp(e->platform_id, st->platform_id) == 0));
+    }
+    pthread_mutex_unlock(&st->lock);
+    r->body = json_pack("{s:o, s:s}", "backups", list, "primary_platform_id", st->platform_id);
+}
+
+void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    if (!cas_require_owner(st, req, r))
+        return;
+    const char *id = req->url + strlen("/v1/backups/");
+    uint8_t pub[CUSTOS_P256_PUB_SIZE];
+    char norm[CUSTOS_PLATFORM_ID_LEN + 1];
+    if (custos_platform_id_parse(id, pub) < 0) {
+        http_error(r, 400, "invalid_platform_id", "'%.80s' is not a platform ID (66 hex digits)", id);
+        return;
+    }
+    custos_platform_id(pub, norm);
+    if (strcmp(norm, st->platform_id) == 0) {
+        http_error(r, 409, "primary_entry",
+                   "the entry of the platform this CAS runs on (%s) cannot be removed", norm);
+        return;
+    }
+    pthread_mutex_lock(&st->lock);
+    struct cas_keystore next = {0};
+    int ret = -ENOMEM;
+    next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
+    if (next.entries) {
+        memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
+        next.count = st->ks.count;
+        ret = cas_keystore_remove(&next, norm);
+    }
+    if (ret == 0)
+        ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
+    if (ret < 0) {
+        pthread_mutex_unlock(&st->lock);
+        cas_keystore_free(&next);
+        if (ret == -ENOENT)
+            http_error(r, 404, "not_found", "no backup is registered for platform %s", norm);
+        else
+            http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
+        return;
+    }
+    cas_keystore_free(&st->ks);
+    st->ks = next;
+    pthread_mutex_unlock(&st->lock);
+    cas_audit(st, "backup removed", json_pack("{s:s}", "platform_id", norm));
+    LOG_MODULE_INFO(CAS_LOG, "backup of platform %s removed", norm);
+    r->body = json_pack("{s:s}", "removed", norm);
+}

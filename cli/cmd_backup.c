@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cas register-backup BACKUP_ADDR; cas backups list | remove | check */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+/* A message relayed from one side to the other: {"name": <object>} -> JSON text. */
+static char *relay(const char *name, json_t *value)
+{
+    json_t *j = json_pack("{s:O}", name, value);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return s;
+}
+
+int cmd_register_backup(int argc, char **argv)
+{
+    const char *cli_config = NULL, *cas = NULL;
+    struct custos_strlist pos = {0};
+    struct custos_option opts[] = {
+        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR",
+         "the primary CAS (default: the one in the CLI configuration)", &cas},
+        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration (holds the owner identity)",
+         &cli_config},
+    };
+    int ret = custos_options_parse(argv[0], "Register the backup CAS at BACKUP_ADDR (casd --backup on another node) "
+                                   "with the primary CAS, so that CAS can move to that node.",
+                                   opts, 2, argc, argv, &pos);
+    struct cli_context ctx = {0};
+    struct cli_response r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
+    char url[512], host[300], err[1024];
+    char *m2 = NULL, *m3 = NULL, *m4 = NULL;
+    if (ret) {
+        ret = ret > 0 ? 0 : 2;
+        goto out;
+    }
+    ret = 2;
+    if (pos.count != 1 || cli_normalize_address(pos.items[0], url, sizeof(url), host, sizeof(host)) < 0) {
+        fprintf(stderr, "%s: expected one backup CAS address (host, host:port or https://host:port)\n", argv[0]);
+        goto out;
+    }
+    ret = 1;
+    if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
+        goto out;
+    /* 1. the backup's request: its quote binds its ephemeral key; no trust in its TLS key is needed */
+    if (cli_https(url, "GET", "/v1/backup/request", NULL, NULL, NULL, &r1, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: backup CAS: %s\n", argv[0], err);
+        goto out;
+    }
+    if (r1.status != 200 || !r1.body) {
+        fprintf(stderr, "%s: backup CAS at %s refused (status %ld): %s\n", argv[0], url, r1.status,
+                cli_error_message(&r1));
+        goto out;
+    }
+    /* 2. the primary checks it and offers the wrapped key */
+    m2 = relay("request", r1.body);
+    if (!m2 || cli_owner_call(argv[0], &ctx, "POST", "/v1/backups/register", m2, &r2) != 0)
+        goto out;
+    /* 3. the backup unwraps, seals for its node and proves it */
+    m3 = relay("offer", json_object_get(r2.body, "offer"));
+    if (!m3 || cli_https(url, "POST", "/v1/backup/complete", m3, NULL, NULL, &r3, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: backup CAS: %s\n", argv[0], m3 ? err : "the primary's offer is missing");
+        goto out;
+    }
+    if (r3.status != 200 || !r3.body) {
+        fprintf(stderr, "%s: backup CAS at %s refused (status %ld): %s\n", argv[0], url, r3.status,
+                cli_error_message(&r3));
+        goto out;
+    }
+    /* 4. the primary checks the proof and adds the entry to its key-store */
+    m4 = relay("completion", json_object_get(r3.body, "completion"));
+    if (!m4 || cli_owner_call(argv[0], &ctx, "POST", "/v1/backups/confirm", m4, &r4) != 0)
+        goto out;
+    printf("Backup CAS registered\n");
+    fprintf(stderr, "node %s, platform %s, TCB %lld\n", json_string_value(json_object_get(r4.body, "node")),
+            json_string_value(json_object_get(r4.body, "registered")),
+            json_integer_value(json_object_get(r4.body, "tcb")));
+    ret = 0;
+out:
+    free(m2);
+    free(m3);
+    free(m4);
+    cli_response_free(&r1);
+    cli_response_free(&r2);
+    cli_response_free(&r3);
+    cli_response_free(&r4);
+    cli_context_free(&ctx);
+    custos_strlist_free(&pos);
+    return ret;
+}
+
+/* GET /v1/backups through the owner's context. */
+static int fetch_backups(const char *prog, const char *cli_config, const char *cas, struct cli_response *resp)
+{
+    struct cli_context ctx;
+    if (cli_owner_context(prog, cli_config, cas, &ctx) < 0)
+        return 1;
+    int ret = cli_owner_call(prog, &ctx, "GET", "/v1/backups", NULL, resp);
+    cli_context_free(&ctx);
+    return ret;
+}
+
+static int backups_list(int argc, char **argv)
+{
+    const char *cli_config = NULL, *cas = NULL;
+    bool as_json = false;
+    struct custos_option opts[] = {
+        {"json", 0, NULL, CUSTOS_OPT_BOOL, NULL, 0, 0, NULL, "print JSON", &as_json},
+        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
+        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+    };
+    int ret = custos_options_parse(argv[0], "List the platforms that can open the CAS database (its own and every "
+                                   "registered backup).", opts, 3, argc, argv, NULL);
+    if (ret)
+        return ret > 0 ? 0 : 2;
+    struct cli_response resp = {0};
+    ret = fetch_backups(argv[0], cli_config, cas, &resp);
+    if (ret == 0 && as_json) {
+        json_dumpf(json_object_get(resp.body, "backups"), stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    } else if (ret == 0) {
+        printf("%-66s  %-5s  %-24s  %5s  %-20s\n", "PLATFORM ID", "KIND", "NODE", "TCB", "REGISTERED");
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(resp.body, "backups"), i, b) {
+            time_t t = (time_t)json_integer_value(json_object_get(b, "registered_at"));
+            char when[32];
+            struct tm tm;
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
+            printf("%-66s  %-5s  %-24s  %5lld  %-20s%s\n", json_string_value(json_object_get(b, "platform_id")),
+                   json_string_value(json_object_get(b, "platform_kind")),
+                   json_string_value(json_object_get(b, "node")), json_integer_value(json_object_get(b, "tcb")),
+                   when, json_is_true(json_object_get(b, "primary")) ? "  (primary)" : "");
+        }
+    }
+    cli_response_free(&resp);
+    return ret;
+}
+
+static int backups_remove(int argc, char **argv)
+{
+    const char *cli_config = NULL, *cas = NULL;
+    struct custos_strlist pos = {0};
+    struct custos_option opts[] = {
+        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
+        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+    };
+    int ret = custos_options_parse(argv[0], "Remove the backup entry of PLATFORM-ID (not the primary's own).", opts, 2,
+                                   argc, argv, &pos);
+    struct cli_context ctx = {0};
+    struct cli_response resp = {0};
+    char path[128];
+    if (ret) {
+        ret = ret > 0 ? 0 : 2;
+        goto out;
+    }
+    ret = 2;
+    uint8_t pub[CUSTOS_P256_PUB_SIZE];
+    if (pos.count != 1 || custos_platform_id_parse(pos.items[0], pub) < 0) {
+        fprintf(stderr, "%s: expected one PLATFORM-ID (66 hex digits)\n", argv[0]);
+        goto out;
+    }
+    ret = 1;
+    if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
+        goto out;
+    snprintf(path, sizeof(path), "/v1/backups/%s", pos.items[0]);
+    ret = cli_owner_call(argv[0], &ctx, "DELETE", path, NULL, &resp);
+    if (ret == 0)
+        printf("backup of platform %s removed\n", json_string_value(json_object_get(resp.body, "removed")));
+out:
+    cli_response_free(&resp);
+    cli_context_free(&ctx);
+    custos_strlist_free(&pos);
+    return ret;
+}
+
+static int backups_check(int argc, char **argv)
+{
+    const char *cli_config = NULL, *cas = NULL, *nodes = NULL;
+    struct custos_option opts[] = {
+        {"nodes", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "N1,N2,...",
+         "nodes CAS may come back on (e.g. the servers of a restarted cluster)", &nodes},
+        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
+        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+    };
+    int ret = custos_options_parse(argv[0], "Check that at least one of the given nodes can open the CAS database "
+                                   "(holds a registered backup or is the primary's node).", opts, 3, argc, argv, NULL);
+    if (ret)
+        return ret > 0 ? 0 : 2;
+    if (!nodes || !*nodes) {
+        fprintf(stderr, "%s: --nodes N1,N2,... is required\n", argv[0]);
+        return 2;
+    }
+    struct cli_response resp = {0};
+    if ((ret = fetch_backups(argv[0], cli_config, cas, &resp)) != 0)
+        return ret;
+    char *copy = strdup(nodes), *save = NULL;
+    int covered = 0, given = 0;
+    for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+        given++;
+        size_t i;
+        json_t *b;
+        bool found = false;
+        json_array_foreach(json_object_get(resp.body, "backups"), i, b) found |=
+            strcmp(json_string_value(json_object_get(b, "node")), n) == 0;
+        printf("%-32s %s\n", n, found ? "can open the CAS database" : "NO registered backup");
+        covered += found;
+    }
+    free(copy);
+    cli_response_free(&resp);
+    if (covered == 0) {
+        fprintf(stderr, "warning: none of the %d given nodes holds a registered backup: if CAS comes back only on "
+                "these nodes, its database cannot be opened. Register a backup on one of them first.\n", given);
+        return 1;
+    }
+    printf("%d of %d given nodes can open the CAS database\n", covered, given);
+    return 0;
+}
+
+int cmd_backups(int argc, char **argv)
+{
+    static const struct cli_command cmds[] = {
+        {"list", backups_list, "list the platforms that can open the CAS database"},
+        {"remove", backups_remove, "remove a registered backup"},
+        {"check", backups_check, "check that some of the given nodes can open the database"},
+    };
+    return cli_dispatch(argv[0], cmds, sizeof(cmds) / sizeof(cmds[0]), argc, argv);
+}
