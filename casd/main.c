@@ -18,6 +18,26 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+/* Tests only: CUSTOS_TEST_STEP_DELAY_MS slows every step of a crash-safe file write, so a test can
+ * kill casd between the steps of a key-store update. */
+static unsigned g_step_delay_ms;
+
+static void slow_step(int step)
+{
+    (void)step;
+    usleep(g_step_delay_ms * 1000u);
+}
+
+static void test_hooks(void)
+{
+    const char *d = getenv("CUSTOS_TEST_STEP_DELAY_MS");
+    if (!d || !*d)
+        return;
+    g_step_delay_ms = (unsigned)strtoul(d, NULL, 10) % 10000u;
+    custos_atomic_write_hook = slow_step;
+    LOG_MODULE_WARN(CAS_LOG, "test hook: every crash-safe write step is delayed by %u ms", g_step_delay_ms);
+}
+
 static int serve(struct cas_state *st)
 {
     char err[256];
@@ -88,6 +108,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&st.lock, NULL);
     custos_harden_process();
     mlock(&st, sizeof(st));
+    test_hooks();
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);

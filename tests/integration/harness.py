@@ -244,13 +244,15 @@ class CasNode:
         self.log_path = os.path.join(las.root, las.name, "casd.log")
         self.extra = list(extra)
         self.proc = None
+        self.ready_marker = "CAS listening"
+        self.binary = binary("casd")
 
     @property
     def addr(self):
         return f"{self.ip}:{self.port}"
 
     def args(self):
-        return [binary("casd"), "--db", self.db, "--las", self.las.socket, "--listen", self.addr,
+        return [self.binary, "--db", self.db, "--las", self.las.socket, "--listen", self.addr,
                 "--node-name", self.las.name] + self.extra
 
     def start(self, expect_fail=False, timeout=15):
@@ -268,7 +270,7 @@ class CasNode:
                 if expect_fail:
                     return rc
                 pytest.fail(f"casd on {self.las.name} exited with {rc}:\n{self.log()[before:]}")
-            if "CAS listening" in self.log()[before:]:
+            if self.ready_marker in self.log()[before:]:
                 if expect_fail:
                     pytest.fail(f"casd on {self.las.name} started but should have refused:\n{self.log()}")
                 return self
@@ -304,6 +306,24 @@ class CasNode:
 
     def token(self):
         return self._field7("CAS provisioning token")
+
+
+class BackupCas(CasNode):
+    """casd --backup on a simulated node: one registration, then it exits."""
+
+    def __init__(self, las, ip, extra=()):
+        super().__init__(las, ip, extra=extra)
+        self.log_path = os.path.join(las.root, las.name, f"backup-{self.port}.log")
+        self.ready_marker = "ready on https://"
+
+    def args(self):
+        return [self.binary, "--backup", "--las", self.las.socket, "--listen", self.addr, "--node-name",
+                self.las.name] + self.extra
+
+    def wait_exit(self, timeout=10):
+        rc = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return rc
 
 
 class Cli:
@@ -388,3 +408,107 @@ def wait_for(cond, timeout=10, what="condition"):
             return
         time.sleep(0.02)
     pytest.fail(f"timed out waiting for {what}")
+
+
+# ---- helpers for the casd crash / secrets / fake-CAS tests --------------------------------------
+
+def https_connection(addr, cert=None, timeout=15):
+    """A keep-alive HTTPS connection to casd (no server verification), optionally with a client cert."""
+    import http.client
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(*cert)
+    host, port = addr.rsplit(":", 1)
+    return http.client.HTTPSConnection(host, int(port), context=ctx, timeout=timeout)
+
+
+def casd_measurement():
+    """casd's measurement as lasd computes it: SHA-256 of the binary file."""
+    with open(binary("casd"), "rb") as f:
+        return hashlib.sha256(f.read()).digest()
+
+
+def keystore_aad(entry):
+    """Additional data of a key-store entry's seal (casd/keystore.c build_aad)."""
+    return (b"custos-keystore-v1" + entry["platform_id"].encode() + entry["kind"].encode() + b"\0" +
+            entry["node"].encode() + b"\0" + struct.pack(">I", entry["tcb"]))
+
+
+def seal_key(machine_secret, measurement, label=b"cas-db"):
+    """HKDF-SHA256(secret, salt = measurement, info = "custos-seal-v1" || label) (platform/platform.c)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=measurement,
+                info=b"custos-seal-v1" + label).derive(machine_secret)
+
+
+def unseal_dbkey(keystore_path, platform_dir, measurement=None, label=b"cas-db"):
+    """Derives the database key independently of casd: raises cryptography's InvalidTag when the
+    derivation (secret, measurement, label) is not the one the entry was sealed with."""
+    import base64
+    import json
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    with open(keystore_path) as f:
+        ks = json.load(f)
+    assert len(ks["entries"]) == 1, ks
+    e = ks["entries"][0]
+    with open(os.path.join(platform_dir, "machine-secret"), "rb") as f:
+        secret = f.read()
+    key = seal_key(secret, casd_measurement() if measurement is None else measurement, label)
+    nonce, sealed = base64.b64decode(e["nonce"]), base64.b64decode(e["sealed"])
+    assert len(nonce) == 12 and len(sealed) == 48
+    dbkey = AESGCM(key).decrypt(nonce, sealed, keystore_aad(e))
+    assert len(dbkey) == 32
+    return dbkey
+
+
+def keystore_mac(keystore_path, dbkey):
+    """(stored MAC, MAC recomputed with dbkey) of a key-store (casd/keystore.c compute_mac)."""
+    import base64
+    import hmac
+    import json
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    with open(keystore_path) as f:
+        ks = json.load(f)
+    buf = b"custos-keystore-mac-v1" + struct.pack(">II", ks["version"], len(ks["entries"]))
+    for e in ks["entries"]:
+        buf += (e["platform_id"].encode() + bytes([len(e["kind"])]) + e["kind"].encode() +
+                bytes([len(e["node"])]) + e["node"].encode() + struct.pack(">IQ", e["tcb"], e["time"]) +
+                base64.b64decode(e["nonce"]) + base64.b64decode(e["sealed"]))
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"custos-keystore-mac-v1").derive(dbkey)
+    return bytes.fromhex(ks["mac"]), hmac.new(key, buf, hashlib.sha256).digest()
+
+
+def db_record_values(db_dir, dbkey, name):
+    """Every copy of record `name` found in data.mdb (LMDB leaf nodes, inline values), decrypted with
+    the keys derived from dbkey (casd/db.c): a list of plaintexts, [] when no copy is there."""
+    import hmac
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    def hkdf(info):
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(dbkey)
+    lkey = hmac.new(hkdf(b"custos-db-names-v1"), name.encode(), hashlib.sha256).digest()
+    aead = AESGCM(hkdf(b"custos-db-records-v1"))
+    with open(os.path.join(db_dir, "data.mdb"), "rb") as f:
+        data = f.read()
+    out, pos = [], data.find(lkey)
+    while pos >= 0:
+        if pos >= 8:
+            lo, hi, flags, ksize = struct.unpack("<HHHH", data[pos - 8:pos])
+            size = lo | (hi << 16)
+            rec = data[pos + 32:pos + 32 + size]
+            if ksize == 32 and flags == 0 and len(rec) == size and size >= 29 and rec[0] == 1:
+                try:
+                    out.append(aead.decrypt(rec[1:13], rec[13:], lkey))
+                except InvalidTag:
+                    pass
+        pos = data.find(lkey, pos + 1)
+    return out
