@@ -101,6 +101,7 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
     json_t *body = http_json_body(req, r), *cfg = NULL, *ignored = json_array(), *owner = NULL;
     json_t *policy_in = NULL, *policy = NULL;
     const char *token = NULL, *toml = NULL;
+    int ret;
     json_error_t e;
     char err[512];
     char *text = NULL, *policy_text = NULL;
@@ -112,7 +113,10 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
                    "provision request: %s (expected fields token, owner_config and optionally policy)", e.text);
         goto out;
     }
-    if (cas_policy_check(policy_in ? policy_in : json_object(), &policy, err, sizeof(err)) < 0) {
+    json_t *empty = json_object();
+    ret = cas_policy_check(policy_in ? policy_in : empty, &policy, err, sizeof(err));
+    json_decref(empty);
+    if (ret < 0) {
         http_error(r, 400, "invalid_policy", "%s", err);
         goto out;
     }
@@ -146,7 +150,7 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
     struct cas_db_op ops[] = {{REC_OWNER, text, text ? strlen(text) : 0},
                               {REC_POLICY, policy_text, policy_text ? strlen(policy_text) : 0},
                               {REC_TOKEN, NULL, 0}};
-    int ret = text && policy_text ? cas_db_write(st->db, ops, 3) : -ENOMEM;
+    ret = text && policy_text ? cas_db_write(st->db, ops, 3) : -ENOMEM;
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_ERROR(CAS_LOG, "cannot store the owner: %s", strerror(-ret));

@@ -111,6 +111,8 @@ void http_error(struct http_response *r, unsigned status, const char *code, cons
 /* Parses the body as a JSON object; on failure fills r with a 400 naming the problem. */
 json_t *http_json_body(const struct http_request *req, struct http_response *r);
 struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_size);
+/* Publishes st's current certificate for new TLS handshakes (no restart needed). */
+int cas_http_set_certificate(struct cas_state *st);
 
 /* api.c */
 void cas_route(struct cas_state *st, struct http_request *req, struct http_response *resp);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 
 #include "casd.h"
@@ -157,6 +158,58 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     LOG_MODULE_DEBUG(CAS_LOG, "http: %s", msg);
 }
 
+/* TLS certificates are handed to GnuTLS per handshake, so the owner's names can replace the first
+ * certificate without restarting the listener. Generations are kept until exit: a handshake in
+ * flight may still use the previous one. */
+#define TLS_GENERATIONS 4
+
+struct tls_generation {
+    gnutls_pcert_st pcert;
+    gnutls_privkey_t key;
+};
+
+static struct tls_generation g_tls[TLS_GENERATIONS];
+static atomic_int g_tls_current = -1;
+static int g_tls_count;
+
+int cas_http_set_certificate(struct cas_state *st)
+{
+    if (g_tls_count == TLS_GENERATIONS)
+        return -ENOSPC;
+    struct tls_generation *g = &g_tls[g_tls_count];
+    gnutls_datum_t cert = {(unsigned char *)st->tls_cert_pem, (unsigned int)strlen(st->tls_cert_pem)};
+    gnutls_datum_t key = {(unsigned char *)st->tls_key_pem, (unsigned int)strlen(st->tls_key_pem)};
+    if (gnutls_pcert_import_x509_raw(&g->pcert, &cert, GNUTLS_X509_FMT_PEM, 0) < 0)
+        return -EINVAL;
+    if (gnutls_privkey_init(&g->key) < 0 ||
+        gnutls_privkey_import_x509_raw(g->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0) < 0) {
+        gnutls_pcert_deinit(&g->pcert);
+        return -EINVAL;
+    }
+    atomic_store(&g_tls_current, g_tls_count++);
+    return 0;
+}
+
+static int tls_certificate(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                           const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
+                           unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    (void)session;
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    int i = atomic_load(&g_tls_current);
+    if (i < 0) {
+        *pcert_length = 0;
+        return -1;
+    }
+    *pcert = &g_tls[i].pcert;
+    *pcert_length = 1;
+    *pkey = g_tls[i].key;
+    return 0;
+}
+
 /* "host:port" (IPv4) into a socket address. */
 static int parse_listen(const char *listen, struct sockaddr_in *sa)
 {
@@ -185,13 +238,16 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         snprintf(err, err_size, "--listen '%s' is not IPv4-ADDRESS:PORT", st->listen);
         return NULL;
     }
+    if (atomic_load(&g_tls_current) < 0 && cas_http_set_certificate(st) < 0) {
+        snprintf(err, err_size, "cannot load the TLS certificate");
+        return NULL;
+    }
     /* The trust list only makes the server ask for a client certificate; any certificate is
      * accepted (the TLS handshake proves its key) and identified by its key hash. */
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        &on_request, st, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY,
-        st->tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT, st->tls_cert_pem, MHD_OPTION_HTTPS_MEM_TRUST,
-        st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
+        &on_request, st, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
+        &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
         st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         &on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_END);
     if (!d)

@@ -51,15 +51,10 @@ static int serve(struct cas_state *st)
         usleep(50000);
         if (!atomic_exchange(&st->cert_changed, false))
             continue;
-        /* The owner's names go into the certificate: same key, new certificate, new listener. */
-        if (cas_make_certificate(st) < 0)
+        /* The owner's names go into the certificate: same key, new certificate, same listener. */
+        if (cas_make_certificate(st) < 0 || cas_http_set_certificate(st) < 0) {
+            LOG_MODULE_ERROR(CAS_LOG, "cannot renew the TLS certificate with the owner's names");
             continue;
-        usleep(100000); /* let the provisioning answer leave */
-        MHD_stop_daemon(d);
-        d = cas_http_start(st, err, sizeof(err));
-        if (!d) {
-            LOG_MODULE_ERROR(CAS_LOG, "%s", err);
-            return -EADDRNOTAVAIL;
         }
         LOG_MODULE_INFO(CAS_LOG, "TLS certificate renewed with the owner's names");
     }

@@ -47,9 +47,9 @@ int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_s
             return -EINVAL;
         }
     }
-    *out = json_pack("{s:b, s:b, s:O, s:O}", "trust_any_platform", json_is_true(trust), "allow_debug",
-                     json_is_true(debug), "platforms", platforms ? platforms : json_array(), "measurements",
-                     measurements ? measurements : json_array());
+    *out = json_pack("{s:b, s:b, s:o, s:o}", "trust_any_platform", json_is_true(trust), "allow_debug",
+                     json_is_true(debug), "platforms", platforms ? json_deep_copy(platforms) : json_array(),
+                     "measurements", measurements ? json_deep_copy(measurements) : json_array());
     return *out ? 0 : -ENOMEM;
 }
 
