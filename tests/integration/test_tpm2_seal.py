@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from harness import Swtpm
+from harness import BUILD, Swtpm
 
 BLOB = "machine-secret.tpm2"
 MAGIC = b"CTPM2v1\n"
@@ -25,7 +25,7 @@ DIFFERENT_TPM = "was sealed by a different TPM (or the TPM was cleared)"
 
 @pytest.fixture(scope="session")
 def tool():
-    path = os.environ.get("TPM2_SEAL_TOOL")
+    path = os.environ.get("TPM2_SEAL_TOOL") or os.path.join(BUILD, "tests", "tpm2_seal_tool")
     if not path:
         pytest.fail("TPM2_SEAL_TOOL is not set: build tests/tpm2_seal_tool.c and set "
                     "TPM2_SEAL_TOOL=/path/to/tpm2_seal_tool")
