@@ -54,48 +54,6 @@ static void get_attestation(struct cas_state *st, struct http_request *req, stru
 
 /* ---- POST /v1/provision --------------------------------------------------------------------- */
 
-/* Checks the owner configuration; fills ignored with the tables this platform does not use. */
-static int check_owner_config(json_t *cfg, json_t *ignored, char *err, size_t err_size)
-{
-    json_t *api = json_object_get(cfg, "api_identity");
-    if (!json_is_object(api)) {
-        snprintf(err, err_size, "owner configuration needs an [api_identity] table");
-        return -EINVAL;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(api, key, v) {
-        if (strcmp(key, "common_name") && strcmp(key, "alt_names")) {
-            snprintf(err, err_size, "[api_identity]: unknown key '%.64s' (expected common_name, alt_names)",
-                     key);
-            return -EINVAL;
-        }
-    }
-    json_t *cn = json_object_get(api, "common_name");
-    if (!json_is_string(cn) || json_string_length(cn) == 0 || json_string_length(cn) > 64) {
-        snprintf(err, err_size, "[api_identity] common_name must be a string of 1 to 64 characters");
-        return -EINVAL;
-    }
-    json_t *alts = json_object_get(api, "alt_names");
-    if (alts && (!json_is_array(alts) || json_array_size(alts) > 64)) {
-        snprintf(err, err_size, "[api_identity] alt_names must be an array of at most 64 names");
-        return -EINVAL;
-    }
-    size_t i;
-    json_array_foreach(alts, i, v) {
-        const char *s = json_string_value(v);
-        if (!s || !*s || strlen(s) > 253 || strpbrk(s, ", \t\r\n")) {
-            snprintf(err, err_size, "[api_identity] alt_names[%zu] is not a host name or address", i);
-            return -EINVAL;
-        }
-    }
-    json_object_foreach(cfg, key, v) {
-        if (strcmp(key, "api_identity") != 0)
-            json_array_append_new(ignored, json_string(key));
-    }
-    return 0;
-}
-
 static void post_provision(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     json_t *body = http_json_body(req, r), *cfg = NULL, *ignored = json_array(), *owner = NULL;
@@ -129,7 +87,7 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
         http_error(r, 400, "invalid_owner_config", "owner configuration: %s", err);
         goto out;
     }
-    if (check_owner_config(cfg, ignored, err, sizeof(err)) < 0) {
+    if (cas_owner_config_check(cfg, ignored, err, sizeof(err)) < 0) {
         http_error(r, 400, "invalid_owner_config", "%s", err);
         goto out;
     }

@@ -14,6 +14,7 @@
 #include "backup_proto.h"
 #include "db.h"
 #include "keystore.h"
+#include "validate.h"
 
 #define CAS_LOG "cas"
 #define CAS_SEAL_LABEL "cas-db"
@@ -126,9 +127,6 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
 void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r);
-/* Checks a policy object sent by the owner ({trust_any_platform, allow_debug, platforms,
- * measurements}, every field optional); on success *out is a normalized copy. */
-int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_size);
 /* Appends an audit record (crash-safe, in the database). */
 int cas_audit(struct cas_state *st, const char *event, json_t *details);
 

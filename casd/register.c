@@ -11,47 +11,7 @@
 
 #include "casd.h"
 
-/* ---- the owner's policy --------------------------------------------------------------------- */
-
-int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_size)
-{
-    json_t *trust = NULL, *debug = NULL, *platforms = NULL, *measurements = NULL, *v;
-    json_error_t e;
-    size_t i;
-    if (!json_is_object(policy) ||
-        json_unpack_ex((json_t *)policy, &e, JSON_STRICT, "{s?o, s?o, s?o, s?o}", "trust_any_platform", &trust,
-                       "allow_debug", &debug, "platforms", &platforms, "measurements", &measurements) < 0) {
-        snprintf(err, err_size, "policy: %s", json_is_object(policy) ? e.text : "not a JSON object");
-        return -EINVAL;
-    }
-    if ((trust && !json_is_boolean(trust)) || (debug && !json_is_boolean(debug))) {
-        snprintf(err, err_size, "policy: 'trust_any_platform' and 'allow_debug' must be booleans");
-        return -EINVAL;
-    }
-    if ((platforms && (!json_is_array(platforms) || json_array_size(platforms) > 256)) ||
-        (measurements && (!json_is_array(measurements) || json_array_size(measurements) > 256))) {
-        snprintf(err, err_size, "policy: 'platforms' and 'measurements' must be arrays of at most 256");
-        return -EINVAL;
-    }
-    json_array_foreach(platforms, i, v) {
-        uint8_t pub[CUSTOS_P256_PUB_SIZE];
-        if (!json_is_string(v) || custos_platform_id_parse(json_string_value(v), pub) < 0) {
-            snprintf(err, err_size, "policy: platforms[%zu] is not a platform ID (66 hex digits)", i);
-            return -EINVAL;
-        }
-    }
-    json_array_foreach(measurements, i, v) {
-        uint8_t m[32];
-        if (!json_is_string(v) || custos_hex_decode(json_string_value(v), m, sizeof(m)) < 0) {
-            snprintf(err, err_size, "policy: measurements[%zu] is not 64 hex digits", i);
-            return -EINVAL;
-        }
-    }
-    *out = json_pack("{s:b, s:b, s:o, s:o}", "trust_any_platform", json_is_true(trust), "allow_debug",
-                     json_is_true(debug), "platforms", platforms ? json_deep_copy(platforms) : json_array(),
-                     "measurements", measurements ? json_deep_copy(measurements) : json_array());
-    return *out ? 0 : -ENOMEM;
-}
+/* ---- the owner's policy (checked in validate.c) ---------------------------------------------- */
 
 static json_t *load_policy(struct cas_state *st)
 {

@@ -29,6 +29,8 @@ struct cli_identity {
 };
 /* --cli-config, else CAS_CLI_CONFIG, else SCONE_CLI_CONFIG, else ~/.cas/config.json. */
 const char *cli_config_path(const char *override, char *buf, size_t size);
+/* Checks the form of a configuration file's text (fuzzed). */
+int cli_config_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
 /* A missing file gives an empty configuration. */
 int cli_config_load(const char *path, json_t **out, char *err, size_t err_size);
 int cli_config_save(const char *path, json_t *cfg, char *err, size_t err_size);

@@ -30,6 +30,40 @@ const char *cli_config_path(const char *override, char *buf, size_t size)
     return buf;
 }
 
+int cli_config_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size)
+{
+    json_t *j = NULL;
+    char perr[256];
+    if (custos_json_parse(text, size, &j, perr, sizeof(perr)) < 0 || !json_is_object(j)) {
+        snprintf(err, err_size, "%s", j ? "not a JSON object" : perr);
+        json_decref(j);
+        return -EINVAL;
+    }
+    json_t *id = json_object_get(j, "identity");
+    json_t *cas = json_object_get(j, "cas");
+    if ((id && (!json_is_object(id) || !json_is_string(json_object_get(id, "private_key")) ||
+                !json_is_string(json_object_get(id, "certificate")))) ||
+        (cas && !json_is_object(cas))) {
+        snprintf(err, err_size, "field '%s' has the wrong form", cas && !json_is_object(cas) ? "cas" : "identity");
+        json_decref(j);
+        return -EINVAL;
+    }
+    const char *name;
+    json_t *entry;
+    json_object_foreach(cas, name, entry) {
+        if (!json_is_object(entry) || !json_is_string(json_object_get(entry, "url")) ||
+            !json_is_string(json_object_get(entry, "key_hash"))) {
+            snprintf(err, err_size, "CAS entry '%.64s' needs string fields url and key_hash", name);
+            json_decref(j);
+            return -EINVAL;
+        }
+    }
+    if (!cas)
+        json_object_set_new(j, "cas", json_object());
+    *out = j;
+    return 0;
+}
+
 int cli_config_load(const char *path, json_t **out, char *err, size_t err_size)
 {
     uint8_t *text = NULL;
@@ -47,17 +81,14 @@ int cli_config_load(const char *path, json_t **out, char *err, size_t err_size)
     }
     json_t *j = NULL;
     char perr[256];
-    ret = custos_json_parse((const char *)text, size, &j, perr, sizeof(perr));
+    ret = cli_config_parse((const char *)text, size, &j, perr, sizeof(perr));
     custos_wipe(text, size);
     free(text);
-    if (ret < 0 || !json_is_object(j)) {
-        snprintf(err, err_size, "CLI configuration %s is damaged: %s", path,
-                 ret < 0 ? perr : "not a JSON object");
-        json_decref(j);
-        return -EINVAL;
+    if (ret < 0) {
+        snprintf(err, err_size, "CLI configuration %s is damaged: %s", path, perr);
+        return ret;
     }
-    json_t *id = json_object_get(j, "identity");
-    if (id && stat(path, &st) == 0 && (st.st_mode & 077)) {
+    if (json_object_get(j, "identity") && stat(path, &st) == 0 && (st.st_mode & 077)) {
         snprintf(err, err_size,
                  "CLI configuration %s holds a private key but is readable by others (mode %03o); fix "
                  "with: chmod 600 %s",
@@ -65,8 +96,6 @@ int cli_config_load(const char *path, json_t **out, char *err, size_t err_size)
         json_decref(j);
         return -EPERM;
     }
-    if (!json_is_object(json_object_get(j, "cas")))
-        json_object_set_new(j, "cas", json_object());
     *out = j;
     return 0;
 }
