@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* bench/cas: casd over HTTPS, measured beside what the machine can do in the same run.
+ *
+ * Run (after `ninja -C build`):
+ *     build/bench/bench_cas build [SECONDS] [IP]
+ * BUILD is the meson build directory holding lasd, casd and cas; SECONDS (default 3) is the length
+ * of each throughput run; IP (default 127.0.0.73) is the loopback address casd listens on.
+ *
+ * It starts its own lasd (sim platform) and casd (default options: 2 HTTPS threads) in a temporary
+ * directory, provisions casd with the cas CLI, then measures:
+ *   - start to first answer: fork+exec of casd until the first 200 of GET /healthz over TLS, on a
+ *     provisioned database (median of 5 starts; page cache warm); the first start, which creates
+ *     the database, is shown separately;
+ *   - authenticated read (GET /v1/secrets/x) and write (PUT /v1/secrets/x-N, durable: LMDB commit
+ *     with fsync) requests per second, over TLS with keep-alive, with the owner's client
+ *     certificate, from 1 and 8 clients (each client its own connection and thread);
+ *   - in the same run, for reference: raw AES-256-GCM (OpenSSL EVP, 1 KiB messages, one thread),
+ *     4 KiB write+fdatasync in the database's file system, and full TLS handshakes per second
+ *     (new connection per request, no session resumption, with the client certificate).
+ * Clients use libcurl over OpenSSL (as the cas CLI does), pinned to the CAS key hash.
+ * Everything it starts is stopped and its directory removed at exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "custos.h"
+
+#define MAX_CLIENTS 8
+
+static double g_seconds = 3.0;
+static char g_dir[64], g_build[1024], g_ip[64] = "127.0.0.73";
+static char g_sock[256], g_db[256], g_las_log[256], g_cas_log[256], g_url[128], g_pin[128];
+static char *g_cert_pem, *g_key_pem;
+static pid_t g_lasd = -1, g_casd = -1;
+static int g_port;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void stop(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGTERM);
+        waitpid(*pid, NULL, 0);
+        *pid = -1;
+    }
+}
+
+static void cleanup(void)
+{
+    stop(&g_casd);
+    stop(&g_lasd);
+    if (g_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", g_dir);
+        g_dir[0] = '\0';
+    }
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    exit(130); /* runs cleanup() */
+}
+
+static void die(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "bench_cas: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    exit(1);
+}
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || null < 0)
+            _exit(126);
+        dup2(null, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static char *read_text(const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    if (custos_read_file(path, 64u << 20, &buf, &size) < 0)
+        return NULL;
+    char *t = realloc(buf, size + 1);
+    if (!t) {
+        free(buf);
+        return NULL;
+    }
+    t[size] = '\0';
+    return t;
+}
+
+/* Waits until the log holds `needle` after byte `from`. */
+static void wait_log(const char *log, const char *needle, size_t from, double timeout)
+{
+    double t0 = now();
+    while (now() - t0 < timeout) {
+        char *t = read_text(log);
+        bool ok = t && strlen(t) > from && strstr(t + from, needle);
+        free(t);
+        if (ok)
+            return;
+        usleep(5000);
+    }
+    char *t = read_text(log);
+    fprintf(stderr, "bench_cas: '%s' did not appear in %s:\n%s\n", needle, log, t ? t : "");
+    free(t);
+    exit(1);
+}
+
+static size_t log_size(const char *log)
+{
+    struct stat st;
+    return stat(log, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* The word after the last occurrence of `needle` in the log. */
+static void log_field(const char *log, const char *needle, char *out, size_t out_size)
+{
+    char *t = read_text(log), *p = NULL, *q = t;
+    while (q && (q = strstr(q, needle)))
+        p = q++;
+    if (!p)
+        die("no '%s' in the casd log", needle);
+    p += strlen(needle);
+    size_t n = strcspn(p, " \r\n");
+    if (n >= out_size)
+        die("field after '%s' too long", needle);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    free(t);
+}
+
+static int free_port(const char *ip)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(s, (struct sockaddr *)&sa, &len) < 0)
+        die("cannot bind %s", ip);
+    close(s);
+    return ntohs(sa.sin_port);
+}
+
+/* ---- HTTPS client ------------------------------------------------------------------------- */
+
+static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    (void)ptr;
+    (void)userdata;
+    return size * nmemb;
+}
+
+static CURL *handle(bool client_cert, bool fresh)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        die("%s", "curl_easy_init failed");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    if (g_pin[0])
+        curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, g_pin);
+    if (client_cert) {
+        struct curl_blob cert = {.data = g_cert_pem, .len = strlen(g_cert_pem), .flags = CURL_BLOB_COPY};
+        struct curl_blob key = {.data = g_key_pem, .len = strlen(g_key_pem), .flags = CURL_BLOB_COPY};
+        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
+        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    if (fresh) {
+        curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+        curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    }
+    return c;
+}
+
+/* One request; returns the HTTP status (0 when no answer) and counts new connections. */
+static long request(CURL *c, const char *method, const char *path, const char *body, long *connects)
+{
+    char url[512];
+    struct curl_slist *h = NULL;
+    snprintf(url, sizeof(url), "%s%s", g_url, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    } else {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    long status = 0, n = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &n);
+    if (connects)
+        *connects += n;
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(h);
+    return status;
+}
+
+/* ---- throughput ----------------------------------------------------------------------------- */
+
+enum mode { READ, WRITE, HANDSHAKE };
+
+struct client {
+    int id;
+    enum mode mode;
+    long ok, failed, connects;
+    double *lat;
+    size_t nlat, cap;
+};
+
+static void *client_main(void *arg)
+{
+    struct client *cl = arg;
+    CURL *c = handle(true, cl->mode == HANDSHAKE);
+    char path[128], body[128];
+    double t0 = now(), t;
+    long n = 0;
+    while ((t = now()) - t0 < g_seconds) {
+        long st;
+        if (cl->mode == READ) {
+            st = request(c, "GET", "/v1/secrets/x", NULL, &cl->connects);
+        } else if (cl->mode == WRITE) {
+            snprintf(path, sizeof(path), "/v1/secrets/x-%d-%ld", cl->id, n);
+            snprintf(body, sizeof(body), "{\"value\": \"bench value %d %ld\"}", cl->id, n);
+            st = request(c, "PUT", path, body, &cl->connects);
+        } else {
+            st = request(c, "GET", "/healthz", NULL, &cl->connects);
+        }
+        n++;
+        if (st == 200) {
+            cl->ok++;
+            if (cl->nlat == cl->cap) {
+                cl->cap = cl->cap ? 2 * cl->cap : 4096;
+                cl->lat = realloc(cl->lat, cl->cap * sizeof(double));
+                if (!cl->lat)
+                    die("%s", "out of memory");
+            }
+            cl->lat[cl->nlat++] = now() - t;
+        } else {
+            cl->failed++;
+        }
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct result {
+    double rate, p50_ms, p99_ms;
+    long failed, connects;
+};
+
+static struct result run_clients(enum mode mode, int clients)
+{
+    pthread_t t[MAX_CLIENTS];
+    struct client cl[MAX_CLIENTS];
+    struct result r = {0};
+    double t0 = now();
+    for (int i = 0; i < clients; i++) {
+        cl[i] = (struct client){.id = i, .mode = mode};
+        pthread_create(&t[i], NULL, client_main, &cl[i]);
+    }
+    size_t total = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(t[i], NULL);
+        total += cl[i].nlat;
+    }
+    double elapsed = now() - t0;
+    double *all = malloc((total ? total : 1) * sizeof(double));
+    size_t k = 0;
+    long ok = 0;
+    for (int i = 0; i < clients; i++) {
+        memcpy(all + k, cl[i].lat, cl[i].nlat * sizeof(double));
+        k += cl[i].nlat;
+        ok += cl[i].ok;
+        r.failed += cl[i].failed;
+        r.connects += cl[i].connects;
+        free(cl[i].lat);
+    }
+    qsort(all, total, sizeof(double), cmp_double);
+    r.rate = (double)ok / elapsed;
+    if (total) {
+        r.p50_ms = 1000 * all[total / 2];
+        r.p99_ms = 1000 * all[(size_t)((double)total * 0.99)];
+    }
+    free(all);
+    return r;
+}
+
+/* ---- references ----------------------------------------------------------------------------- */
+
+static double aes_gcm_rate(void)
+{
+    unsigned char key[32], iv[12] = {0}, msg[1024], out[1024], tag[16];
+    int n;
+    RAND_bytes(key, sizeof(key));
+    RAND_bytes(msg, sizeof(msg));
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (!ctx || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL) != 1)
+        die("%s", "EVP init failed");
+    long count = 0;
+    double t0 = now(), t;
+    while ((t = now()) - t0 < 2.0) {
+        for (int i = 0; i < 256; i++, count++) {
+            memcpy(iv, &count, sizeof(count)); /* a fresh nonce per message */
+            if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1 ||
+                EVP_EncryptUpdate(ctx, out, &n, msg, sizeof(msg)) != 1 || EVP_EncryptFinal_ex(ctx, out, &n) != 1 ||
+                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
+                die("%s", "AES-GCM failed");
+        }
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    return (double)count / (t - t0);
+}
+
+static double fsync_rate(const char *dir)
+{
+    char path[300], buf[4096];
+    memset(buf, 0x5a, sizeof(buf));
+    snprintf(path, sizeof(path), "%s/fsync-probe", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        die("cannot create %s", path);
+    long count = 0;
+    double t0 = now(), t;
+    while ((t = now()) - t0 < 1.0) {
+        if (pwrite(fd, buf, sizeof(buf), (off_t)(count % 64) * 4096) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0)
+            die("write/fdatasync failed in %s", dir);
+        count++;
+    }
+    close(fd);
+    unlink(path);
+    return (double)count / (t - t0);
+}
+
+/* ---- casd ----------------------------------------------------------------------------------- */
+
+static void start_casd(void)
+{
+    char bin[1100], listen[96];
+    snprintf(bin, sizeof(bin), "%s/casd", g_build);
+    snprintf(listen, sizeof(listen), "%s:%d", g_ip, g_port);
+    char *argv[] = {bin, "--db", g_db, "--las", g_sock, "--listen", listen, "--node-name", "bench", NULL};
+    g_casd = spawn(argv, g_cas_log);
+}
+
+/* fork+exec of casd until the first 200 of GET /healthz over TLS (new connection per attempt). */
+static double start_to_first_answer(void)
+{
+    double t0 = now();
+    start_casd();
+    for (;;) {
+        CURL *c = handle(false, true);
+        long st = request(c, "GET", "/healthz", NULL, NULL);
+        curl_easy_cleanup(c);
+        if (st == 200)
+            return now() - t0;
+        int status;
+        if (waitpid(g_casd, &status, WNOHANG) == g_casd) {
+            g_casd = -1;
+            char *t = read_text(g_cas_log);
+            die("casd exited during start:\n%s", t ? t : "");
+        }
+        if (now() - t0 > 20)
+            die("%s", "casd did not answer within 20 s");
+        usleep(200);
+    }
+}
+
+static void provision(void)
+{
+    char key_hash[80], token[80], toml[300], cli_cfg[300], cmd[4096];
+    log_field(g_cas_log, "CAS key hash: ", key_hash, sizeof(key_hash));
+    log_field(g_cas_log, "CAS provisioning token: ", token, sizeof(token));
+    snprintf(toml, sizeof(toml), "%s/owner.toml", g_dir);
+    snprintf(cli_cfg, sizeof(cli_cfg), "%s/cli.json", g_dir);
+    FILE *f = fopen(toml, "w");
+    if (!f)
+        die("cannot write %s", toml);
+    fprintf(f, "[api_identity]\ncommon_name = \"bench\"\nalt_names = [\"%s\"]\n", g_ip);
+    fclose(f);
+    size_t before = log_size(g_cas_log);
+    snprintf(cmd, sizeof(cmd),
+             "SCONE_CLI_CONFIG='%s' '%s/cas' provision %s:%d -c %s --token %s --config-file '%s' "
+             "with-attestation --only_for_testing-ignore-signer --only_for_testing-trust-any >'%s/provision.log' 2>&1",
+             cli_cfg, g_build, g_ip, g_port, key_hash, token, toml, g_dir);
+    if (system(cmd) != 0) {
+        snprintf(cmd, sizeof(cmd), "%s/provision.log", g_dir);
+        char *t = read_text(cmd);
+        die("cas provision failed:\n%s", t ? t : "");
+    }
+    wait_log(g_cas_log, "TLS certificate renewed", before, 10);
+    /* the owner's identity, for the authenticated requests */
+    json_t *cfg = NULL;
+    char err[256];
+    char *text = read_text(cli_cfg);
+    if (!text || custos_json_parse(text, strlen(text), &cfg, err, sizeof(err)) < 0)
+        die("cannot read the CLI configuration %s", cli_cfg);
+    json_t *id = json_object_get(cfg, "identity");
+    const char *k = json_string_value(json_object_get(id, "private_key"));
+    const char *c = json_string_value(json_object_get(id, "certificate"));
+    if (!k || !c)
+        die("no identity in %s", cli_cfg);
+    g_key_pem = strdup(k);
+    g_cert_pem = strdup(c);
+    json_decref(cfg);
+    free(text);
+    /* pin the CAS key, as the CLI does */
+    uint8_t h[32];
+    if (custos_hex_decode(key_hash, h, sizeof(h)) < 0)
+        die("bad key hash %s", key_hash);
+    char *b64 = custos_base64_encode(h, sizeof(h));
+    snprintf(g_pin, sizeof(g_pin), "sha256//%s", b64);
+    free(b64);
+}
+
+static void row(const char *what, const struct result *r, double aes, double hs1)
+{
+    printf("%-44s %10.0f /s  %7.2f ms %7.2f ms  %8.4f%%  %6.1fx", what, r->rate, r->p50_ms, r->p99_ms,
+           100.0 * r->rate / aes, r->rate / hs1);
+    if (r->failed)
+        printf("  (%ld failed)", r->failed);
+    printf("  [%ld conn]\n", r->connects);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: %s BUILD_DIR [SECONDS] [IP]\n", argv[0]);
+        return 2;
+    }
+    snprintf(g_build, sizeof(g_build), "%s", argv[1]);
+    if (argc > 2)
+        g_seconds = atof(argv[2]);
+    if (argc > 3)
+        snprintf(g_ip, sizeof(g_ip), "%s", argv[3]);
+    if (g_seconds <= 0 || strncmp(g_ip, "127.", 4) != 0)
+        die("%s", "SECONDS must be > 0 and IP a 127.0.0.0/8 address");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    snprintf(g_dir, sizeof(g_dir), "/tmp/custos-bench-cas-XXXXXX");
+    if (!mkdtemp(g_dir))
+        die("mkdtemp: %s", strerror(errno));
+    atexit(cleanup);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(g_sock, sizeof(g_sock), "%s/las.sock", g_dir);
+    snprintf(g_db, sizeof(g_db), "%s/db", g_dir);
+    snprintf(g_las_log, sizeof(g_las_log), "%s/lasd.log", g_dir);
+    snprintf(g_cas_log, sizeof(g_cas_log), "%s/casd.log", g_dir);
+    g_port = free_port(g_ip);
+    snprintf(g_url, sizeof(g_url), "https://%s:%d", g_ip, g_port);
+
+    char lasd[1100], pdir[300];
+    snprintf(lasd, sizeof(lasd), "%s/lasd", g_build);
+    snprintf(pdir, sizeof(pdir), "%s/platform", g_dir);
+    char *las_argv[] = {lasd, "--socket", g_sock, "--platform", "sim", "--platform-dir", pdir, NULL};
+    g_lasd = spawn(las_argv, g_las_log);
+    wait_log(g_las_log, "LAS listening", 0, 10);
+
+    double first = start_to_first_answer();
+    provision();
+    CURL *c = handle(true, false);
+    if (request(c, "PUT", "/v1/secrets/x", "{\"value\": \"bench value\"}", NULL) != 200 ||
+        request(c, "GET", "/v1/secrets/x", NULL, NULL) != 200)
+        die("%s", "the owner cannot PUT/GET a secret");
+    curl_easy_cleanup(c);
+
+    double starts[5];
+    for (int i = 0; i < 5; i++) {
+        stop(&g_casd);
+        starts[i] = start_to_first_answer();
+    }
+    qsort(starts, 5, sizeof(double), cmp_double);
+
+    double aes = aes_gcm_rate();
+    double fs = fsync_rate(g_dir);
+    struct result hs1 = run_clients(HANDSHAKE, 1), hs8 = run_clients(HANDSHAKE, 8);
+    struct result r1 = run_clients(READ, 1), r8 = run_clients(READ, 8);
+    struct result w1 = run_clients(WRITE, 1), w8 = run_clients(WRITE, 8);
+
+    printf("casd %s/casd on https://%s:%d/, sim platform, default options (2 HTTPS threads); "
+           "%g s per run, %ld CPUs\n\n", g_build, g_ip, g_port, g_seconds, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("start to first answer (exec -> first 200 GET /healthz over TLS):\n");
+    printf("  provisioned database, median of 5: %7.1f ms   (min %.1f, max %.1f)\n", 1000 * starts[2],
+           1000 * starts[0], 1000 * starts[4]);
+    printf("  first start (creates the database):  %7.1f ms\n\n", 1000 * first);
+    printf("%-44s %10s     %10s %10s  %9s  %7s\n", "", "rate", "p50", "p99", "of AES", "vs hs-1");
+    printf("%-44s %10.0f /s  %31s\n", "reference: AES-256-GCM seal, 1 KiB, 1 thread", aes, "");
+    printf("%-44s %10.0f /s  %31s\n", "reference: 4 KiB write+fdatasync, same fs", fs, "");
+    row("TLS full handshake + GET /healthz, 1 client", &hs1, aes, hs1.rate);
+    row("TLS full handshake + GET /healthz, 8 clients", &hs8, aes, hs1.rate);
+    row("GET /v1/secrets/x, keep-alive, 1 client", &r1, aes, hs1.rate);
+    row("GET /v1/secrets/x, keep-alive, 8 clients", &r8, aes, hs1.rate);
+    row("PUT /v1/secrets/x-N, keep-alive, 1 client", &w1, aes, hs1.rate);
+    row("PUT /v1/secrets/x-N, keep-alive, 8 clients", &w8, aes, hs1.rate);
+    printf("\nscaling 1 -> 8 clients: handshakes %.2fx, reads %.2fx, writes %.2fx\n", hs8.rate / hs1.rate,
+           r8.rate / r1.rate, w8.rate / w1.rate);
+    printf("writes vs fdatasync rate: %.2f (an LMDB commit syncs data and meta page: ~0.5 is the bound "
+           "for one writer)\n", w1.rate / fs);
+    printf("'of AES': request rate as %% of 1 KiB AES-GCM seals/s; 'vs hs-1': x the 1-client handshake rate; "
+           "[conn]: TCP connections opened\n");
+    bool failed = hs1.failed || hs8.failed || r1.failed || r8.failed || w1.failed || w8.failed;
+    return failed ? 1 : 0;
+}
