@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The Custos demo on one machine: installs what is missing, builds, then plays two simulated nodes.
-#   node 1 and node 2 each run lasd (their own platform directory and socket);
-#   both platform IDs are printed; node 1 quotes `cas` and the quote is verified; a tampered quote
-#   is refused.
+# The Custos demo on one machine: installs what is missing, builds, then plays three simulated
+# nodes (each: a lasd with its own platform directory and socket, and its own 127.0.0.x address):
+#   - both platform IDs are printed; node 1 quotes `cas`, the quote is verified, a tampered one refused;
+#   - CAS starts on node 1 and is provisioned as in the reference's quick start (key hash and token
+#     read from its log, an RSA owner identity made with openssl), a secret is stored;
+#   - a backup CAS on node 2 is registered; node 1 "dies"; CAS starts on node 2 with the same
+#     database and serves the secret; node 3, never registered, is refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -50,5 +53,65 @@ q["body"] = base64.b64encode(bytes(b)).decode()
 json.dump(q, open(sys.argv[2], "w"))
 PY
 if "$B/cas" las verify "$D/tampered.json" --platform "$ID1"; then echo "UNEXPECTED: accepted"; exit 1; fi
+
+start_lasd node3
+
+wait_log() { # file marker
+  for _ in $(seq 200); do grep -q "$2" "$1" && return 0; sleep 0.05; done
+  cat "$1"; return 1
+}
+
+step "starting CAS on node1 (127.0.0.2:8081), database in $D/pv/cas-db (the persistent volume)"
+mkdir -p "$D/pv"
+"$B/casd" --db "$D/pv/cas-db" --las "$D/node1/las.sock" --listen 127.0.0.2:8081 --node-name node1 >"$D/cas1.log" 2>&1 &
+CAS1=$!
+pids+=($CAS1)
+wait_log "$D/cas1.log" "CAS listening"
+cat "$D/cas1.log"
+
+step "provisioning CAS as in the quick start"
+CAS_KEY_HASH=$(cat "$D/cas1.log" | grep "CAS key hash" | awk ' { print $7 } ')
+CAS_PROVISIONING_TOKEN=$(cat "$D/cas1.log" | grep "CAS provisioning token" | awk ' { print $7 } ')
+mkdir -p "$D/identity" "$D/owner-config"
+cat > "$D/owner-config/config.toml" <<EOF
+[api_identity]
+common_name = "mycas"
+alt_names = ["mycas", "cas", "cas.default", "localhost", "127.0.0.2", "127.0.0.3"]
+
+[dcap]
+subscription_key = "00000000000000000000000000000000"
+EOF
+openssl genrsa -out "$D/identity/keypair.pem" 2048 2>/dev/null
+openssl pkcs8 -topk8 -inform PEM -outform PEM -nocrypt -in "$D/identity/keypair.pem" -out "$D/identity/pkcs8.key"
+export SCONE_CLI_CONFIG="$D/identity/config.json"
+"$B/cas" provision 127.0.0.2:8081 -c "$CAS_KEY_HASH" --token "$CAS_PROVISIONING_TOKEN" \
+    --config-file "$D/owner-config/config.toml" --identity "$D/identity/pkcs8.key" with-attestation \
+    -GCS --only_for_testing-debug --only_for_testing-ignore-signer --only_for_testing-trust-any
+printf 'the database password' | "$B/cas" secret put db-password
+
+step "registering a backup CAS on node2 (casd --backup on 127.0.0.3)"
+"$B/casd" --backup --las "$D/node2/las.sock" --listen 127.0.0.3:8082 --node-name node2 >"$D/backup2.log" 2>&1 &
+pids+=($!)
+wait_log "$D/backup2.log" "ready on https://"
+"$B/cas" register-backup 127.0.0.3:8082
+"$B/cas" backups list
+"$B/cas" backups check --nodes node2,node3
+
+step "node1 dies; CAS starts on node2 with the same database"
+kill "$CAS1"; wait "$CAS1" 2>/dev/null || true
+"$B/casd" --db "$D/pv/cas-db" --las "$D/node2/las.sock" --listen 127.0.0.3:8081 --node-name node2 >"$D/cas2.log" 2>&1 &
+CAS2=$!
+pids+=($CAS2)
+wait_log "$D/cas2.log" "CAS listening"
+grep "opened on platform" "$D/cas2.log"
+"$B/cas" attest 127.0.0.3:8081 --only_for_testing-ignore-signer --only_for_testing-trust-any
+echo "secret read from CAS on node2: $("$B/cas" secret get db-password --cas 127.0.0.3:8081)"
+
+step "node3 was never registered: CAS refuses to start there"
+kill "$CAS2"; wait "$CAS2" 2>/dev/null || true
+if "$B/casd" --db "$D/pv/cas-db" --las "$D/node3/las.sock" --listen 127.0.0.4:8081 --node-name node3 2>"$D/cas3.log"; then
+  echo "UNEXPECTED: started"; exit 1
+fi
+grep ERROR "$D/cas3.log"
 
 step "demo done"
