@@ -5,7 +5,7 @@ PKGS=(
   build-essential meson ninja-build pkg-config clang
   libssl-dev openssl libjansson-dev libyaml-dev liblmdb-dev libmicrohttpd-dev libgnutls28-dev
   libcurl4-openssl-dev libtss2-dev swtpm swtpm-tools tpm2-tools
-  libcmocka-dev python3 python3-pytest procps
+  libcmocka-dev python3 python3-pytest python3-cryptography procps curl
 )
 missing=()
 for p in "${PKGS[@]}"; do
