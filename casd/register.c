@@ -197,6 +197,29 @@ static bool request_used(struct cas_state *st, const char *id)
     return false;
 }
 
+/* Replaces the key-store with a copy that has `add` upserted or `remove_id` removed, written
+ * crash-safely; the in-memory list changes only once the file is written. Call with st->lock held. */
+static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry *add, const char *remove_id)
+{
+    struct cas_keystore next = {0};
+    int ret = -ENOMEM;
+    next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
+    if (next.entries) {
+        memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
+        next.count = st->ks.count;
+        ret = add ? cas_keystore_upsert(&next, add) : cas_keystore_remove(&next, remove_id);
+    }
+    if (ret == 0)
+        ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
+    if (ret < 0) {
+        cas_keystore_free(&next);
+        return ret;
+    }
+    cas_keystore_free(&st->ks);
+    st->ks = next;
+    return 0;
+}
+
 /* POST /v1/backups/register {"request": {...}} -> {"offer": {...}} */
 void cas_backups_register(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
@@ -323,25 +346,13 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         goto out;
     }
     /* Crash-safe: the key-store file is replaced atomically, so it holds the old or the new list. */
-    struct cas_keystore next = {0};
-    int ret = -ENOMEM;
-    next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
-    if (next.entries) {
-        memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
-        next.count = st->ks.count;
-        ret = cas_keystore_upsert(&next, &c.entry);
-    }
-    if (ret == 0)
-        ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
+    int ret = keystore_commit(st, &c.entry, NULL);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
-        cas_keystore_free(&next);
         LOG_MODULE_ERROR(CAS_LOG, "cannot save key-store %s: %s", st->keystore_path, strerror(-ret));
         http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
         goto out;
     }
-    cas_keystore_free(&st->ks);
-    st->ks = next;
     snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
     cas_db_put(st->db, used, "1", 1);
     memset(p, 0, sizeof(*p));
@@ -392,28 +403,16 @@ void cas_backups_remove(struct cas_state *st, struct http_request *req, struct h
         return;
     }
     pthread_mutex_lock(&st->lock);
-    struct cas_keystore next = {0};
-    int ret = -ENOMEM;
-    next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
-    if (next.entries) {
-        memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
-        next.count = st->ks.count;
-        ret = cas_keystore_remove(&next, norm);
-    }
-    if (ret == 0)
-        ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
-    if (ret < 0) {
-        pthread_mutex_unlock(&st->lock);
-        cas_keystore_free(&next);
-        if (ret == -ENOENT)
-            http_error(r, 404, "not_found", "no backup is registered for platform %s", norm);
-        else
-            http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
+    int ret = keystore_commit(st, NULL, norm);
+    pthread_mutex_unlock(&st->lock);
+    if (ret == -ENOENT) {
+        http_error(r, 404, "not_found", "no backup is registered for platform %s", norm);
         return;
     }
-    cas_keystore_free(&st->ks);
-    st->ks = next;
-    pthread_mutex_unlock(&st->lock);
+    if (ret < 0) {
+        http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
+        return;
+    }
     cas_audit(st, "backup removed", json_pack("{s:s}", "platform_id", norm));
     LOG_MODULE_INFO(CAS_LOG, "backup of platform %s removed", norm);
     r->body = json_pack("{s:s}", "removed", norm);

@@ -89,10 +89,9 @@ int custos_key_hash(EVP_PKEY *key, uint8_t out[CUSTOS_SHA256_SIZE])
     return ret;
 }
 
-int custos_cert_key_hash(const uint8_t *der, size_t size, uint8_t out[CUSTOS_SHA256_SIZE])
+/* Key hash of a certificate's public key; frees x. */
+static int x509_key_hash(X509 *x, uint8_t out[CUSTOS_SHA256_SIZE])
 {
-    const unsigned char *p = der;
-    X509 *x = d2i_X509(NULL, &p, (long)size);
     if (!x)
         return -EINVAL;
     EVP_PKEY *k = X509_get0_pubkey(x);
@@ -101,17 +100,18 @@ int custos_cert_key_hash(const uint8_t *der, size_t size, uint8_t out[CUSTOS_SHA
     return ret;
 }
 
+int custos_cert_key_hash(const uint8_t *der, size_t size, uint8_t out[CUSTOS_SHA256_SIZE])
+{
+    const unsigned char *p = der;
+    return x509_key_hash(d2i_X509(NULL, &p, (long)size), out);
+}
+
 int custos_cert_pem_key_hash(const char *pem, uint8_t out[CUSTOS_SHA256_SIZE])
 {
     BIO *bio = BIO_new_mem_buf(pem, -1);
     X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
-    if (!x)
-        return -EINVAL;
-    EVP_PKEY *k = X509_get0_pubkey(x);
-    int ret = k ? custos_key_hash(k, out) : -EINVAL;
-    X509_free(x);
-    return ret;
+    return x509_key_hash(x, out);
 }
 
 static int add_ext(X509 *x, int nid, const char *value)

@@ -122,7 +122,59 @@ def _stop(proc):
 
 
 
-class LasNode:
+class Daemon:
+    """A process of ours that logs to a file and says in its log when it is ready."""
+
+    ready_marker = ""
+    label = "process"
+
+    def args(self):
+        raise NotImplementedError
+
+    def start(self, expect_fail=False, timeout=15):
+        """Starts and waits for ready_marker in the new part of the log. With expect_fail, waits for
+        the process to exit instead and returns its status."""
+        assert self.proc is None
+        before = len(self.log())
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT)
+        _started.append(self.proc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                if expect_fail:
+                    return rc
+                pytest.fail(f"{self.label} exited with {rc}:\n{self.log()[before:]}")
+            if self.ready_marker in self.log()[before:]:
+                if expect_fail:
+                    pytest.fail(f"{self.label} started but should have refused:\n{self.log()[before:]}")
+                return self
+            time.sleep(0.02)
+        pytest.fail(f"{self.label} did not start in {timeout}s:\n{self.log()[before:]}")
+
+    def stop(self):
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def kill(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class LasNode(Daemon):
     """One simulated node's lasd: a platform directory and a socket in a private directory."""
 
     def __init__(self, root, name, platform="sim", extra=()):
@@ -134,46 +186,13 @@ class LasNode:
         self.platform = platform
         self.extra = list(extra)
         self.proc = None
+        self.ready_marker = "LAS listening"
+        self.label = f"lasd {name}"
         os.makedirs(os.path.join(self.root, name), exist_ok=True)
 
     def args(self):
         return [binary("lasd"), "--socket", self.socket, "--platform", self.platform,
                 "--platform-dir", self.platform_dir] + self.extra
-
-    def start(self, expect_fail=False, timeout=10):
-        assert self.proc is None
-        before = len(self.log())
-        logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=logf,
-                                     stderr=subprocess.STDOUT)
-        logf.close()
-        _started.append(self.proc)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                if expect_fail:
-                    rc = self.proc.returncode
-                    self.proc = None
-                    return rc
-                pytest.fail(f"lasd {self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            if "LAS listening" in self.log()[before:]:
-                if expect_fail:
-                    pytest.fail(f"lasd {self.name} started but should have refused:\n{self.log()}")
-                return self
-            time.sleep(0.02)
-        pytest.fail(f"lasd {self.name} did not start in {timeout}s:\n{self.log()}")
-
-    def stop(self):
-        if self.proc is not None:
-            _stop(self.proc)
-            self.proc = None
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def platform_id(self):
         """The platform ID as the reference extracts it: grep 'public key' | awk '{print $8}'."""
@@ -233,7 +252,7 @@ def free_port(ip):
     pytest.fail(f"no free port on {ip}")
 
 
-class CasNode:
+class CasNode(Daemon):
     """casd on a simulated node: its lasd, a 127.0.0.x address and a database directory."""
 
     def __init__(self, las, ip, db=None, extra=()):
@@ -245,6 +264,7 @@ class CasNode:
         self.extra = list(extra)
         self.proc = None
         self.ready_marker = "CAS listening"
+        self.label = f"casd on {las.name}"
         self.binary = binary("casd")
 
     @property
@@ -254,46 +274,6 @@ class CasNode:
     def args(self):
         return [self.binary, "--db", self.db, "--las", self.las.socket, "--listen", self.addr,
                 "--node-name", self.las.name] + self.extra
-
-    def start(self, expect_fail=False, timeout=15):
-        assert self.proc is None
-        before = len(self.log())
-        with open(self.log_path, "ab") as logf:
-            self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=logf,
-                                         stderr=subprocess.STDOUT)
-        _started.append(self.proc)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                if expect_fail:
-                    return rc
-                pytest.fail(f"casd on {self.las.name} exited with {rc}:\n{self.log()[before:]}")
-            if self.ready_marker in self.log()[before:]:
-                if expect_fail:
-                    pytest.fail(f"casd on {self.las.name} started but should have refused:\n{self.log()}")
-                return self
-            time.sleep(0.02)
-        pytest.fail(f"casd on {self.las.name} did not start in {timeout}s:\n{self.log()[before:]}")
-
-    def stop(self):
-        if self.proc is not None:
-            _stop(self.proc)
-            self.proc = None
-
-    def kill(self):
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def _field7(self, what):
         """The last field of the newest log line containing `what`, as the quick start reads it."""
