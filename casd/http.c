@@ -246,10 +246,11 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
      * accepted (the TLS handshake proves its key) and identified by its key hash. */
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        &on_request, st, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
+        &on_request, st, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
         &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
         st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        &on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_END);
+        &on_completed, NULL, MHD_OPTION_END);
     if (!d)
         snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
     return d;

@@ -158,6 +158,12 @@ int cmd_provision(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", argv[0], err);
         goto out;
     }
+    /* The identity is saved before anything is sent: if CAS records the owner and the answer is
+     * lost, the owner key must still exist. */
+    if (id.changed && cli_config_save(path, cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        goto out;
+    }
     printf("This command will provision and claim ownership of a CAS.\n"
            "    The ownership is bound to the cryptographic identity used now (key hash %s).\n"
            "    Holding it is needed to change CAS settings and register backups: keep %s safe.\n",

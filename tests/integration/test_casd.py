@@ -288,3 +288,17 @@ def test_help_everywhere():
         assert r.returncode == 0 and ("Usage" in r.stdout), args
     r = run([binary("casd"), "--listen", "nonsense", "--db", "/nonexistent/x", "--las", "/nonexistent"])
     assert r.returncode != 0
+
+
+def test_identity_saved_before_provisioning_is_sent(cas_nodes, tmp_path):
+    """If CAS records the owner and the answer is lost, the owner key must still exist: a new
+    identity is written to the CLI configuration before anything is sent."""
+    cas = cas_nodes("n1", "127.0.0.2").start()
+    cfg = tmp_path / "c" / "config.json"
+    cli = Cli(cfg)
+    r = cli.provision(cas, owner_toml(tmp_path, cas.ip), token="00" * 32, check=False)
+    assert r.returncode == 1
+    ident = json.loads(cfg.read_text())["identity"]
+    assert "PRIVATE KEY" in ident["private_key"] and stat.S_IMODE(os.stat(cfg).st_mode) == 0o600
+    cli.provision(cas, owner_toml(tmp_path, cas.ip))
+    assert json.loads(cfg.read_text())["identity"] == ident  # the same identity became the owner
