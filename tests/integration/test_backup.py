@@ -299,3 +299,47 @@ def test_primary_killed_during_key_store_update(world):
 def test_register_to_unknown_backup_address_fails_cleanly(world):
     r = world["owner"].run("register-backup", "127.0.0.9:1")
     assert r.returncode == 1 and "backup CAS" in r.stderr
+
+
+def test_database_key_never_leaves_in_clear(world):
+    """Across provisioning, two registrations and a move, the database key appears in no file, log or
+    process output: derived here independently from node 1's entry and checked to open node 2's."""
+    import base64 as b64
+    import json as js
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from harness import casd_measurement, keystore_aad, seal_key
+    w = world
+    outputs = []
+    r, _ = register(w, "n2")
+    outputs += [r.stdout, r.stderr]
+    r, _ = register(w, "n3", ip="127.0.0.10")
+    outputs += [r.stdout, r.stderr]
+    c2 = move(w, "n2", "127.0.0.3").start()
+    outputs += [w["owner"].run("attest", c2.addr, *TRUST, check=True).stdout,
+                w["owner"].run("backups", "list", "--json", "--cas", c2.addr, check=True).stdout]
+    c2.stop()
+    ks = js.load(open(w["cas"].db + ".key-store"))
+
+    def unseal(node):
+        e = [x for x in ks["entries"] if x["node"] == node][0]
+        secret = open(os.path.join(w[node].platform_dir, "machine-secret"), "rb").read()
+        key = seal_key(secret, casd_measurement())
+        return AESGCM(key).decrypt(b64.b64decode(e["nonce"]), b64.b64decode(e["sealed"]), keystore_aad(e))
+
+    dbkey = unseal("n1")
+    assert len(dbkey) == 32 and unseal("n2") == dbkey and unseal("n3") == dbkey
+    needles = [dbkey, dbkey.hex().encode(), dbkey.hex().upper().encode(), b64.b64encode(dbkey)]
+    scanned = 0
+    for root, _, files in os.walk(w["tmp"]):
+        for f in files:
+            path = os.path.join(root, f)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            data = open(path, "rb").read()
+            scanned += 1
+            for n in needles:
+                assert n not in data, f"database key found in {path}"
+    assert scanned > 10
+    for out in outputs:
+        for n in needles[1:]:
+            assert n.decode() not in out
