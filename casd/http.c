@@ -127,6 +127,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     st->route(st, &req, &r);
     if (!r.body)
         http_error(&r, 500, "internal", "no answer");
+    LOG_MODULE_DEBUG(CAS_LOG, "%s %.200s -> %u (client %.16s)", method, url, r.status,
+                     req.has_caller ? req.caller : "without certificate");
     return send_json(conn, &r);
 }
 

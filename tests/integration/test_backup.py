@@ -236,7 +236,7 @@ def test_backup_killed_midway_changes_nothing(world):
 
 def test_backup_times_out_and_keeps_nothing(world):
     w = world
-    b = backup_on(w, "n2", extra=["--backup-timeout", "1"])
+    b = backup_on(w, "n2", extra=["--timeout", "1"])
     assert b.wait_exit(timeout=10) == 1
     assert "no registration before the timeout" in b.log()
     assert sorted(os.listdir(os.path.join(w["n2"].root, "n2"))) == sorted(
