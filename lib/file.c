@@ -63,7 +63,10 @@ int custos_write_file_atomic(const char *path, const void *data, size_t size, un
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
         return -errno;
-    ret = write_all(fd, data, size);
+    /* The mode asked for, whatever the umask. */
+    ret = fchmod(fd, mode) < 0 ? -errno : 0;
+    if (ret == 0)
+        ret = write_all(fd, data, size);
     if (ret < 0)
         goto fail;
     hook(1);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A declarative option table: defaults, environment variables, flags and --help from one place. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -50,7 +51,7 @@ static int set_value(const char *prog, struct custos_option *o, const char *valu
         char *end = NULL;
         errno = 0;
         long long v = strtoll(value, &end, 10);
-        if (errno || !*value || *end) {
+        if (errno || !*value || *end || isspace((unsigned char)value[0])) {
             fprintf(stderr, "%s: %s: expected an integer, got '%s'\n", prog, source, value);
             return -EINVAL;
         }

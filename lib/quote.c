@@ -115,6 +115,14 @@ int custos_quote_from_json(const json_t *j, struct custos_quote *q, char *err, s
         snprintf(err, err_size, "malformed quote: not a JSON object");
         return -EINVAL;
     }
+    static const char *const fields[] = {"format", "body", "signature"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(j, fields[i]);
+        if (v && !json_is_string(v)) {
+            snprintf(err, err_size, "malformed quote: field '%s' must be a string", fields[i]);
+            return -EINVAL;
+        }
+    }
     if (json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s}", "format", &format, "body",
                        &body_b64, "signature", &sig_b64) < 0) {
         snprintf(err, err_size, "malformed quote: %s", e.text);

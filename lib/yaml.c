@@ -2,6 +2,7 @@
 /* YAML read into the same jansson tree as JSON. Anchors, aliases and tags are refused (no billion
  * laughs), depth and size are bounded, plain scalars keep YAML 1.2 core-schema types. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,16 @@ static json_t *plain_scalar(const char *v, size_t len)
     char *end = NULL;
     errno = 0;
     long long i = strtoll(v, &end, 10);
-    if (!errno && end == v + len && len && (v[0] == '-' || v[0] == '+' || (v[0] >= '0' && v[0] <= '9')))
+    bool numeric_start = v[0] == '-' || v[0] == '+' || v[0] == '.' || (v[0] >= '0' && v[0] <= '9');
+    if (!errno && end == v + len && numeric_start)
         return json_integer(i);
+    /* YAML 1.2 core schema floats: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
+    if (numeric_start && strspn(v, "0123456789.eE+-") == len && strpbrk(v, "0123456789") && strpbrk(v, ".eE")) {
+        errno = 0;
+        double d = strtod(v, &end);
+        if (!errno && end == v + len && isfinite(d))
+            return json_real(d);
+    }
     return json_stringn(v, len);
 }
 

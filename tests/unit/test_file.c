@@ -99,6 +99,15 @@ static void test_write_atomic_mode(void **state)
     assert_int_equal(slurp(path, buf, sizeof(buf)), 2);
     assert_string_equal(buf, "xy");
 
+    /* The mode asked for, whatever the umask. */
+    mode_t old_mask = umask(077);
+    join(d, "shared", path);
+    int ret = custos_write_file_atomic(path, "z", 1, 0644);
+    umask(old_mask);
+    assert_int_equal(ret, 0);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+
     /* Empty data. */
     assert_int_equal(custos_write_file_atomic(path, "", 0, 0600), 0);
     assert_int_equal(lstat(path, &st), 0);
@@ -113,7 +122,7 @@ static void test_write_atomic_mode(void **state)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
             entries++;
     closedir(dir);
-    assert_int_equal(entries, 2);
+    assert_int_equal(entries, 3); /* secret, public, shared */
 
     /* Missing directory. */
     join(d, "nope/file", path);

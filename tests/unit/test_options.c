@@ -209,7 +209,7 @@ static void test_bad_int(void **state)
 {
     (void)state;
     static char *const bad[] = {"--port=", "--port=12x", "--port=x12", "--port=1.5", "--port=0x10",
-                                "--port=99999999999999999999999", "--port=--1"};
+                                "--port=99999999999999999999999", "--port=--1", "--port= 5", "--port=\t5"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *argv[] = {"prog", bad[i]};
         int ret = parse_argv(2, argv, false);

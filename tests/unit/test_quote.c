@@ -370,9 +370,9 @@ static void test_from_json_malformed(void **state)
     free(ls);
     from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":\"Zm9v\",\"signature\":\"%s\"}", sig),
                   "body is 3 bytes");
-    /* Wrong type: jansson names the problem (not the field). */
+    /* Wrong type: the message names the field. */
     from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":5,\"signature\":\"%s\"}", sig),
-                  "Expected string, got integer");
+                  "field 'body' must be a string");
     from_json_bad("[]", "not a JSON object");
     from_json_bad("{}", "malformed quote");
 #undef FMT

@@ -101,6 +101,8 @@ static void test_yaml_types(void **state)
                         "qnull: \"null\"\n"
                         "word: yes\n"
                         "hexish: 0x10\n"
+                        "real: 1.5e3\n"
+                        "dotted: 1.2.3\n"
                         "list:\n"
                         "  - a\n"
                         "  - 2\n"
@@ -109,7 +111,10 @@ static void test_yaml_types(void **state)
                         "  deeper:\n"
                         "    key: value with spaces\n");
     assert_true(json_is_object(j));
-    assert_int_equal(json_object_size(j), 19);
+    assert_int_equal(json_object_size(j), 21);
+    assert_true(json_is_real(json_object_get(j, "real")));
+    assert_true(json_real_value(json_object_get(j, "real")) == 1500.0);
+    assert_string_equal(json_string_value(json_object_get(j, "dotted")), "1.2.3");
     assert_string_equal(json_string_value(json_object_get(j, "name")), "custos");
     assert_true(json_is_integer(json_object_get(j, "port")));
     assert_int_equal(json_integer_value(json_object_get(j, "port")), 8080);
