@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* bench/quote: quotes per second through lasd's socket on 1 and 2 client threads, beside this
  * machine's raw ECDSA P-256 signing rate measured in the same run. Starts its own lasd.
- * Usage: bench_quote LASD_BINARY [SECONDS] */
+ * Usage: bench_quote LASD_BINARY [SECONDS] [LASD_THREADS] */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 
 static double g_seconds = 3.0;
 static char g_socket[256];
+static const char *g_threads = "2";
 
 static double now(void)
 {
@@ -47,6 +49,39 @@ static double sign_rate(void)
 }
 
 static bool g_keep_alive;
+
+/* The floor for one client: round trips of a 64-byte message between two threads over a Unix
+ * stream socket pair (no work at all on the other side). */
+static void *echo(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf))
+        if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+            break;
+    return NULL;
+}
+
+static double socket_round_trips(void)
+{
+    int sv[2];
+    pthread_t t;
+    char buf[64] = {0};
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        return 0;
+    pthread_create(&t, NULL, echo, &sv[1]);
+    long n = 0;
+    double t0 = now(), t1;
+    while ((t1 = now()) - t0 < g_seconds) {
+        if (write(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf) || read(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+            break;
+        n++;
+    }
+    close(sv[0]);
+    pthread_join(t, NULL);
+    close(sv[1]);
+    return (double)n / (t1 - t0);
+}
 
 static void *client(void *arg)
 {
@@ -89,11 +124,13 @@ static double quote_rate(int threads)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s LASD_BINARY [SECONDS]\n", argv[0]);
+        fprintf(stderr, "usage: %s LASD_BINARY [SECONDS] [LASD_THREADS]\n", argv[0]);
         return 2;
     }
     if (argc > 2)
         g_seconds = atof(argv[2]);
+    if (argc > 3)
+        g_threads = argv[3];
     char dir[] = "/tmp/custos-bench-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
@@ -104,7 +141,7 @@ int main(int argc, char **argv)
     if (pid == 0) {
         int null = open("/dev/null", 1);
         dup2(null, 2);
-        execl(argv[1], "lasd", "--socket", g_socket, "--platform-dir", pdir, "--threads", "2",
+        execl(argv[1], "lasd", "--socket", g_socket, "--platform-dir", pdir, "--threads", g_threads,
               (char *)NULL);
         _exit(127);
     }
@@ -113,6 +150,7 @@ int main(int argc, char **argv)
         usleep(10000);
     usleep(50000);
     double raw = sign_rate();
+    double rtt = socket_round_trips();
     double q1 = quote_rate(1);
     double q2 = quote_rate(2);
     g_keep_alive = true;
@@ -125,6 +163,8 @@ int main(int argc, char **argv)
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
     printf("raw ECDSA P-256 sign (1 thread):   %10.0f /s\n", raw);
+    printf("Unix socket round trips (1 thread, no work): %7.0f /s   (%.1f us each: the floor for 1 client)\n",
+           rtt, 1e6 / rtt);
     printf("lasd quotes, 1 client thread:      %10.0f /s   ratio to raw sign: %5.1f%%\n", q1,
            100.0 * q1 / raw);
     printf("lasd quotes, 2 client threads:     %10.0f /s   ratio to raw sign: %5.1f%%\n", q2,
