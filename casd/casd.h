@@ -63,6 +63,7 @@ struct cas_state {
     char platform_id[CUSTOS_PLATFORM_ID_LEN + 1];
     char platform_kind[8];
     uint32_t tcb;
+    uint32_t uid; /* the user casd runs as, as lasd sees it */
     uint8_t measurement[CUSTOS_MEASUREMENT_SIZE];
     /* secrets (mlock'ed with the structure, wiped at exit) */
     uint8_t dbkey[32];

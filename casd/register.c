@@ -146,6 +146,12 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
                        : "");
         goto out;
     }
+    if (rq->quote.uid != st->uid) {
+        http_error(r, 403, "uid_mismatch",
+                   "backup refused: it runs as uid %u, the primary as uid %u (a backup must run as the same user)",
+                   rq->quote.uid, st->uid);
+        goto out;
+    }
     if (rq->quote.tcb < st->tcb) {
         http_error(r, 403, "tcb_too_low",
                    "backup refused: its TCB %u is lower than the primary's TCB %u (a backup must have an equal "

@@ -37,6 +37,7 @@ static int node_info(struct cas_state *st, uint8_t seal[32])
     strcpy(st->platform_kind, kind);
     st->tcb = (uint32_t)tcb;
     memcpy(st->measurement, q.measurement, sizeof(st->measurement));
+    st->uid = q.uid;
     json_decref(info);
     return 0;
 }

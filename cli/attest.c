@@ -82,9 +82,10 @@ int cli_attest_cas(const char *url, const char *expected_key_hash, const struct 
     char id[CUSTOS_PLATFORM_ID_LEN + 1], m[65];
     custos_platform_id(q.platform_pub, id);
     custos_hex_encode(q.measurement, sizeof(q.measurement), m, false);
-    *evidence = json_pack("{s:O, s:s, s:s, s:s, s:i, s:b, s:I, s:{s:b, s:b, s:b, s:b, s:b}}", "quote", qj,
+    *evidence = json_pack("{s:O, s:s, s:s, s:s, s:i, s:b, s:I, s:I, s:{s:b, s:b, s:b, s:b, s:b}}", "quote", qj,
                           "platform_id", id, "platform_kind", custos_platform_kind_name(q.kind),
-                          "measurement", m, "tcb", (int)q.tcb, "debug", q.debug, "verified_at",
+                          "measurement", m, "tcb", (int)q.tcb, "debug", q.debug, "uid", (json_int_t)q.uid,
+                          "verified_at",
                           (json_int_t)time(NULL), "tolerated", "trust_any", trust->trust_any, "debug",
                           trust->debug, "ignore_signer", trust->ignore_signer, "outdated_tcb",
                           trust->tolerate_g, "config_needed", trust->tolerate_c);

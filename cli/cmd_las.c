@@ -130,8 +130,8 @@ static int las_verify(int argc, char **argv)
         fprintf(stderr, "%s: quote refused: %s\n", argv[0], err);
         goto out;
     }
-    printf("platform_id: %s\nplatform_kind: %s\nmeasurement: %s\ntcb: %u\ndebug: %s\nreport_data: %s\n",
-           id, custos_platform_kind_name(q.kind), m, q.tcb, q.debug ? "true" : "false", rdh);
+    printf("platform_id: %s\nplatform_kind: %s\nmeasurement: %s\ntcb: %u\ndebug: %s\nuid: %u\nreport_data: %s\n",
+           id, custos_platform_kind_name(q.kind), m, q.tcb, q.debug ? "true" : "false", q.uid, rdh);
     if (trust_any)
         printf("warning: platform not checked (--only_for_testing-trust-any)\n");
     printf("quote OK\n");

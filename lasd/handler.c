@@ -31,6 +31,7 @@ static size_t do_quote(const struct custos_platform *platform, const struct las_
     if (las_measure(caller, q.measurement, err, sizeof(err)) < 0)
         return error_resp(resp, cap, err);
     memcpy(q.report_data, data, CUSTOS_REPORT_DATA_SIZE);
+    q.uid = (uint32_t)caller->uid;
     if (custos_platform_sign_quote(platform, &q) < 0)
         return error_resp(resp, cap, "signing failed");
     resp[0] = 0;
@@ -52,7 +53,7 @@ static size_t do_seal_key(const struct custos_platform *platform, const struct l
             return error_resp(resp, cap, "seal key label must be printable ASCII without spaces");
     if (las_measure(caller, m, err, sizeof(err)) < 0)
         return error_resp(resp, cap, err);
-    if (custos_platform_seal_key(platform, label, size, m, resp + 1) < 0)
+    if (custos_platform_seal_key(platform, label, size, m, (uint32_t)caller->uid, resp + 1) < 0)
         return error_resp(resp, cap, "key derivation failed");
     resp[0] = 0;
     LOG_MODULE_DEBUG(LAS_LOG, "seal key for label '%.*s' handed to pid %d", (int)size, (const char *)label,

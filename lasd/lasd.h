@@ -13,6 +13,7 @@
 /* The sender of one request, as the kernel reported it with the message. */
 struct las_caller {
     pid_t pid;
+    uid_t uid;
     int pidfd; /* SCM_PIDFD of the sender (kernel >= 6.5), or -1 */
 };
 

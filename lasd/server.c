@@ -29,6 +29,7 @@
 
 struct conn {
     int fd;
+    struct ucred peer; /* SO_PEERCRED: the process that connected */
     struct las_caller caller; /* sender of the bytes buffered so far (pid 0 when none) */
     size_t got;      /* bytes buffered in buf */
     uint64_t deadline_ms;
@@ -111,6 +112,9 @@ static void accept_clients(struct worker *w)
             continue;
         }
         c->fd = fd;
+        socklen_t len = sizeof(c->peer);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0)
+            c->peer.pid = 0;
         c->caller.pid = 0;
         c->caller.pidfd = -1;
         c->got = 0;
@@ -136,10 +140,13 @@ static long frame_ready(const struct conn *c)
     return c->got >= 4 + len ? (long)len : FRAME_INCOMPLETE;
 }
 
-/* Takes the sender's credentials (and pidfd) from one message. One request, one sender. */
+/* Takes the sender's credentials (and pidfd) from one message. One request, one sender, and it
+ * must be the process that connected: a socket handed to another process, or credentials claimed
+ * for another pid (possible with CAP_SYS_ADMIN in a user namespace), are refused. */
 static int take_sender(struct conn *c, struct msghdr *msg)
 {
     pid_t pid = 0;
+    uid_t uid = (uid_t)-1;
     int pidfd = -1;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
         if (cm->cmsg_level != SOL_SOCKET)
@@ -150,6 +157,7 @@ static int take_sender(struct conn *c, struct msghdr *msg)
             struct ucred cred;
             memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
             pid = cred.pid;
+            uid = cred.uid;
         } else if (cm->cmsg_type == SCM_PIDFD && nfds == 1 && pidfd < 0) {
             pidfd = fds[0];
         } else if (cm->cmsg_type == SCM_RIGHTS || cm->cmsg_type == SCM_PIDFD) {
@@ -157,13 +165,14 @@ static int take_sender(struct conn *c, struct msghdr *msg)
                 close(fds[k]);
         }
     }
-    if (pid <= 0 || (c->caller.pid && c->caller.pid != pid)) {
+    if (pid <= 0 || pid != c->peer.pid || uid != c->peer.uid || (c->caller.pid && c->caller.pid != pid)) {
         if (pidfd >= 0)
             close(pidfd);
         return -1;
     }
     if (c->caller.pid == 0) {
         c->caller.pid = pid;
+        c->caller.uid = uid;
         c->caller.pidfd = pidfd;
     } else if (pidfd >= 0) {
         close(pidfd);
@@ -236,12 +245,14 @@ static void conn_serve(struct worker *w, struct conn *c)
             return;
         }
         if (take_sender(c, &msg) < 0) {
-            send_error_and_close(w, c, "one request must come from one process");
+            send_error_and_close(w, c, "a request must come from the process that connected");
             return;
         }
         c->got += (size_t)n;
-        if (answer_frames(w, c) < 0)
-            return;
+        /* One read per wakeup: epoll is level-triggered and comes back for the rest, after the
+         * other ready connections, so a busy client cannot pin a worker. */
+        answer_frames(w, c);
+        return;
     }
 }
 

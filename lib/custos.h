@@ -166,10 +166,11 @@ struct custos_quote {
     uint32_t tcb;
     uint8_t debug;
     uint8_t report_data[CUSTOS_REPORT_DATA_SIZE];
+    uint32_t uid; /* the caller's user ID, as the kernel reported it to lasd */
     uint8_t sig[80];
     size_t sig_size;
 };
-#define CUSTOS_QUOTE_BODY_SIZE (16 + CUSTOS_P256_PUB_SIZE + 1 + CUSTOS_MEASUREMENT_SIZE + 4 + 1 + CUSTOS_REPORT_DATA_SIZE)
+#define CUSTOS_QUOTE_BODY_SIZE (16 + CUSTOS_P256_PUB_SIZE + 1 + CUSTOS_MEASUREMENT_SIZE + 4 + 1 + CUSTOS_REPORT_DATA_SIZE + 4)
 
 void custos_quote_body(const struct custos_quote *q, uint8_t out[CUSTOS_QUOTE_BODY_SIZE]);
 /* Parses the signed body (no signature check). Error text names the field. */

@@ -48,6 +48,11 @@ void custos_quote_body(const struct custos_quote *q, uint8_t out[CUSTOS_QUOTE_BO
     *p++ = (uint8_t)q->tcb;
     *p++ = q->debug;
     memcpy(p, q->report_data, CUSTOS_REPORT_DATA_SIZE);
+    p += CUSTOS_REPORT_DATA_SIZE;
+    *p++ = (uint8_t)(q->uid >> 24);
+    *p++ = (uint8_t)(q->uid >> 16);
+    *p++ = (uint8_t)(q->uid >> 8);
+    *p++ = (uint8_t)q->uid;
 }
 
 int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err,
@@ -86,6 +91,8 @@ int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quot
         return -EINVAL;
     }
     memcpy(t.report_data, p, CUSTOS_REPORT_DATA_SIZE);
+    p += CUSTOS_REPORT_DATA_SIZE;
+    t.uid = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
     *q = t;
     return 0;
 }

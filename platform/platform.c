@@ -65,16 +65,20 @@ void custos_platform_close(struct custos_platform *p)
 }
 
 int custos_platform_seal_key(const struct custos_platform *p, const uint8_t *label, size_t label_size,
-                             const uint8_t measurement[CUSTOS_MEASUREMENT_SIZE],
+                             const uint8_t measurement[CUSTOS_MEASUREMENT_SIZE], uint32_t uid,
                              uint8_t out[CUSTOS_SEAL_KEY_SIZE])
 {
-    uint8_t info[14 + 64];
+    uint8_t info[14 + 4 + 64];
     if (label_size == 0 || label_size > 64)
         return -EINVAL;
     memcpy(info, "custos-seal-v1", 14);
-    memcpy(info + 14, label, label_size);
+    info[14] = (uint8_t)(uid >> 24);
+    info[15] = (uint8_t)(uid >> 16);
+    info[16] = (uint8_t)(uid >> 8);
+    info[17] = (uint8_t)uid;
+    memcpy(info + 18, label, label_size);
     return custos_hkdf_sha256(p->secret, sizeof(p->secret), measurement, CUSTOS_MEASUREMENT_SIZE, info,
-                              14 + label_size, out, CUSTOS_SEAL_KEY_SIZE);
+                              18 + label_size, out, CUSTOS_SEAL_KEY_SIZE);
 }
 
 int custos_platform_sign_quote(const struct custos_platform *p, struct custos_quote *q)

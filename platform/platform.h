@@ -48,9 +48,10 @@ struct custos_platform {
 int custos_platform_open(const char *name, const struct custos_platform_config *cfg,
                          struct custos_platform **out, char *err, size_t err_size);
 void custos_platform_close(struct custos_platform *p);
-/* HKDF(machine secret, salt = measurement, info = "custos-seal-v1" || label). */
+/* HKDF(machine secret, salt = measurement, info = "custos-seal-v1" || uid (4 bytes BE) || label):
+ * a key for this program, run by this user, on this machine. */
 int custos_platform_seal_key(const struct custos_platform *p, const uint8_t *label, size_t label_size,
-                             const uint8_t measurement[CUSTOS_MEASUREMENT_SIZE],
+                             const uint8_t measurement[CUSTOS_MEASUREMENT_SIZE], uint32_t uid,
                              uint8_t out[CUSTOS_SEAL_KEY_SIZE]);
 /* Fills q->platform_pub/kind/tcb/debug and signs q. */
 int custos_platform_sign_quote(const struct custos_platform *p, struct custos_quote *q);

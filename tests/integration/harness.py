@@ -417,12 +417,13 @@ def keystore_aad(entry):
             entry["node"].encode() + b"\0" + struct.pack(">I", entry["tcb"]))
 
 
-def seal_key(machine_secret, measurement, label=b"cas-db"):
-    """HKDF-SHA256(secret, salt = measurement, info = "custos-seal-v1" || label) (platform/platform.c)."""
+def seal_key(machine_secret, measurement, label=b"cas-db", uid=0):
+    """HKDF-SHA256(secret, salt = measurement, info = "custos-seal-v1" || uid (4 bytes BE) || label)
+    (platform/platform.c)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=measurement,
-                info=b"custos-seal-v1" + label).derive(machine_secret)
+                info=b"custos-seal-v1" + struct.pack(">I", uid) + label).derive(machine_secret)
 
 
 def unseal_dbkey(keystore_path, platform_dir, measurement=None, label=b"cas-db"):

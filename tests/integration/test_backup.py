@@ -343,3 +343,31 @@ def test_database_key_never_leaves_in_clear(world):
     for out in outputs:
         for n in needles[1:]:
             assert n.decode() not in out
+
+
+def test_backup_running_as_another_user_refused(world, nodes):
+    """The same casd binary run by another user on a trusted node is not a backup: the quote carries
+    the caller's uid, and the primary requires its own."""
+    import tempfile
+    w = world
+    shared = tempfile.mkdtemp(prefix="custos-uid-", dir="/tmp")
+    os.chmod(shared, 0o755)
+    try:
+        exe = os.path.join(shared, "casd")
+        shutil.copy(binary("casd"), exe)
+        os.chmod(exe, 0o755)
+        other = nodes("other")
+        other.socket = os.path.join(shared, "las.sock")
+        other.start()
+        w["other"] = other
+        b = BackupCas(other, "127.0.0.9")
+        b.binary = exe
+        plain_args = b.args
+        b.args = lambda: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + plain_args()
+        w["started"].append(b)
+        b.start()
+        r = w["owner"].run("register-backup", b.addr)
+        assert r.returncode == 1 and "it runs as uid 65534, the primary as uid 0" in r.stderr, r.stderr
+        assert {x["node"] for x in backups(w)} == {"n1"}
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

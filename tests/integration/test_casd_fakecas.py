@@ -16,7 +16,7 @@ import pytest
 from harness import OWNER_TOML, Cli, free_port, https, las_request
 
 FAKE_IP = "127.0.0.9"
-QUOTE_BODY_SIZE = 151
+QUOTE_BODY_SIZE = 155
 
 
 def report_data(key_hash_hex, nonce):
@@ -24,7 +24,7 @@ def report_data(key_hash_hex, nonce):
 
 
 def lasd_quote(las, rd):
-    """A genuine quote from lasd over the report data: (151-byte body, DER signature)."""
+    """A genuine quote from lasd over the report data: (155-byte body, DER signature)."""
     assert len(rd) == 64
     status, answer = las_request(las.socket, b"\x01" + rd)
     assert status == 0, answer

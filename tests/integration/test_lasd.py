@@ -15,10 +15,10 @@ import pytest
 from harness import binary, las_request, read_frame, run, sha256_file
 
 OP_QUOTE, OP_SEAL, OP_INFO = 1, 2, 3
-BODY_SIZE = 151
+BODY_SIZE = 155
 # field offsets in the signed body
 FIELDS = {"magic": (0, 16), "platform": (16, 49), "kind": (49, 50), "measurement": (50, 82),
-          "tcb": (82, 86), "debug": (86, 87), "report_data": (87, 151)}
+          "tcb": (82, 86), "debug": (86, 87), "report_data": (87, 151), "uid": (151, 155)}
 
 
 def quote(node, report_hex="00" * 64, *extra):
@@ -279,3 +279,75 @@ def test_tpm2_backend_on_swtpm(nodes, swtpms, tmp_path):
     a.extra = ["--tpm-tcti", tpm_b.tcti]
     assert a.start(expect_fail=True) != 0
     assert "sealed by a different TPM" in a.log()
+
+
+def _quote_rc(node, *prefix, env=None):
+    return run([*prefix, binary("cas"), "las", "quote", "--las", node.socket, "--report-data", "00"], env=env)
+
+
+def test_traced_caller_refused(nodes):
+    n = nodes("n1").start()
+    r = _quote_rc(n, "strace", "-f", "-o", "/dev/null")
+    assert r.returncode == 1 and "is being traced (TracerPid" in r.stderr, r.stderr
+    assert _quote_rc(n).returncode == 0
+
+
+def test_loader_variables_refused(nodes):
+    n = nodes("n1").start()
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    for var, value in (("LD_PRELOAD", libc), ("LD_LIBRARY_PATH", "/tmp"), ("LD_AUDIT", "x")):
+        r = _quote_rc(n, env=dict(os.environ, **{var: value}))
+        assert r.returncode == 1 and f"started with {var} set" in r.stderr, (var, r.stderr)
+
+
+def test_uid_in_quote_and_seal_key(nodes, tmp_path):
+    import tempfile
+    shared = tempfile.mkdtemp(prefix="custos-uid-", dir="/tmp")  # reachable by another user
+    os.chmod(shared, 0o755)
+    n = nodes("n1")
+    n.socket = os.path.join(shared, "las.sock")
+    n.start()
+    exe = os.path.join(shared, "cas")
+    shutil.copy(binary("cas"), exe)
+    os.chmod(exe, 0o755)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    for prefix, uid in (([], 0), (nobody, 65534)):
+        r = run([*prefix, str(exe), "las", "quote", "--las", n.socket, "--report-data", "00"])
+        assert r.returncode == 0, r.stderr
+        body = base64.b64decode(json.loads(r.stdout)["body"])
+        assert int.from_bytes(body[151:155], "big") == uid
+    code = ("import socket,struct,sys\n"
+            "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);p=bytes([2])+b'cas-db'\n"
+            "s.sendall(struct.pack('>I',len(p))+p);n=struct.unpack('>I',s.recv(4))[0];r=s.recv(n)\n"
+            "print(r[0], r[1:].hex())")
+    keys = {run([*prefix, "/usr/bin/python3", "-c", code, n.socket], check=True).stdout for prefix in ([], nobody)}
+    assert len(keys) == 2  # the same program run by another user gets another seal key
+    n.stop()
+    shutil.rmtree(shared)
+
+
+def test_socket_handed_to_another_process_refused(nodes):
+    """A process that connects and hands the socket to another process: the other process's
+    requests are refused (the sender must be the process that connected)."""
+    n = nodes("n1").start()
+    code = """
+import os, socket, struct, sys
+parent, child = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    parent.close()
+    msg, fds, _, _ = socket.recv_fds(child, 16, 1)
+    s = socket.socket(fileno=fds[0])
+    p = bytes([1]) + bytes(64)
+    s.sendall(struct.pack('>I', len(p)) + p)
+    n = struct.unpack('>I', s.recv(4))[0]
+    r = s.recv(n)
+    print(r[0], r[1:].decode(errors='replace'))
+    os._exit(0)
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+socket.send_fds(parent, [b'x'], [s.fileno()])
+os.waitpid(pid, 0)
+"""
+    out = run(["/usr/bin/python3", "-c", code, n.socket], check=True).stdout
+    assert out.startswith("1 ") and "must come from the process that connected" in out, out

@@ -13,7 +13,7 @@
 
 #include "custos.h"
 
-_Static_assert(CUSTOS_QUOTE_BODY_SIZE == 151, "the quote body is 151 bytes");
+_Static_assert(CUSTOS_QUOTE_BODY_SIZE == 155, "the quote body is 155 bytes");
 
 struct fixture {
     custos_p256 *key;
@@ -67,7 +67,10 @@ static void test_body_layout(void **state)
 {
     struct fixture *f = *state;
     uint8_t body[CUSTOS_QUOTE_BODY_SIZE];
+    f->q.uid = 0x0a0b0c0d;
     custos_quote_body(&f->q, body);
+    static const uint8_t uid_be[4] = {0x0a, 0x0b, 0x0c, 0x0d};
+    assert_memory_equal(body + 151, uid_be, 4);
     assert_memory_equal(body, "CUSTOS-QUOTE-V1", 16);
     assert_memory_equal(body + 16, f->q.platform_pub, CUSTOS_P256_PUB_SIZE);
     assert_int_equal(body[49], CUSTOS_PLATFORM_SIM);
@@ -87,6 +90,7 @@ static void test_body_layout(void **state)
     assert_int_equal(p.tcb, f->q.tcb);
     assert_int_equal(p.debug, 0);
     assert_memory_equal(p.report_data, f->q.report_data, CUSTOS_REPORT_DATA_SIZE);
+    assert_int_equal(p.uid, 0x0a0b0c0d);
 }
 
 static void test_body_parse_refusals(void **state)
@@ -104,8 +108,8 @@ static void test_body_parse_refusals(void **state)
         assert_int_equal(custos_quote_body_parse(b, size, &p, err, sizeof(err)), -EINVAL);         \
         assert_contains(err, needle);                                                              \
     } while (0)
-    BAD((void)0, sizeof(body) - 1, "body is 150 bytes");
-    BAD(b[sizeof(body)] = 0, sizeof(body) + 1, "body is 152 bytes");
+    BAD((void)0, sizeof(body) - 1, "body is 154 bytes");
+    BAD(b[sizeof(body)] = 0, sizeof(body) + 1, "body is 156 bytes");
     BAD(b[0] = 'X', sizeof(body), "not a CUSTOS-QUOTE-V1 quote");
     BAD(b[15] = 1, sizeof(body), "not a CUSTOS-QUOTE-V1 quote");
     BAD(b[16] = 4, sizeof(body), "platform key");
