@@ -46,10 +46,12 @@ static void get_attestation(struct cas_state *st, struct http_request *req, stru
     }
     char m[65];
     custos_hex_encode(st->measurement, sizeof(st->measurement), m, false);
+    pthread_mutex_lock(&st->lock);
     r->body = json_pack("{s:o, s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "quote", custos_quote_to_json(&q),
                         "key_hash", st->key_hash, "certificate", st->tls_cert_pem, "platform_id",
                         st->platform_id, "platform_kind", st->platform_kind, "tcb", (int)st->tcb,
                         "measurement", m, "provisioned", st->provisioned);
+    pthread_mutex_unlock(&st->lock);
 }
 
 /* ---- POST /v1/provision --------------------------------------------------------------------- */
@@ -91,6 +93,11 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
         http_error(r, 400, "invalid_owner_config", "%s", err);
         goto out;
     }
+    if (cas_certificate_for(st, cfg, NULL) < 0) {
+        http_error(r, 400, "invalid_owner_config",
+                   "[api_identity]: no TLS certificate can be made with these names");
+        goto out;
+    }
     pthread_mutex_lock(&st->lock);
     /* One answer for "wrong token" and "already provisioned": the token is single-use. */
     bool ok = !st->provisioned && strlen(token) == 64 && custos_ct_equal(token, st->token, 64);
@@ -108,7 +115,8 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
     struct cas_db_op ops[] = {{REC_OWNER, text, text ? strlen(text) : 0},
                               {REC_POLICY, policy_text, policy_text ? strlen(policy_text) : 0},
                               {REC_TOKEN, NULL, 0}};
-    ret = text && policy_text ? cas_db_write(st->db, ops, 3) : -ENOMEM;
+    ret = text && policy_text ? cas_audit(st, "provisioned", json_pack("{s:s}", "owner", req->caller), ops, 3)
+                              : -ENOMEM;
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_ERROR(CAS_LOG, "cannot store the owner: %s", strerror(-ret));
@@ -121,7 +129,6 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
     pthread_mutex_unlock(&st->lock);
     atomic_store(&st->cert_changed, true);
     LOG_MODULE_INFO(CAS_LOG, "CAS provisioned; owner identity %s", req->caller);
-    cas_audit(st, "provisioned", json_pack("{s:s}", "owner", req->caller));
     r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->key_hash,
                         "ignored_sections", ignored);
 out:
@@ -242,7 +249,10 @@ static void get_secret(struct cas_state *st, struct http_request *req, struct ht
 static void get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
-    r->body = json_pack("{s:s, s:b}", "status", "ok", "provisioned", st->provisioned);
+    pthread_mutex_lock(&st->lock);
+    bool provisioned = st->provisioned;
+    pthread_mutex_unlock(&st->lock);
+    r->body = json_pack("{s:s, s:b}", "status", "ok", "provisioned", provisioned);
 }
 
 /* ---- routing -------------------------------------------------------------------------------- */

@@ -59,6 +59,7 @@ struct cas_state {
     const char *listen;
     unsigned threads, max_connections, timeout_s;
     char keystore_path[PATH_MAX];
+    int lock_fd; /* flock on DIR.lock: one casd per database */
     /* this node, as lasd reports it */
     char platform_id[CUSTOS_PLATFORM_ID_LEN + 1];
     char platform_kind[8];
@@ -72,7 +73,9 @@ struct cas_state {
     /* TLS identity */
     EVP_PKEY *tls_key;
     char *tls_key_pem;
-    char *tls_cert_pem;
+    char *tls_cert_pem;      /* guarded by lock once serving */
+    char *old_certs[8];      /* replaced certificates, kept until exit (a reader may hold one) */
+    size_t old_cert_count;
     char key_hash[65];
     /* ownership; guarded by lock */
     pthread_mutex_t lock;
@@ -91,6 +94,7 @@ struct cas_state {
 int cas_open_database(struct cas_state *st);
 int cas_load_identity(struct cas_state *st);
 int cas_make_certificate(struct cas_state *st);
+int cas_certificate_for(struct cas_state *st, const json_t *config, char **out);
 int cas_load_ownership(struct cas_state *st);
 void cas_state_wipe(struct cas_state *st);
 
@@ -115,6 +119,8 @@ json_t *http_json_body(const struct http_request *req, struct http_response *r);
 struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_size);
 /* Publishes st's current certificate for new TLS handshakes (no restart needed). */
 int cas_http_set_certificate(struct cas_state *st);
+/* Frees every TLS key generation (after the listener stopped). */
+void cas_http_wipe(void);
 
 /* api.c */
 void cas_route(struct cas_state *st, struct http_request *req, struct http_response *resp);
@@ -128,8 +134,10 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
 void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r);
-/* Appends an audit record (crash-safe, in the database). */
-int cas_audit(struct cas_state *st, const char *event, json_t *details);
+/* Appends an audit record (takes details), in one database transaction with the extra ops (at most
+ * 6): a change and its record are written together or not at all. */
+int cas_audit(struct cas_state *st, const char *event, json_t *details, const struct cas_db_op *extra,
+              size_t extra_count);
 
 /* main.c */
 extern volatile sig_atomic_t g_stop;

@@ -192,6 +192,16 @@ int cas_http_set_certificate(struct cas_state *st)
     return 0;
 }
 
+void cas_http_wipe(void)
+{
+    for (int i = 0; i < g_tls_count; i++) {
+        gnutls_privkey_deinit(g_tls[i].key);
+        gnutls_pcert_deinit(&g_tls[i].pcert);
+    }
+    g_tls_count = 0;
+    atomic_store(&g_tls_current, -1);
+}
+
 static int tls_certificate(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
                            const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
                            unsigned int *pcert_length, gnutls_privkey_t *pkey)

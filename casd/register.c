@@ -60,14 +60,16 @@ void cas_policy_allow(struct cas_state *st, struct http_request *req, struct htt
         goto out;
     }
     char *text = json_dumps(checked, JSON_COMPACT | JSON_SORT_KEYS);
-    int ret = text ? cas_db_put(st->db, REC_POLICY, text, strlen(text)) : -ENOMEM;
+    struct cas_db_op op = {REC_POLICY, text, text ? strlen(text) : 0};
+    int ret = text ? cas_audit(st, measurement ? "measurement allowed" : "platform allowed",
+                               json_pack("{s:s}", field, value), &op, 1)
+                   : -ENOMEM;
     free(text);
     pthread_mutex_unlock(&st->lock);
     if (ret < 0) {
         http_error(r, 500, "storage", "cannot store the policy: %s", strerror(-ret));
         goto out;
     }
-    cas_audit(st, measurement ? "measurement allowed" : "platform allowed", json_pack("{s:s}", field, value));
     r->body = json_incref(checked);
 out:
     json_decref(checked);
@@ -77,12 +79,20 @@ out:
 
 /* ---- audit ---------------------------------------------------------------------------------- */
 
-int cas_audit(struct cas_state *st, const char *event, json_t *details)
+int cas_audit(struct cas_state *st, const char *event, json_t *details, const struct cas_db_op *extra,
+              size_t extra_count)
 {
+    static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
     uint8_t *raw = NULL;
     size_t size = 0;
     unsigned long long seq = 0;
     char name[64], next[32];
+    struct cas_db_op ops[8];
+    if (extra_count > 6) {
+        json_decref(details);
+        return -E2BIG;
+    }
+    pthread_mutex_lock(&audit_lock); /* the counter is read and advanced by one writer at a time */
     if (cas_db_get(st->db, REC_AUDIT_NEXT, &raw, &size) == 0) {
         char buf[32] = "";
         memcpy(buf, raw, size < sizeof(buf) - 1 ? size : sizeof(buf) - 1);
@@ -93,13 +103,17 @@ int cas_audit(struct cas_state *st, const char *event, json_t *details)
                             event, "details", details ? details : json_object());
     char *text = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(rec);
-    if (!text)
-        return -ENOMEM;
-    snprintf(name, sizeof(name), "audit/%020llu", seq);
-    snprintf(next, sizeof(next), "%llu", seq + 1);
-    struct cas_db_op ops[] = {{name, text, strlen(text)}, {REC_AUDIT_NEXT, next, strlen(next)}};
-    int ret = cas_db_write(st->db, ops, 2);
-    free(text);
+    int ret = -ENOMEM;
+    if (text) {
+        snprintf(name, sizeof(name), "audit/%020llu", seq);
+        snprintf(next, sizeof(next), "%llu", seq + 1);
+        memcpy(ops, extra, extra_count * sizeof(*ops));
+        ops[extra_count] = (struct cas_db_op){name, text, strlen(text)};
+        ops[extra_count + 1] = (struct cas_db_op){REC_AUDIT_NEXT, next, strlen(next)};
+        ret = cas_db_write(st->db, ops, extra_count + 2);
+        free(text);
+    }
+    pthread_mutex_unlock(&audit_lock);
     if (ret < 0)
         LOG_MODULE_ERROR(CAS_LOG, "cannot write the audit record '%s': %s", event, strerror(-ret));
     return ret;
@@ -217,13 +231,24 @@ static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry
     }
     if (ret == 0)
         ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
-    if (ret < 0) {
-        cas_keystore_free(&next);
+    cas_keystore_free(&next);
+    if (ret == -ENOENT || ret == -ENOMEM)
         return ret;
+    /* Whatever happened (a failure may come after the rename), memory follows the file. */
+    struct cas_keystore disk = {0};
+    char err[512];
+    int lret = cas_keystore_load(st->keystore_path, &disk, err, sizeof(err));
+    if (lret == 0)
+        lret = cas_keystore_verify_mac(&disk, st->dbkey);
+    if (lret < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "cannot read back key-store %s after writing it: %s", st->keystore_path,
+                         lret == -EBADMSG ? "MAC mismatch" : err);
+        cas_keystore_free(&disk);
+        return ret < 0 ? ret : lret;
     }
     cas_keystore_free(&st->ks);
-    st->ks = next;
-    return 0;
+    st->ks = disk;
+    return ret;
 }
 
 /* POST /v1/backups/register {"request": {...}} -> {"offer": {...}} */
@@ -251,9 +276,15 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
         goto out;
     }
     time_t now = time(NULL);
-    if (rq.created_at > now + 60 || now - rq.created_at > CAS_REQUEST_MAX_AGE) {
+    if (rq.created_at > now + 60) {
+        http_error(r, 403, "request_from_future",
+                   "backup refused: the request is dated %lld, more than 60 s after this CAS's time %lld (clocks "
+                   "out of step?)", (long long)rq.created_at, (long long)now);
+        goto out;
+    }
+    if (now - rq.created_at > CAS_REQUEST_MAX_AGE) {
         http_error(r, 403, "request_expired",
-                   "backup refused: the request was made at %lld, more than %d s from this CAS's time %lld",
+                   "backup refused: the request was made at %lld, more than %d s before this CAS's time %lld",
                    (long long)rq.created_at, CAS_REQUEST_MAX_AGE, (long long)now);
         goto out;
     }
@@ -351,21 +382,25 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
                    rq->node_name, rq->quote.tcb);
         goto out;
     }
-    /* Crash-safe: the key-store file is replaced atomically, so it holds the old or the new list. */
-    int ret = keystore_commit(st, &c.entry, NULL);
+    /* First the request is spent and the registration recorded (one transaction), then the
+     * key-store file is replaced atomically: after a crash it holds the old or the new list, and a
+     * spent request cannot be replayed either way. */
+    snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
+    struct cas_db_op op = {used, "1", 1};
+    int ret = cas_audit(st, "backup registering",
+                        json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node",
+                                  c.entry.node, "tcb", (int)c.entry.tcb), &op, 1);
+    if (ret == 0)
+        ret = keystore_commit(st, &c.entry, NULL);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
-        LOG_MODULE_ERROR(CAS_LOG, "cannot save key-store %s: %s", st->keystore_path, strerror(-ret));
+        LOG_MODULE_ERROR(CAS_LOG, "cannot register the backup (key-store %s): %s", st->keystore_path,
+                         strerror(-ret));
         http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
         goto out;
     }
-    snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
-    cas_db_put(st->db, used, "1", 1);
     memset(p, 0, sizeof(*p));
     pthread_mutex_unlock(&st->lock);
-    cas_audit(st, "backup registered",
-              json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node", c.entry.node, "tcb",
-                        (int)c.entry.tcb));
     LOG_MODULE_INFO(CAS_LOG, "backup registered for node %s (platform %s, TCB %u)", c.entry.node, id, c.entry.tcb);
     r->body = json_pack("{s:s, s:s, s:i}", "registered", id, "node", c.entry.node, "tcb", (int)c.entry.tcb);
 out:
@@ -409,7 +444,11 @@ void cas_backups_remove(struct cas_state *st, struct http_request *req, struct h
         return;
     }
     pthread_mutex_lock(&st->lock);
-    int ret = keystore_commit(st, NULL, norm);
+    int ret = cas_keystore_find(&st->ks, norm) ? 0 : -ENOENT;
+    if (ret == 0)
+        ret = cas_audit(st, "backup removing", json_pack("{s:s}", "platform_id", norm), NULL, 0);
+    if (ret == 0)
+        ret = keystore_commit(st, NULL, norm);
     pthread_mutex_unlock(&st->lock);
     if (ret == -ENOENT) {
         http_error(r, 404, "not_found", "no backup is registered for platform %s", norm);
@@ -419,7 +458,6 @@ void cas_backups_remove(struct cas_state *st, struct http_request *req, struct h
         http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
         return;
     }
-    cas_audit(st, "backup removed", json_pack("{s:s}", "platform_id", norm));
     LOG_MODULE_INFO(CAS_LOG, "backup of platform %s removed", norm);
     r->body = json_pack("{s:s}", "removed", norm);
 }

@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <openssl/evp.h>
@@ -77,6 +80,31 @@ static int create_database(struct cas_state *st, struct cas_keystore *ks, const 
     return 0;
 }
 
+/* One casd per database: two would each make or keep their own view of the key-store. The lock
+ * is held for the life of the process (the kernel drops it when the process dies). */
+static int lock_database(struct cas_state *st)
+{
+    char path[PATH_MAX];
+    size_t n = strlen(st->keystore_path);
+    if (n < 10 || n - 10 + 6 >= sizeof(path))
+        return -ENAMETOOLONG;
+    snprintf(path, sizeof(path), "%.*s.lock", (int)(n - 10), st->keystore_path); /* DIR.lock */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "cannot open lock file %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        LOG_MODULE_ERROR(CAS_LOG, "database %s is in use by another casd (lock %s held); refusing to start",
+                         st->db_dir, path);
+        close(fd);
+        return e == EWOULDBLOCK ? -EBUSY : -e;
+    }
+    st->lock_fd = fd;
+    return 0;
+}
+
 static void refuse_unregistered(const struct cas_state *st, const struct cas_keystore *ks)
 {
     char list[8192];
@@ -105,6 +133,8 @@ int cas_open_database(struct cas_state *st)
         LOG_MODULE_ERROR(CAS_LOG, "database path too long: %s", st->db_dir);
         goto out;
     }
+    if ((ret = lock_database(st)) < 0)
+        goto out;
     ret = cas_keystore_load(st->keystore_path, ks, err, sizeof(err));
     if (ret == -ENOENT) {
         ret = create_database(st, ks, seal);
@@ -182,41 +212,54 @@ int cas_load_identity(struct cas_state *st)
     return 0;
 }
 
-/* The certificate's names: the owner's [api_identity] once provisioned, else defaults. */
-int cas_make_certificate(struct cas_state *st)
+/* A certificate for the CAS key with the names of an owner configuration (NULL: the defaults,
+ * localhost and the node name). With out NULL it only checks that one can be made. */
+int cas_certificate_for(struct cas_state *st, const json_t *config, char **out)
 {
-    const char *cn = "cas";
     const char *alts[64];
-    size_t n = 0;
-    json_t *owner = NULL;
-    uint8_t *raw = NULL;
-    size_t raw_size = 0;
-    if (cas_db_get(st->db, REC_OWNER, &raw, &raw_size) == 0) {
-        char err[128];
-        if (custos_json_parse((const char *)raw, raw_size, &owner, err, sizeof(err)) == 0) {
-            json_t *api = json_object_get(json_object_get(owner, "config"), "api_identity");
-            if (json_is_string(json_object_get(api, "common_name")))
-                cn = json_string_value(json_object_get(api, "common_name"));
-            size_t i;
-            json_t *v;
-            json_array_foreach(json_object_get(api, "alt_names"), i, v) if (n < 64 && json_is_string(v))
-                alts[n++] = json_string_value(v);
-        }
-        cas_db_value_free(raw, raw_size);
-    }
+    size_t n = 0, i;
+    json_t *v;
+    json_t *api = json_object_get(config, "api_identity");
+    const char *cn = json_string_value(json_object_get(api, "common_name"));
+    json_array_foreach(json_object_get(api, "alt_names"), i, v) if (n < 64 && json_is_string(v)) alts[n++] =
+        json_string_value(v);
     if (n == 0) {
         alts[n++] = "localhost";
         alts[n++] = st->node_name;
     }
     char *pem = NULL;
-    int ret = custos_cert_self_signed(st->tls_key, cn, alts, n, &pem);
+    int ret = custos_cert_self_signed(st->tls_key, cn ? cn : "cas", alts, n, &pem);
+    if (ret == 0 && out)
+        *out = pem;
+    else
+        free(pem);
+    return ret;
+}
+
+/* The certificate's names: the owner's [api_identity] once provisioned, else defaults. */
+int cas_make_certificate(struct cas_state *st)
+{
+    json_t *owner = NULL;
+    uint8_t *raw = NULL;
+    size_t raw_size = 0;
+    char err[128], *pem = NULL;
+    if (cas_db_get(st->db, REC_OWNER, &raw, &raw_size) == 0) {
+        custos_json_parse((const char *)raw, raw_size, &owner, err, sizeof(err));
+        cas_db_value_free(raw, raw_size);
+    }
+    int ret = cas_certificate_for(st, json_object_get(owner, "config"), &pem);
     json_decref(owner);
     if (ret < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "cannot make the TLS certificate (names: %s ...): %s", cn, strerror(-ret));
+        LOG_MODULE_ERROR(CAS_LOG, "cannot make the TLS certificate: %s", strerror(-ret));
         return ret;
     }
-    free(st->tls_cert_pem);
+    pthread_mutex_lock(&st->lock);
+    if (st->tls_cert_pem && st->old_cert_count < sizeof(st->old_certs) / sizeof(st->old_certs[0]))
+        st->old_certs[st->old_cert_count++] = st->tls_cert_pem;
+    else
+        free(st->tls_cert_pem); /* only before serving: the certificate changes once per provisioning */
     st->tls_cert_pem = pem;
+    pthread_mutex_unlock(&st->lock);
     return 0;
 }
 
@@ -262,6 +305,9 @@ int cas_load_ownership(struct cas_state *st)
 
 void cas_state_wipe(struct cas_state *st)
 {
+    if (st->lock_fd > 0)
+        close(st->lock_fd);
+    cas_http_wipe();
     cas_keystore_free(&st->ks);
     cas_db_close(st->db);
     st->db = NULL;
@@ -271,6 +317,8 @@ void cas_state_wipe(struct cas_state *st)
         free(st->tls_key_pem);
     }
     free(st->tls_cert_pem);
+    for (size_t i = 0; i < st->old_cert_count; i++)
+        free(st->old_certs[i]);
     custos_wipe(st->dbkey, sizeof(st->dbkey));
     custos_wipe(st->token, sizeof(st->token));
 }

@@ -142,6 +142,30 @@ int cli_identity(json_t *cfg, const char *import_file, struct cli_identity *out,
             snprintf(err, err_size, "identity %s: %s", import_file, tmp);
             return ret;
         }
+        /* Never replace another identity: it may be the only copy of a CAS owner's key. */
+        EVP_PKEY *old = NULL;
+        char tmp[256];
+        if (key_pem && custos_key_from_pem(key_pem, strlen(key_pem), &old, tmp, sizeof(tmp)) == 0) {
+            uint8_t h_old[32], h_new[32];
+            bool same = custos_key_hash(old, h_old) == 0 && custos_key_hash(key, h_new) == 0 &&
+                        memcmp(h_old, h_new, 32) == 0;
+            EVP_PKEY_free(old);
+            if (!same) {
+                char hex[65];
+                custos_hex_encode(h_old, 32, hex, false);
+                snprintf(err, err_size,
+                         "the CLI configuration already holds another identity (key hash %s), which may own a CAS; "
+                         "it is not replaced: use another --cli-config for identity %s", hex, import_file);
+                EVP_PKEY_free(key);
+                return -EEXIST;
+            }
+            if (cert_pem) { /* the same key: keep its certificate */
+                out->key = key;
+                out->key_pem = strdup(key_pem);
+                out->cert_pem = strdup(cert_pem);
+                goto hash;
+            }
+        }
     } else if (key_pem && cert_pem) {
         if ((ret = custos_key_from_pem(key_pem, strlen(key_pem), &key, err, err_size)) < 0)
             return ret;

@@ -153,7 +153,8 @@ int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *
     int ret = -EIO;
     X509 *x = X509_new();
     BIO *bio = BIO_new(BIO_s_mem());
-    char san[8192];
+    char *san = NULL;
+    size_t san_size = alt_count * 260 + 1; /* "DNS:" + 253 + "," per name */
     uint8_t serial[16];
     BIGNUM *bn = NULL;
     if (!x || !bio)
@@ -173,7 +174,11 @@ int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *
         goto out;
     X509_set_issuer_name(x, name);
     if (alt_count) {
-        if ((ret = san_value(alt_names, alt_count, san, sizeof(san))) < 0 ||
+        if (!(san = malloc(san_size))) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        if ((ret = san_value(alt_names, alt_count, san, san_size)) < 0 ||
             (ret = add_ext(x, NID_subject_alt_name, san)) < 0)
             goto out;
         ret = -EIO;
@@ -188,6 +193,7 @@ int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *
     *out_pem = bio_to_string(bio);
     ret = *out_pem ? 0 : -ENOMEM;
 out:
+    free(san);
     BN_free(bn);
     BIO_free(bio);
     X509_free(x);

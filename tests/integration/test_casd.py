@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from harness import OWNER_TOML, Cli, binary, https, rsa_identity, run, wait_for
+from harness import OWNER_TOML, CasNode, Cli, binary, https, rsa_identity, run, wait_for
 
 QUICKSTART_FLAGS = ["-GCS", "--only_for_testing-debug", "--only_for_testing-ignore-signer",
                     "--only_for_testing-trust-any"]
@@ -302,3 +302,25 @@ def test_identity_saved_before_provisioning_is_sent(cas_nodes, tmp_path):
     assert "PRIVATE KEY" in ident["private_key"] and stat.S_IMODE(os.stat(cfg).st_mode) == 0o600
     cli.provision(cas, owner_toml(tmp_path, cas.ip))
     assert json.loads(cfg.read_text())["identity"] == ident  # the same identity became the owner
+
+
+def test_second_casd_on_the_same_database_refused(cas_nodes):
+    cas = cas_nodes("n1", "127.0.0.2").start()
+    twin = CasNode(cas.las, "127.0.0.3", db=cas.db)
+    twin.log_path = cas.log_path + ".twin"
+    assert twin.start(expect_fail=True) != 0
+    assert "is in use by another casd" in twin.log()
+    cas.stop()
+    twin.start()  # the lock goes with the process
+    twin.stop()
+
+
+def test_import_never_replaces_another_identity(provisioned, tmp_path):
+    cas, owner = provisioned
+    before = json.loads(open(owner.config).read())["identity"]
+    key = rsa_identity(str(tmp_path))
+    r = owner.run("provision", cas.addr, "-c", cas.key_hash(), "--token", "00" * 32, "--config-file",
+                  str(owner_toml(tmp_path, cas.ip)), "--identity", key, "with-attestation", *QUICKSTART_FLAGS)
+    assert r.returncode == 1 and "already holds another identity" in r.stderr, r.stderr
+    assert json.loads(open(owner.config).read())["identity"] == before
+    assert owner.run("owner", "show").returncode == 0
