@@ -97,12 +97,16 @@ int cmd_provision(int argc, char **argv)
 {
     struct cli_trust t = {0};
     struct custos_strlist pos = {0};
-    const char *key_hash = NULL, *token = NULL, *config_file = NULL, *cli_config = NULL, *identity = NULL;
+    const char *key_hash = NULL, *token = NULL, *token_file = NULL, *config_file = NULL, *cli_config = NULL,
+               *identity = NULL;
     struct custos_option opts[] = {
         {"cas-key-hash", 'c', NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "KEYHASH",
          "key hash of the CAS, from its log ('CAS key hash')", &key_hash},
         {"token", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "TOKEN",
-         "provisioning token, from its log ('CAS provisioning token')", &token},
+         "provisioning token, from its log ('CAS provisioning token'); visible to other local users while "
+         "the command runs: prefer --token-file", &token},
+        {"token-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
+         "read the provisioning token from FILE (- for stdin)", &token_file},
         {"config-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "owner configuration (TOML)",
          &config_file},
         {"identity", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
@@ -114,7 +118,8 @@ int cmd_provision(int argc, char **argv)
     json_t *cfg = NULL, *evidence = NULL, *owner_cfg = NULL, *req = NULL;
     struct cli_identity id = {0};
     struct cli_response resp = {0};
-    char *cert = NULL, *toml = NULL, *body = NULL, err[2048], url[512], host[300], path_buf[4096];
+    char *cert = NULL, *toml = NULL, *body = NULL, *token_buf = NULL, err[2048], url[512], host[300],
+         path_buf[4096];
     char got_hash[65];
     size_t toml_size = 0;
     int ret = custos_options_parse(argv[0],
@@ -138,11 +143,23 @@ int cmd_provision(int argc, char **argv)
                 pos.items[0]);
         goto out;
     }
-    if (!key_hash || !token || !config_file) {
-        fprintf(stderr, "%s: -c KEYHASH, --token TOKEN and --config-file FILE are required\n", argv[0]);
+    if (!key_hash || (!token == !token_file) || !config_file) {
+        fprintf(stderr, "%s: -c KEYHASH, one of --token TOKEN or --token-file FILE, and --config-file FILE are "
+                "required\n", argv[0]);
         goto out;
     }
     ret = 1;
+    if (token_file) {
+        size_t n = 0;
+        int rr = cli_read_input(token_file, 4096, &token_buf, &n);
+        if (rr < 0) {
+            fprintf(stderr, "%s: cannot read token file %s: %s\n", argv[0], token_file, strerror(-rr));
+            goto out;
+        }
+        while (n && (token_buf[n - 1] == '\n' || token_buf[n - 1] == '\r' || token_buf[n - 1] == ' '))
+            token_buf[--n] = '\0';
+        token = token_buf;
+    }
     int r = cli_read_input(config_file, 1u << 20, &toml, &toml_size);
     if (r < 0) {
         fprintf(stderr, "%s: cannot read owner configuration %s: %s\n", argv[0], config_file, strerror(-r));
@@ -217,6 +234,10 @@ out:
     cli_identity_free(&id);
     free(cert);
     free(toml);
+    if (token_buf) {
+        custos_wipe(token_buf, strlen(token_buf));
+        free(token_buf);
+    }
     trust_free(&t);
     custos_strlist_free(&pos);
     return ret;

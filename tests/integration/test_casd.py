@@ -324,3 +324,17 @@ def test_import_never_replaces_another_identity(provisioned, tmp_path):
     assert r.returncode == 1 and "already holds another identity" in r.stderr, r.stderr
     assert json.loads(open(owner.config).read())["identity"] == before
     assert owner.run("owner", "show").returncode == 0
+
+
+def test_token_from_file(cas_nodes, tmp_path):
+    cas = cas_nodes("n1", "127.0.0.2").start()
+    tf = tmp_path / "token"
+    tf.write_text(cas.token() + "\n")
+    r = Cli(tmp_path / "c" / "config.json").run(
+        "provision", cas.addr, "-c", cas.key_hash(), "--token-file", str(tf), "--config-file",
+        str(owner_toml(tmp_path, cas.ip)), "with-attestation", *QUICKSTART_FLAGS)
+    assert r.returncode == 0, r.stderr
+    r = Cli(tmp_path / "d" / "config.json").run(
+        "provision", cas.addr, "-c", cas.key_hash(), "--token", "x", "--token-file", str(tf), "--config-file",
+        str(owner_toml(tmp_path, cas.ip)), "with-attestation", *QUICKSTART_FLAGS)
+    assert r.returncode == 2 and "one of --token TOKEN or --token-file FILE" in r.stderr
