@@ -107,7 +107,8 @@ int cas_audit(struct cas_state *st, const char *event, json_t *details, const st
     if (text) {
         snprintf(name, sizeof(name), "audit/%020llu", seq);
         snprintf(next, sizeof(next), "%llu", seq + 1);
-        memcpy(ops, extra, extra_count * sizeof(*ops));
+        if (extra_count)
+            memcpy(ops, extra, extra_count * sizeof(*ops));
         ops[extra_count] = (struct cas_db_op){name, text, strlen(text)};
         ops[extra_count + 1] = (struct cas_db_op){REC_AUDIT_NEXT, next, strlen(next)};
         ret = cas_db_write(st->db, ops, extra_count + 2);
