@@ -14,6 +14,11 @@ struct cli_command {
 /* Dispatches argv[1] over a table; prints the table on --help or a bad name. */
 int cli_dispatch(const char *prog, const struct cli_command *cmds, size_t count, int argc, char **argv);
 
+/* Parses a command's options and exactly `want` positional arguments (described by `what` in the
+ * error). Returns -1 when the command goes on, else its exit status (0 after --help, 2 on bad usage). */
+int cli_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc,
+              char **argv, struct custos_strlist *pos, size_t want, const char *what);
+
 /* Reads a whole file ("-" for stdin) of at most max_size bytes; caller frees. */
 int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_size);
 

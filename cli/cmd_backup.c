@@ -27,19 +27,17 @@ int cmd_register_backup(int argc, char **argv)
         {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration (holds the owner identity)",
          &cli_config},
     };
-    int ret = custos_options_parse(argv[0], "Register the backup CAS at BACKUP_ADDR (casd --backup on another node) "
-                                   "with the primary CAS, so that CAS can move to that node.",
-                                   opts, 2, argc, argv, &pos);
+    int ret = cli_parse(argv[0], "Register the backup CAS at BACKUP_ADDR (casd --backup on another node) with the "
+                        "primary CAS, so that CAS can move to that node.", opts, 2, argc, argv, &pos, 1,
+                        "one backup CAS address");
     struct cli_context ctx = {0};
     struct cli_response r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
     char url[512], host[300], err[1024];
     char *m2 = NULL, *m3 = NULL, *m4 = NULL;
-    if (ret) {
-        ret = ret > 0 ? 0 : 2;
+    if (ret >= 0)
         goto out;
-    }
     ret = 2;
-    if (pos.count != 1 || cli_normalize_address(pos.items[0], url, sizeof(url), host, sizeof(host)) < 0) {
+    if (cli_normalize_address(pos.items[0], url, sizeof(url), host, sizeof(host)) < 0) {
         fprintf(stderr, "%s: expected one backup CAS address (host, host:port or https://host:port)\n", argv[0]);
         goto out;
     }
@@ -149,18 +147,16 @@ static int backups_remove(int argc, char **argv)
         {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
         {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
     };
-    int ret = custos_options_parse(argv[0], "Remove the backup entry of PLATFORM-ID (not the primary's own).", opts, 2,
-                                   argc, argv, &pos);
+    int ret = cli_parse(argv[0], "Remove the backup entry of PLATFORM-ID (not the primary's own).", opts, 2, argc,
+                        argv, &pos, 1, "one PLATFORM-ID");
     struct cli_context ctx = {0};
     struct cli_response resp = {0};
     char path[128];
-    if (ret) {
-        ret = ret > 0 ? 0 : 2;
+    if (ret >= 0)
         goto out;
-    }
     ret = 2;
     uint8_t pub[CUSTOS_P256_PUB_SIZE];
-    if (pos.count != 1 || custos_platform_id_parse(pos.items[0], pub) < 0) {
+    if (custos_platform_id_parse(pos.items[0], pub) < 0) {
         fprintf(stderr, "%s: expected one PLATFORM-ID (66 hex digits)\n", argv[0]);
         goto out;
     }

@@ -84,20 +84,15 @@ static int owner_allow(int argc, char **argv, const char *what, const char *path
     };
     char summary[160];
     snprintf(summary, sizeof(summary), "Allow a backup CAS with this %s to register (owner only).", what);
-    int ret = custos_options_parse(argv[0], summary, opts, 2, argc, argv, &pos);
+    char expected[64];
+    snprintf(expected, sizeof(expected), "one %s", what);
+    int ret = cli_parse(argv[0], summary, opts, 2, argc, argv, &pos, 1, expected);
     struct cli_context ctx = {0};
     struct cli_response resp = {0};
     json_t *req = NULL;
     char *body = NULL;
-    if (ret) {
-        ret = ret > 0 ? 0 : 2;
+    if (ret >= 0)
         goto out;
-    }
-    ret = 2;
-    if (pos.count != 1) {
-        fprintf(stderr, "%s: expected one %s\n", argv[0], what);
-        goto out;
-    }
     ret = 1;
     if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
         goto out;

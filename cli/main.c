@@ -30,6 +30,19 @@ int cli_dispatch(const char *prog, const struct cli_command *cmds, size_t count,
     return help ? 0 : 2;
 }
 
+int cli_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc,
+              char **argv, struct custos_strlist *pos, size_t want, const char *what)
+{
+    int ret = custos_options_parse(prog, summary, opts, count, argc, argv, want ? pos : NULL);
+    if (ret)
+        return ret > 0 ? 0 : 2;
+    if (want && pos->count != want) {
+        fprintf(stderr, "%s: expected %s (see --help)\n", prog, what);
+        return 2;
+    }
+    return -1;
+}
+
 int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_size)
 {
     if (strcmp(path, "-") != 0) {
