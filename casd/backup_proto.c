@@ -6,14 +6,6 @@
 
 #include "backup_proto.h"
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 void backup_request_report_data(const uint8_t public_key[32], int64_t created_at, const char *node_name,
                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE])
 {
@@ -23,7 +15,7 @@ void backup_request_report_data(const uint8_t public_key[32], int64_t created_at
         n = BACKUP_NODE_MAX;
     memcpy(buf, "custos-backup-request-v1", 24);
     memcpy(buf + 24, public_key, 32);
-    put_be64(buf + 56, (uint64_t)created_at);
+    custos_put_be(buf + 56, (uint64_t)created_at, 8);
     memcpy(buf + 64, node_name, n);
     memset(out, 0, CUSTOS_REPORT_DATA_SIZE);
     custos_sha256(buf, 64 + n, out);
@@ -244,7 +236,7 @@ void backup_transcript(const struct backup_request *r, const char *primary_platf
     size_t ln = strlen(r->node_name);
     memcpy(buf + n, r->node_name, ln + 1);
     n += ln + 1;
-    put_be64(buf + n, (uint64_t)r->created_at);
+    custos_put_be(buf + n, (uint64_t)r->created_at, 8);
     n += 8;
     memcpy(buf + n, primary_platform_id, CUSTOS_PLATFORM_ID_LEN);
     n += CUSTOS_PLATFORM_ID_LEN;
@@ -277,10 +269,8 @@ int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const st
     n += lk + 1;
     memcpy(msg + n, e->node, ln + 1);
     n += ln + 1;
-    msg[n++] = (uint8_t)(e->tcb >> 24);
-    msg[n++] = (uint8_t)(e->tcb >> 16);
-    msg[n++] = (uint8_t)(e->tcb >> 8);
-    msg[n++] = (uint8_t)e->tcb;
+    custos_put_be(msg + n, e->tcb, 4);
+    n += 4;
     memcpy(msg + n, e->nonce, 12);
     n += 12;
     memcpy(msg + n, e->sealed, 48);

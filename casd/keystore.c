@@ -337,13 +337,6 @@ int cas_keystore_load(const char *path, struct cas_keystore *out, char *err, siz
 
 /* ---- MAC and serialization ----------------------------------------------------------------- */
 
-static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = bytes - 1; i >= 0; i--)
-        *p++ = (uint8_t)(v >> (8 * i));
-    return p;
-}
-
 static int compute_mac(const struct cas_keystore *ks, const uint8_t dbkey[32], uint8_t mac[32])
 {
     int ret = -EIO;
@@ -358,8 +351,8 @@ static int compute_mac(const struct cas_keystore *ks, const uint8_t dbkey[32], u
     p = buf;
     memcpy(p, MAC_INFO, sizeof(MAC_INFO) - 1);
     p += sizeof(MAC_INFO) - 1;
-    p = put_be(p, KS_VERSION, 4);
-    p = put_be(p, ks->count, 4);
+    p = custos_put_be(p, KS_VERSION, 4);
+    p = custos_put_be(p, ks->count, 4);
     for (size_t i = 0; i < ks->count; i++) {
         const struct cas_keystore_entry *e = &ks->entries[i];
         size_t kind_len = strnlen(e->kind, sizeof(e->kind) - 1);
@@ -372,8 +365,8 @@ static int compute_mac(const struct cas_keystore *ks, const uint8_t dbkey[32], u
         *p++ = (uint8_t)node_len;
         memcpy(p, e->node, node_len);
         p += node_len;
-        p = put_be(p, e->tcb, 4);
-        p = put_be(p, (uint64_t)e->time, 8);
+        p = custos_put_be(p, e->tcb, 4);
+        p = custos_put_be(p, (uint64_t)e->time, 8);
         memcpy(p, e->nonce, sizeof(e->nonce));
         p += sizeof(e->nonce);
         memcpy(p, e->sealed, sizeof(e->sealed));
@@ -555,7 +548,7 @@ static size_t build_aad(const struct cas_keystore_entry *e, uint8_t out[AAD_MAX]
     p += kind_len + 1;
     memcpy(p, e->node, node_len + 1);
     p += node_len + 1;
-    p = put_be(p, e->tcb, 4);
+    p = custos_put_be(p, e->tcb, 4);
     return (size_t)(p - out);
 }
 

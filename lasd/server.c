@@ -134,7 +134,7 @@ static long frame_ready(const struct conn *c)
 {
     if (c->got < 4)
         return FRAME_INCOMPLETE;
-    size_t len = (size_t)c->buf[0] << 24 | (size_t)c->buf[1] << 16 | (size_t)c->buf[2] << 8 | c->buf[3];
+    size_t len = (size_t)custos_get_be(c->buf, 4);
     if (len > CUSTOS_LAS_MAX_MSG)
         return FRAME_OVERSIZE;
     return c->got >= 4 + len ? (long)len : FRAME_INCOMPLETE;
@@ -196,10 +196,7 @@ static int answer_frames(struct worker *w, struct conn *c)
     while ((len = frame_ready(c)) >= 0) {
         size_t n = las_handle(g_platform, &c->caller, c->buf + 4, (size_t)len, resp + 4,
                               CUSTOS_LAS_MAX_MSG);
-        resp[0] = (uint8_t)(n >> 24);
-        resp[1] = (uint8_t)(n >> 16);
-        resp[2] = (uint8_t)(n >> 8);
-        resp[3] = (uint8_t)n;
+        custos_put_be(resp, n, 4);
         /* Answers fit the socket buffer; a client that does not read them is dropped. */
         ssize_t sent = send(c->fd, resp, 4 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
         custos_wipe(resp, 4 + n);
@@ -215,7 +212,7 @@ static int answer_frames(struct worker *w, struct conn *c)
     }
     if (len == FRAME_OVERSIZE) {
         char msg[96];
-        size_t big = (size_t)c->buf[0] << 24 | (size_t)c->buf[1] << 16 | (size_t)c->buf[2] << 8 | c->buf[3];
+        size_t big = (size_t)custos_get_be(c->buf, 4);
         snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the limit of %d", big, CUSTOS_LAS_MAX_MSG);
         send_error_and_close(w, c, msg);
         return -1;

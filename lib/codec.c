@@ -41,6 +41,21 @@ int custos_hex_decode(const char *hex, uint8_t *out, size_t out_size)
     return 0;
 }
 
+uint8_t *custos_put_be(uint8_t *p, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = bytes; i > 0; i--)
+        *p++ = (uint8_t)(v >> (8 * (i - 1)));
+    return p;
+}
+
+uint64_t custos_get_be(const uint8_t *p, unsigned bytes)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
 char *custos_base64_encode(const uint8_t *in, size_t size)
 {
     size_t n = 4 * ((size + 2) / 3) + 1;

@@ -36,6 +36,9 @@ void custos_harden_process(void);
 void custos_hex_encode(const uint8_t *in, size_t size, char *out, bool upper);
 /* Decodes exactly out_size bytes from a hex string of length 2*out_size; -EINVAL otherwise. */
 int custos_hex_decode(const char *hex, uint8_t *out, size_t out_size);
+/* Big-endian integers of 1..8 bytes: put writes them at p and returns p + bytes. */
+uint8_t *custos_put_be(uint8_t *p, uint64_t v, unsigned bytes);
+uint64_t custos_get_be(const uint8_t *p, unsigned bytes);
 /* Returns a malloc'ed NUL-terminated base64 string (caller frees), or NULL on ENOMEM. */
 char *custos_base64_encode(const uint8_t *in, size_t size);
 /* Decodes strict base64 (padding required, no whitespace). Caller frees *out. */

@@ -35,11 +35,7 @@ int custos_frame_write(int fd, const void *data, size_t size)
     uint8_t frame[4 + CUSTOS_LAS_MAX_MSG];
     if (size > CUSTOS_LAS_MAX_MSG)
         return -EMSGSIZE;
-    frame[0] = (uint8_t)(size >> 24);
-    frame[1] = (uint8_t)(size >> 16);
-    frame[2] = (uint8_t)(size >> 8);
-    frame[3] = (uint8_t)size;
-    memcpy(frame + 4, data, size);
+    memcpy(custos_put_be(frame, size, 4), data, size);
     /* One send per frame: the peer wakes up once and reads the whole request. */
     int ret = io_all(fd, frame, 4 + size, true);
     custos_wipe(frame, 4 + size);
@@ -52,7 +48,7 @@ int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size)
     int ret = io_all(fd, hdr, sizeof(hdr), false);
     if (ret < 0)
         return ret;
-    size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+    size_t n = (size_t)custos_get_be(hdr, 4);
     if (n > cap)
         return -EMSGSIZE;
     *size = n;

@@ -42,17 +42,11 @@ void custos_quote_body(const struct custos_quote *q, uint8_t out[CUSTOS_QUOTE_BO
     *p++ = q->kind;
     memcpy(p, q->measurement, CUSTOS_MEASUREMENT_SIZE);
     p += CUSTOS_MEASUREMENT_SIZE;
-    *p++ = (uint8_t)(q->tcb >> 24);
-    *p++ = (uint8_t)(q->tcb >> 16);
-    *p++ = (uint8_t)(q->tcb >> 8);
-    *p++ = (uint8_t)q->tcb;
+    p = custos_put_be(p, q->tcb, 4);
     *p++ = q->debug;
     memcpy(p, q->report_data, CUSTOS_REPORT_DATA_SIZE);
     p += CUSTOS_REPORT_DATA_SIZE;
-    *p++ = (uint8_t)(q->uid >> 24);
-    *p++ = (uint8_t)(q->uid >> 16);
-    *p++ = (uint8_t)(q->uid >> 8);
-    *p++ = (uint8_t)q->uid;
+    custos_put_be(p, q->uid, 4);
 }
 
 int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err,
@@ -83,7 +77,7 @@ int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quot
     }
     memcpy(t.measurement, p, CUSTOS_MEASUREMENT_SIZE);
     p += CUSTOS_MEASUREMENT_SIZE;
-    t.tcb = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    t.tcb = (uint32_t)custos_get_be(p, 4);
     p += 4;
     t.debug = *p++;
     if (t.debug > 1) {
@@ -92,7 +86,7 @@ int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quot
     }
     memcpy(t.report_data, p, CUSTOS_REPORT_DATA_SIZE);
     p += CUSTOS_REPORT_DATA_SIZE;
-    t.uid = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    t.uid = (uint32_t)custos_get_be(p, 4);
     *q = t;
     return 0;
 }

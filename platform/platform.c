@@ -72,11 +72,7 @@ int custos_platform_seal_key(const struct custos_platform *p, const uint8_t *lab
     if (label_size == 0 || label_size > 64)
         return -EINVAL;
     memcpy(info, "custos-seal-v1", 14);
-    info[14] = (uint8_t)(uid >> 24);
-    info[15] = (uint8_t)(uid >> 16);
-    info[16] = (uint8_t)(uid >> 8);
-    info[17] = (uint8_t)uid;
-    memcpy(info + 18, label, label_size);
+    memcpy(custos_put_be(info + 14, uid, 4), label, label_size);
     return custos_hkdf_sha256(p->secret, sizeof(p->secret), measurement, CUSTOS_MEASUREMENT_SIZE, info,
                               18 + label_size, out, CUSTOS_SEAL_KEY_SIZE);
 }

@@ -175,9 +175,28 @@ static void test_base64_refused(void **state)
     assert_int_equal(custos_base64_decode(NULL, &dec, &dec_size), -EINVAL);
 }
 
+static void test_big_endian(void **state)
+{
+    (void)state;
+    uint8_t buf[16] = {0};
+    static const uint8_t four[4] = {0x01, 0x02, 0x03, 0x04};
+    static const uint8_t eight[8] = {0x00, 0x00, 0x01, 0x9b, 0xf0, 0x0d, 0xbe, 0xef};
+    assert_ptr_equal(custos_put_be(buf, 0x01020304, 4), buf + 4);
+    assert_memory_equal(buf, four, 4);
+    assert_int_equal(custos_get_be(buf, 4), 0x01020304);
+    assert_ptr_equal(custos_put_be(buf + 4, 0x19bf00dbeefULL, 8), buf + 12);
+    assert_memory_equal(buf + 4, eight, 8);
+    assert_true(custos_get_be(buf + 4, 8) == 0x19bf00dbeefULL);
+    custos_put_be(buf, 0xffffffffffffffffULL, 2); /* only the low bytes */
+    assert_int_equal(buf[0], 0xff);
+    assert_int_equal(buf[1], 0xff);
+    assert_int_equal(buf[2], 0x03);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_big_endian),
         cmocka_unit_test(test_hex_round_trip),
         cmocka_unit_test(test_hex_case),
         cmocka_unit_test(test_hex_refused),
