@@ -2,10 +2,10 @@
 # Installs every Debian package Custos needs to build, test, fuzz and run its demo.
 set -euo pipefail
 PKGS=(
-  build-essential meson ninja-build pkg-config clang
+  build-essential meson ninja-build pkg-config clang libclang-rt-dev
   libssl-dev openssl libjansson-dev libyaml-dev liblmdb-dev libmicrohttpd-dev libgnutls28-dev
   libcurl4-openssl-dev libtss2-dev swtpm swtpm-tools tpm2-tools
-  libcmocka-dev python3 python3-pytest python3-cryptography procps curl
+  libcmocka-dev python3 python3-pytest python3-cryptography procps curl strace util-linux
 )
 missing=()
 for p in "${PKGS[@]}"; do
