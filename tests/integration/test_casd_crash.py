@@ -125,9 +125,9 @@ def test_sigkill_while_writing_never_loses_an_acknowledged_write(tmp_path, cas_f
     ks_path = cas.db + ".key-store"
     ks_bytes = open(ks_path, "rb").read()
     acked, rounds, in_flight_seen = {}, 0, 0
-    deadline = time.monotonic() + 45
     while rounds < 20 or len(acked) < 1000:
-        assert time.monotonic() < deadline, f"too slow: {rounds} rounds, {len(acked)} writes (seed {SEED})"
+        # bounded by rounds, not by time (a slow build only makes it take longer)
+        assert rounds < 200, f"only {len(acked)} acknowledged writes in {rounds} rounds (seed {SEED})"
         w = Writer(cas.addr, cert, rounds)
         w.start()
         time.sleep(rng.uniform(0.05, 0.4))
@@ -141,9 +141,12 @@ def test_sigkill_while_writing_never_loses_an_acknowledged_write(tmp_path, cas_f
         # the database (and its key-store) must open after every kill ...
         cas.start()
         assert open(ks_path, "rb").read() == ks_bytes, "the key-store changed although nothing re-sealed it"
-        # ... and every write acknowledged so far, in any round, must read back with its value
-        bad = read_all(cas.addr, cert, acked)
-        assert not bad, f"after kill {rounds} (seed {SEED}): {len(bad)} of {len(acked)} acknowledged " \
+        # ... every write acknowledged in this round, and a sample of the earlier ones, must read back
+        # with its value (all of them are checked after the last kill)
+        earlier = [n for n in acked if n not in w.acked]
+        check = dict(w.acked, **{n: acked[n] for n in rng.sample(earlier, min(300, len(earlier)))})
+        bad = read_all(cas.addr, cert, check)
+        assert not bad, f"after kill {rounds} (seed {SEED}): {len(bad)} of {len(check)} acknowledged " \
                         f"writes lost or wrong, e.g. {bad[:3]}"
         # a write that was in flight at the kill is either there with its exact value, or absent
         if w.in_flight:
@@ -152,6 +155,9 @@ def test_sigkill_while_writing_never_loses_an_acknowledged_write(tmp_path, cas_f
             st, body = https(cas.addr, "GET", f"/v1/secrets/{name}", cert=cert)
             assert (st == 200 and json.loads(body)["value"] == value) or st == 404, (name, st, body)
     assert rounds >= 20 and len(acked) >= 1000, (rounds, len(acked))
+    bad = read_all(cas.addr, cert, acked)
+    assert not bad, f"after {rounds} kills (seed {SEED}): {len(bad)} of {len(acked)} acknowledged writes lost or " \
+                    f"wrong, e.g. {bad[:3]}"
     assert in_flight_seen > 0, "no kill ever interrupted a write: the test did not exercise anything"
     # the records on disk are encrypted under the database key sealed in the key-store
     dbkey = unseal_dbkey(ks_path, cas.las.platform_dir, cas.measurement)
