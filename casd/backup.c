@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +57,16 @@ static void post_complete(struct cas_state *st, struct http_request *req, struct
     }
     backup_transcript(&b->request, offer.primary_platform_id, offer.primary_key_hash, offer.ephemeral_key,
                       transcript);
+    if (backup_offer_verify(&offer, transcript) < 0) {
+        http_error(r, 403, "bad_signature", "the offer is not signed by the CAS key it names");
+        goto out;
+    }
+    if (st->cas_key_hash && strcasecmp(st->cas_key_hash, offer.primary_key_hash) != 0) {
+        http_error(r, 403, "unexpected_cas",
+                   "the offer comes from CAS %s; this backup takes offers from CAS %s only (--cas-key-hash)",
+                   offer.primary_key_hash, st->cas_key_hash);
+        goto out;
+    }
     ret = custos_x25519(b->private_key, offer.ephemeral_key, shared);
     if (ret == 0)
         ret = backup_wrap_key(shared, transcript, wrap);
@@ -193,6 +204,9 @@ int cas_backup_run(struct cas_state *st, long long timeout_s)
     }
     LOG_MODULE_INFO(CAS_LOG, "backup CAS for node %s (platform %s, TCB %u) ready on https://%s/, request %.16s",
                     st->node_name, st->platform_id, st->tcb, st->listen, session.request.id);
+    if (!st->cas_key_hash)
+        LOG_MODULE_WARN(CAS_LOG, "no --cas-key-hash: a key offer from any CAS is accepted (anyone who reaches this "
+                        "backup can spend its one registration)");
     time_t deadline = time(NULL) + timeout_s;
     while (!g_stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
         usleep(20000);

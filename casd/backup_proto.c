@@ -117,22 +117,46 @@ int backup_request_from_json(const json_t *j, struct backup_request *out, char *
 
 json_t *backup_offer_to_json(const struct backup_offer *o)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "request_id", o->request_id, "primary_platform_id",
-                     o->primary_platform_id, "primary_key_hash", o->primary_key_hash, "ephemeral_key",
-                     b64(o->ephemeral_key, 32), "nonce", b64(o->nonce, 12), "wrapped", b64(o->wrapped, 48));
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "request_id", o->request_id, "primary_platform_id",
+                     o->primary_platform_id, "primary_key_hash", o->primary_key_hash, "primary_public_key",
+                     b64(o->primary_spki, o->primary_spki_size), "ephemeral_key", b64(o->ephemeral_key, 32), "nonce",
+                     b64(o->nonce, 12), "wrapped", b64(o->wrapped, 48), "signature",
+                     b64(o->signature, o->signature_size));
+}
+
+/* A base64 field of 1..cap bytes. */
+static int get_b64_var(const json_t *obj, const char *name, uint8_t *out, size_t cap, size_t *size, char *err,
+                       size_t err_size)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    if (custos_json_b64(obj, name, &buf, &n) < 0 || n == 0 || n > cap) {
+        snprintf(err, err_size, "field '%s' must be base64 of 1 to %zu bytes", name, cap);
+        free(buf);
+        return -EINVAL;
+    }
+    memcpy(out, buf, n);
+    *size = n;
+    free(buf);
+    return 0;
+}
+
+int backup_offer_verify(const struct backup_offer *o, const uint8_t transcript[32])
+{
+    return custos_spki_verify(o->primary_spki, o->primary_spki_size, transcript, 32, o->signature, o->signature_size);
 }
 
 int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err, size_t err_size)
 {
-    const char *rid = NULL, *pid = NULL, *kh = NULL, *s1, *s2, *s3;
+    const char *rid = NULL, *pid = NULL, *kh = NULL, *s1, *s2, *s3, *s4, *s5;
     json_error_t e;
     struct backup_offer o;
-    uint8_t pub[CUSTOS_P256_PUB_SIZE];
+    uint8_t pub[CUSTOS_P256_PUB_SIZE], h[32], want[32];
     memset(&o, 0, sizeof(o));
     if (!json_is_object(j) ||
-        json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:s, s:s, s:s}", "request_id", &rid,
-                       "primary_platform_id", &pid, "primary_key_hash", &kh, "ephemeral_key", &s1, "nonce", &s2,
-                       "wrapped", &s3) < 0) {
+        json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id", &rid,
+                       "primary_platform_id", &pid, "primary_key_hash", &kh, "primary_public_key", &s4,
+                       "ephemeral_key", &s1, "nonce", &s2, "wrapped", &s3, "signature", &s5) < 0) {
         snprintf(err, err_size, "backup offer: %s", json_is_object(j) ? e.text : "not a JSON object");
         return -EINVAL;
     }
@@ -145,8 +169,17 @@ int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err,
         return -EINVAL;
     }
     if (get_b64(j, "ephemeral_key", o.ephemeral_key, 32, err, err_size) < 0 ||
-        get_b64(j, "nonce", o.nonce, 12, err, err_size) < 0 || get_b64(j, "wrapped", o.wrapped, 48, err, err_size) < 0)
+        get_b64(j, "nonce", o.nonce, 12, err, err_size) < 0 || get_b64(j, "wrapped", o.wrapped, 48, err, err_size) < 0 ||
+        get_b64_var(j, "primary_public_key", o.primary_spki, sizeof(o.primary_spki), &o.primary_spki_size, err,
+                    err_size) < 0 ||
+        get_b64_var(j, "signature", o.signature, sizeof(o.signature), &o.signature_size, err, err_size) < 0)
         return -EINVAL;
+    custos_hex_decode(kh, want, sizeof(want));
+    custos_sha256(o.primary_spki, o.primary_spki_size, h);
+    if (!custos_ct_equal(h, want, 32)) {
+        snprintf(err, err_size, "backup offer: 'primary_public_key' does not hash to 'primary_key_hash'");
+        return -EINVAL;
+    }
     strcpy(o.request_id, rid);
     custos_platform_id(pub, o.primary_platform_id);
     strcpy(o.primary_key_hash, kh);

@@ -6,7 +6,8 @@
  *    report data is SHA-256("custos-backup-request-v1" || public_key || created_at (8 bytes BE) ||
  *    node_name) followed by 32 zero bytes.
  * 2. offer    (primary -> CLI -> backup): {request_id, primary_platform_id, primary_key_hash,
- *    ephemeral_key, nonce, wrapped}: the database key wrapped with AES-256-GCM under
+ *    primary_public_key, ephemeral_key, nonce, wrapped, signature}: signed over the transcript by the
+ *    primary's identity key (whose SHA-256 is primary_key_hash); the database key wrapped with AES-256-GCM under
  *    HKDF-SHA256(X25519(primary ephemeral, backup key), salt = transcript, info = "custos-backup-wrap-v1"),
  *    aad = transcript.
  * 3. completion (backup -> CLI -> primary): {request_id, entry, proof}: the key-store entry the
@@ -38,6 +39,10 @@ struct backup_offer {
     uint8_t ephemeral_key[32];
     uint8_t nonce[12];
     uint8_t wrapped[32 + 16];
+    uint8_t primary_spki[160]; /* the primary CAS's identity public key (DER SubjectPublicKeyInfo) */
+    size_t primary_spki_size;
+    uint8_t signature[160];    /* by that key, over the transcript */
+    size_t signature_size;
 };
 
 struct backup_completion {
@@ -54,7 +59,10 @@ json_t *backup_request_to_json(const struct backup_request *r);
 int backup_request_from_json(const json_t *j, struct backup_request *out, char *err, size_t err_size);
 
 json_t *backup_offer_to_json(const struct backup_offer *o);
+/* Parses and checks the form, and that primary_public_key hashes to primary_key_hash. The
+ * signature is checked by backup_offer_verify once the transcript is known. */
 int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err, size_t err_size);
+int backup_offer_verify(const struct backup_offer *o, const uint8_t transcript[32]);
 
 json_t *backup_entry_to_json(const struct cas_keystore_entry *e);
 int backup_entry_from_json(const json_t *j, struct cas_keystore_entry *out, char *err, size_t err_size);

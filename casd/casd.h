@@ -57,6 +57,7 @@ struct cas_state {
     const char *db_dir;
     const char *node_name;
     const char *listen;
+    const char *cas_key_hash; /* backup mode: accept offers of this CAS only (NULL: any) */
     unsigned threads, max_connections, timeout_s;
     char keystore_path[PATH_MAX];
     int lock_fd; /* flock on DIR.lock: one casd per database */

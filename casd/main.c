@@ -86,6 +86,8 @@ int main(int argc, char **argv)
          "run as an ephemeral backup CAS: serve one registration of this node, then exit", &backup},
         {"timeout", 0, "CAS_BACKUP_TIMEOUT", CUSTOS_OPT_INT, "600", 1, 86400, "SECONDS",
          "backup mode: exit after this long without a registration", &backup_timeout},
+        {"cas-key-hash", 0, "CAS_KEY_HASH", CUSTOS_OPT_STRING, NULL, 0, 0, "KEYHASH",
+         "backup mode: accept key offers only from the CAS with this key hash (recommended)", &st.cas_key_hash},
         {"log", 0, "CUSTOS_LOG", CUSTOS_OPT_STRING, "info", 0, 0, "SPEC", "log levels, e.g. info,cas=debug",
          &log_spec},
     };
@@ -109,6 +111,11 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    uint8_t kh[32];
+    if (st.cas_key_hash && custos_hex_decode(st.cas_key_hash, kh, sizeof(kh)) < 0) {
+        fprintf(stderr, "casd: --cas-key-hash '%s' is not 64 hex digits\n", st.cas_key_hash);
+        return 2;
+    }
     if (backup) {
         ret = cas_backup_run(&st, backup_timeout);
         cas_state_wipe(&st);

@@ -307,6 +307,11 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
     }
     if (ret == 0)
         ret = custos_random(offer.nonce, sizeof(offer.nonce));
+    /* Signed with the CAS identity, so a backup that knows the CAS key hash takes offers from it only. */
+    if (ret == 0)
+        ret = custos_key_spki(st->tls_key, offer.primary_spki, sizeof(offer.primary_spki), &offer.primary_spki_size);
+    if (ret == 0)
+        ret = custos_key_sign(st->tls_key, transcript, 32, offer.signature, &offer.signature_size);
     if (ret == 0)
         ret = custos_aead_seal(wrap, offer.nonce, transcript, 32, st->dbkey, 32, offer.wrapped);
     if (ret < 0) {

@@ -95,6 +95,13 @@ int custos_key_from_pem(const char *pem, size_t size, EVP_PKEY **out, char *err,
 int custos_key_hash(EVP_PKEY *key, uint8_t out[CUSTOS_SHA256_SIZE]);
 int custos_cert_key_hash(const uint8_t *der, size_t size, uint8_t out[CUSTOS_SHA256_SIZE]);
 int custos_cert_pem_key_hash(const char *pem, uint8_t out[CUSTOS_SHA256_SIZE]);
+/* Signature of SHA-256(data) with an identity key (DER; sig must hold 512 bytes). */
+int custos_key_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t *sig, size_t *sig_size);
+/* DER SubjectPublicKeyInfo of a key (at most out_cap bytes). */
+int custos_key_spki(EVP_PKEY *key, uint8_t *out, size_t out_cap, size_t *out_size);
+/* Verifies sig over data with the key in a DER SubjectPublicKeyInfo: 0, or -EBADMSG. */
+int custos_spki_verify(const uint8_t *spki, size_t spki_size, const void *data, size_t size, const uint8_t *sig,
+                       size_t sig_size);
 /* Self-signed X.509 certificate (10 years) with CN and DNS/IP subject alternative names; caller frees. */
 int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *const *alt_names,
                             size_t alt_count, char **out_pem);

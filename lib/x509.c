@@ -114,6 +114,56 @@ int custos_cert_pem_key_hash(const char *pem, uint8_t out[CUSTOS_SHA256_SIZE])
     return x509_key_hash(x, out);
 }
 
+int custos_key_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t *sig, size_t *sig_size)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    size_t n = 512;
+    int ret = -EIO;
+    bool no_digest = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519;
+    if (ctx && EVP_DigestSignInit(ctx, NULL, no_digest ? NULL : EVP_sha256(), NULL, key) == 1 &&
+        EVP_DigestSign(ctx, NULL, &n, data, size) == 1 && n <= 512 && EVP_DigestSign(ctx, sig, &n, data, size) == 1) {
+        *sig_size = n;
+        ret = 0;
+    }
+    EVP_MD_CTX_free(ctx);
+    return ret;
+}
+
+int custos_key_spki(EVP_PKEY *key, uint8_t *out, size_t out_cap, size_t *out_size)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+    if (n <= 0)
+        return -EIO;
+    int ret = (size_t)n <= out_cap ? 0 : -E2BIG;
+    if (ret == 0) {
+        memcpy(out, der, (size_t)n);
+        *out_size = (size_t)n;
+    }
+    OPENSSL_free(der);
+    return ret;
+}
+
+int custos_spki_verify(const uint8_t *spki, size_t spki_size, const void *data, size_t size, const uint8_t *sig,
+                       size_t sig_size)
+{
+    const unsigned char *p = spki;
+    EVP_PKEY *key = d2i_PUBKEY(NULL, &p, (long)spki_size);
+    if (!key || p != spki + spki_size) {
+        EVP_PKEY_free(key);
+        return -EBADMSG;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool no_digest = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519;
+    int ret = ctx && EVP_DigestVerifyInit(ctx, NULL, no_digest ? NULL : EVP_sha256(), NULL, key) == 1 &&
+                      EVP_DigestVerify(ctx, sig, sig_size, data, size) == 1
+                  ? 0
+                  : -EBADMSG;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    return ret;
+}
+
 static int add_ext(X509 *x, int nid, const char *value)
 {
     X509V3_CTX ctx;

@@ -90,7 +90,8 @@ export SCONE_CLI_CONFIG="$D/identity/config.json"
 printf 'the database password' | "$B/cas" secret put db-password
 
 step "registering a backup CAS on node2 (casd --backup on 127.0.0.3)"
-"$B/casd" --backup --las "$D/node2/las.sock" --listen 127.0.0.3:8082 --node-name node2 >"$D/backup2.log" 2>&1 &
+"$B/casd" --backup --las "$D/node2/las.sock" --listen 127.0.0.3:8082 --node-name node2 \
+    --cas-key-hash "$CAS_KEY_HASH" >"$D/backup2.log" 2>&1 &
 pids+=($!)
 wait_log "$D/backup2.log" "ready on https://"
 "$B/cas" register-backup 127.0.0.3:8082

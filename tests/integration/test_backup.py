@@ -371,3 +371,29 @@ def test_backup_running_as_another_user_refused(world, nodes):
         assert {x["node"] for x in backups(w)} == {"n1"}
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_backup_pinned_to_the_cas_key_hash(world):
+    """casd --backup --cas-key-hash: offers of that CAS only; an offer whose signature does not verify
+    is refused by any backup, and a refused offer does not spend the backup's registration."""
+    w = world
+    kh = w["cas"].key_hash()
+    r, _ = register(w, "n2", extra=["--cas-key-hash", kh])
+    assert r.returncode == 0
+    b = backup_on(w, "n3", ip="127.0.0.10", extra=["--cas-key-hash", "ab" * 32])
+    r = w["owner"].run("register-backup", b.addr)
+    assert r.returncode == 1 and f"the offer comes from CAS {kh}" in r.stderr and "ab" * 32 in r.stderr, r.stderr
+    assert {x["node"] for x in backups(w)} == {"n1", "n2"}
+    # a tampered signature, to a backup without a pin
+    b = backup_on(w, "n3", ip="127.0.0.11")
+    assert "no --cas-key-hash" in b.log()
+    st, offer = owner_post(w, "/v1/backups/register", {"request": fetch_request(b)})
+    assert st == 200
+    sig = bytearray(base64.b64decode(offer["offer"]["signature"]))
+    sig[-1] ^= 1
+    bad = dict(offer["offer"], signature=base64.b64encode(bytes(sig)).decode())
+    st, resp = https(b.addr, "POST", "/v1/backup/complete", json.dumps({"offer": bad}))
+    assert st == 403 and json.loads(resp)["error"]["code"] == "bad_signature"
+    # the genuine offer still works afterwards
+    st, resp = https(b.addr, "POST", "/v1/backup/complete", json.dumps(offer))
+    assert st == 200 and "completion" in json.loads(resp)
