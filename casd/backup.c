@@ -143,25 +143,8 @@ static void backup_route(struct cas_state *st, struct http_request *req, struct 
 static int make_request(struct cas_state *st, struct cas_backup_session *b)
 {
     char err[512];
-    json_t *info = NULL;
-    const char *id = NULL, *kind = NULL;
-    json_int_t tcb = 0;
     uint8_t rd[CUSTOS_REPORT_DATA_SIZE], h[32];
     struct backup_request *rq = &b->request;
-    if (custos_las_info(st->las, &info, err, sizeof(err)) < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
-        return -EIO;
-    }
-    if (json_unpack(info, "{s:s, s:s, s:I}", "platform_id", &id, "platform_kind", &kind, "tcb", &tcb) < 0 ||
-        strlen(id) != CUSTOS_PLATFORM_ID_LEN || strlen(kind) >= sizeof(st->platform_kind)) {
-        json_decref(info);
-        LOG_MODULE_ERROR(CAS_LOG, "LAS at %s answered unexpected platform information", st->las);
-        return -EPROTO;
-    }
-    strcpy(st->platform_id, id);
-    strcpy(st->platform_kind, kind);
-    st->tcb = (uint32_t)tcb;
-    json_decref(info);
     if (strlen(st->node_name) > BACKUP_NODE_MAX) {
         LOG_MODULE_ERROR(CAS_LOG, "node name too long: %s", st->node_name);
         return -EINVAL;
@@ -175,6 +158,7 @@ static int make_request(struct cas_state *st, struct cas_backup_session *b)
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         return -EIO;
     }
+    cas_node_from_quote(st, &rq->quote); /* this node, as its lasd quoted it */
     custos_sha256(rq->public_key, 32, h);
     custos_hex_encode(h, 32, rq->id, false);
     return 0;

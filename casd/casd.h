@@ -92,6 +92,8 @@ struct cas_state {
 };
 
 /* startup.c */
+/* Platform ID, kind, TCB, measurement and uid of this CAS, from a quote lasd made for it. */
+void cas_node_from_quote(struct cas_state *st, const struct custos_quote *q);
 int cas_open_database(struct cas_state *st);
 int cas_load_identity(struct cas_state *st);
 int cas_make_certificate(struct cas_state *st);

@@ -15,33 +15,27 @@
 
 #include "casd.h"
 
+void cas_node_from_quote(struct cas_state *st, const struct custos_quote *q)
+{
+    custos_platform_id(q->platform_pub, st->platform_id);
+    snprintf(st->platform_kind, sizeof(st->platform_kind), "%s", custos_platform_kind_name(q->kind));
+    st->tcb = q->tcb;
+    st->uid = q->uid;
+    memcpy(st->measurement, q->measurement, sizeof(st->measurement));
+}
+
+/* This CAS's seal key, and its platform, TCB, measurement and uid (from one quote of its own). */
 static int node_info(struct cas_state *st, uint8_t seal[32])
 {
     char err[512];
-    json_t *info = NULL;
     struct custos_quote q;
     uint8_t zero[CUSTOS_REPORT_DATA_SIZE] = {0};
-    const char *id = NULL, *kind = NULL;
-    json_int_t tcb = 0;
     if (custos_las_seal_key(st->las, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0 ||
-        custos_las_info(st->las, &info, err, sizeof(err)) < 0 ||
         custos_las_quote(st->las, zero, &q, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
-        json_decref(info);
         return -EIO;
     }
-    if (json_unpack(info, "{s:s, s:s, s:I}", "platform_id", &id, "platform_kind", &kind, "tcb", &tcb) < 0 ||
-        strlen(id) != CUSTOS_PLATFORM_ID_LEN || strlen(kind) >= sizeof(st->platform_kind)) {
-        LOG_MODULE_ERROR(CAS_LOG, "LAS at %s answered unexpected platform information", st->las);
-        json_decref(info);
-        return -EPROTO;
-    }
-    strcpy(st->platform_id, id);
-    strcpy(st->platform_kind, kind);
-    st->tcb = (uint32_t)tcb;
-    memcpy(st->measurement, q.measurement, sizeof(st->measurement));
-    st->uid = q.uid;
-    json_decref(info);
+    cas_node_from_quote(st, &q);
     return 0;
 }
 
