@@ -88,7 +88,7 @@ static void post_complete(struct cas_state *st, struct http_request *req, struct
     en->tcb = b->request.quote.tcb;
     en->time = (int64_t)time(NULL);
     strcpy(c.request_id, b->request.id);
-    ret = cas_keystore_seal(en, seal, dbkey);
+    ret = cas_keystore_seal_node(en, seal);
     if (ret == 0)
         ret = backup_proof(dbkey, transcript, en, c.proof);
     if (ret < 0) {

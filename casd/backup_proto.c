@@ -187,23 +187,26 @@ int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err,
     return 0;
 }
 
+/* A backup's entry is a node entry: its sealed private key and public key; the primary wraps the
+ * database key for it. */
 json_t *backup_entry_to_json(const struct cas_keystore_entry *e)
 {
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:o}", "platform_id", e->platform_id, "kind", e->kind, "node",
-                     e->node, "tcb", (json_int_t)e->tcb, "time", (json_int_t)e->time, "nonce", b64(e->nonce, 12),
-                     "sealed", b64(e->sealed, 48));
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "platform_id", e->platform_id, "kind", e->kind,
+                     "node", e->node, "tcb", (json_int_t)e->tcb, "time", (json_int_t)e->time, "nonce",
+                     b64(e->nonce, 12), "sealed", b64(e->sealed, 48), "public_key", b64(e->public_key, 32));
 }
 
 int backup_entry_from_json(const json_t *j, struct cas_keystore_entry *out, char *err, size_t err_size)
 {
-    const char *pid = NULL, *kind = NULL, *node = NULL, *s1, *s2;
+    const char *pid = NULL, *kind = NULL, *node = NULL, *s1, *s2, *s3;
     json_int_t tcb = 0, t = 0;
     json_error_t e;
     struct cas_keystore_entry en;
     memset(&en, 0, sizeof(en));
     if (!json_is_object(j) ||
-        json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "platform_id", &pid,
-                       "kind", &kind, "node", &node, "tcb", &tcb, "time", &t, "nonce", &s1, "sealed", &s2) < 0) {
+        json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "platform_id", &pid,
+                       "kind", &kind, "node", &node, "tcb", &tcb, "time", &t, "nonce", &s1, "sealed", &s2,
+                       "public_key", &s3) < 0) {
         snprintf(err, err_size, "key-store entry: %s", json_is_object(j) ? e.text : "not a JSON object");
         return -EINVAL;
     }
@@ -217,8 +220,10 @@ int backup_entry_from_json(const json_t *j, struct cas_keystore_entry *out, char
     strcpy(en.node, node);
     en.tcb = (uint32_t)tcb;
     en.time = (int64_t)t;
-    if (get_b64(j, "nonce", en.nonce, 12, err, err_size) < 0 || get_b64(j, "sealed", en.sealed, 48, err, err_size) < 0)
+    if (get_b64(j, "nonce", en.nonce, 12, err, err_size) < 0 || get_b64(j, "sealed", en.sealed, 48, err, err_size) < 0 ||
+        get_b64(j, "public_key", en.public_key, 32, err, err_size) < 0)
         return -EINVAL;
+    en.node_key = true;
     if (cas_keystore_entry_check(&en, err, err_size) < 0)
         return -EINVAL;
     *out = en;
@@ -288,7 +293,7 @@ int backup_wrap_key(const uint8_t shared[32], const uint8_t transcript[32], uint
 int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const struct cas_keystore_entry *e,
                  uint8_t out[32])
 {
-    uint8_t key[32], msg[32 + CUSTOS_PLATFORM_ID_LEN + 8 + CAS_KS_NODE_MAX + 1 + 4 + 12 + 48];
+    uint8_t key[32], msg[32 + CUSTOS_PLATFORM_ID_LEN + 8 + CAS_KS_NODE_MAX + 1 + 4 + 12 + 48 + 32];
     size_t n = 0;
     int ret = custos_hkdf_sha256(dbkey, 32, NULL, 0, (const uint8_t *)"custos-backup-proof-v1", 22, key, 32);
     if (ret < 0)
@@ -308,6 +313,8 @@ int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const st
     n += 12;
     memcpy(msg + n, e->sealed, 48);
     n += 48;
+    memcpy(msg + n, e->public_key, 32);
+    n += 32;
     ret = custos_hmac_sha256(key, 32, msg, n, out);
     custos_wipe(key, sizeof(key));
     return ret;

@@ -10,9 +10,11 @@
  *    primary's identity key (whose SHA-256 is primary_key_hash); the database key wrapped with AES-256-GCM under
  *    HKDF-SHA256(X25519(primary ephemeral, backup key), salt = transcript, info = "custos-backup-wrap-v1"),
  *    aad = transcript.
- * 3. completion (backup -> CLI -> primary): {request_id, entry, proof}: the key-store entry the
- *    backup sealed with its node's seal key, and HMAC-SHA256(HKDF(db key, info =
- *    "custos-backup-proof-v1"), transcript || entry binding) proving it holds the key.
+ * 3. completion (backup -> CLI -> primary): {request_id, entry, proof}: the backup's node entry (a new
+ *    X25519 key pair whose private key it sealed with its node's seal key; see keystore.h) and
+ *    HMAC-SHA256(HKDF(db key, info = "custos-backup-proof-v1"), transcript || platform_id || kind || 0
+ *    || node || 0 || tcb || nonce || sealed || public_key) proving it holds the key. The primary wraps
+ *    the database key for the entry's public key itself.
  * transcript = SHA-256("custos-backup-transcript-v1" || quote body || public_key || node_name || 0 ||
  *   created_at || primary platform ID || primary key hash || primary ephemeral key). */
 #pragma once

@@ -142,6 +142,10 @@ void cas_policy_allow(struct cas_state *st, struct http_request *req, struct htt
 int cas_audit(struct cas_state *st, const char *event, json_t *details, const struct cas_db_op *extra,
               size_t extra_count);
 
+/* rotate.c: removes a platform's entry and rotates the database key (st->lock held). -ENOENT when
+ * the platform has no entry. */
+int cas_rotate_key(struct cas_state *st, const char *remove_id);
+
 /* main.c */
 extern volatile sig_atomic_t g_stop;
 

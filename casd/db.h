@@ -5,8 +5,16 @@
  * Layout: LMDB key = HMAC-SHA256(name key, name) (32 bytes); LMDB value = 0x01 || nonce (12, random)
  * || AES-256-GCM(record key, nonce, aad = LMDB key, plaintext) || tag (16). The name key and the
  * record key are HKDF-SHA256 of the 32-byte database key (infos "custos-db-names-v1" and
- * "custos-db-records-v1"); the database key itself is not kept. A sentinel record (reserved name
- * "\x01custos-db-sentinel") is written when the database is created and checked at every open.
+ * "custos-db-records-v1"); the database key itself is not kept.
+ *
+ * Meta record (format 2): LMDB key "\0custos-db-meta" (15 bytes, never the length of a name hash),
+ * value "CDBM" || 0x02 || database ID (16) || generation (u64 BE) || nonce (12) || AES-256-GCM(record
+ * key, nonce, aad = "custos-db-meta-v2" || ID || generation, name key) || tag. The ID and generation
+ * are readable without the key (for clear refusals); the key authenticates them. The name key is kept
+ * here, so rotating the database key (cas_db_rekey) re-encrypts every value but keeps the record
+ * names' hashes. A database of format 1 (casd before key rotation) has no meta record but a
+ * sentinel record (reserved name "\x01custos-db-sentinel"); cas_db_migrate adds the meta record and
+ * keeps its name key (HKDF of the key it was made with).
  *
  * Thread safety: one struct cas_db may be used by many threads at once (MDB_NOTLS read
  * transactions; writers are serialized by LMDB's write lock, also across processes). A process must
@@ -26,11 +34,42 @@
 
 struct cas_db;
 
-/* Opens (creating if needed, mode 0700 dir / 0600 files) the LMDB environment in dir, with the
- * 32-byte database key. -EBADMSG with "the database key does not open <dir>" when the sentinel
- * record does not authenticate. */
+#define CAS_DB_ID_SIZE 16
+
+/* What the meta record says. generation 0: a format-1 database (no meta record yet). */
+struct cas_db_meta {
+    uint8_t id[CAS_DB_ID_SIZE];
+    uint64_t generation;
+};
+
+/* Creates a new database in dir (mode 0700 dir, 0600 files) with its meta record (id, generation 1)
+ * under the 32-byte key. -EEXIST when dir already holds a database (never overwritten). */
+int cas_db_create(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], const uint8_t id[CAS_DB_ID_SIZE],
+                  struct cas_db **out, char *err, size_t err_size);
+
+/* Opens the existing database in dir. -ENOENT when there is none (no data.mdb, or an empty one: never
+ * created here); -EBADMSG with "the database key does not open <dir>" when the meta (or format-1
+ * sentinel) record does not authenticate; -EBADMSG naming the damage when the file is truncated or
+ * not an LMDB file. Errors name the file and the cause. */
 int cas_db_open(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], struct cas_db **out, char *err,
                 size_t err_size);
+
+/* Reads the meta record's clear part without the key (for messages and to choose between key-stores;
+ * nothing is trusted until cas_db_open authenticates it). 0; -ENODATA for a format-1 database;
+ * -ENOENT when there is no database; -EBADMSG when damaged. */
+int cas_db_peek(const char *dir, struct cas_db_meta *out, char *err, size_t err_size);
+
+/* The open database's meta (generation 0 before cas_db_migrate). */
+void cas_db_get_meta(const struct cas_db *db, struct cas_db_meta *out);
+
+/* Format 1 -> 2: writes the meta record (id, generation 1) in one transaction. -EALREADY when the
+ * database has one. */
+int cas_db_migrate(struct cas_db *db, const uint8_t id[CAS_DB_ID_SIZE]);
+
+/* Re-encrypts every record under new_key and sets the generation, in one LMDB transaction: after a
+ * crash the database is wholly under the old key or wholly under the new one. Readers and writers of
+ * this process wait while it runs. Test hook: custos_atomic_write_hook(10) before the commit. */
+int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint64_t generation);
 
 /* One operation of a batch; value NULL = delete. */
 struct cas_db_op {

@@ -16,14 +16,17 @@
 #include "custos.h"
 #include "keystore.h"
 
-#define KS_VERSION 1
-#define MAC_INFO "custos-keystore-mac-v1"
+#define KS_VERSION 2
+#define MAC_INFO_V1 "custos-keystore-mac-v1"
+#define MAC_INFO "custos-keystore-mac-v2"
 #define SEAL_AAD_PREFIX "custos-keystore-v1"
+#define NODE_AAD_PREFIX "custos-keystore-node-v2"
+#define WRAP_INFO "custos-keystore-wrap-v2"
 #define DBKEY_SIZE 32
 #define STALE_TEMP_SECONDS 600
 /* Canonical form: per entry platform_id, len+kind, len+node, tcb, time, nonce, sealed. */
-#define CANON_ENTRY_MAX (66 + 1 + 7 + 1 + CAS_KS_NODE_MAX + 4 + 8 + 12 + 48)
-#define AAD_MAX (sizeof(SEAL_AAD_PREFIX) - 1 + 66 + 7 + 1 + CAS_KS_NODE_MAX + 1 + 4)
+#define CANON_ENTRY_MAX (66 + 1 + 7 + 1 + CAS_KS_NODE_MAX + 4 + 8 + 12 + 48 + 1 + 32 + CAS_KS_WRAPPED_SIZE)
+#define AAD_MAX (sizeof(WRAP_INFO) - 1 + CAS_KS_ID_SIZE + 8 + 66 + 7 + 1 + CAS_KS_NODE_MAX + 1 + 4)
 
 int cas_keystore_path(const char *db_dir, char *out, size_t out_size)
 {
@@ -99,8 +102,8 @@ int cas_keystore_entry_check(const struct cas_keystore_entry *e, char *err, size
 /* ---- parsing ------------------------------------------------------------------------------- */
 
 /* Refuses unknown keys and reports the first missing one. */
-static int check_fields(const json_t *obj, const char *const *names, size_t count, const char *where,
-                        char *err, size_t err_size)
+static int check_fields_opt(const json_t *obj, const char *const *names, size_t count, const char *const *opt,
+                            size_t opt_count, const char *where, char *err, size_t err_size)
 {
     const char *k;
     json_t *v;
@@ -108,6 +111,8 @@ static int check_fields(const json_t *obj, const char *const *names, size_t coun
         bool known = false;
         for (size_t i = 0; i < count && !known; i++)
             known = !strcmp(k, names[i]);
+        for (size_t i = 0; i < opt_count && !known; i++)
+            known = !strcmp(k, opt[i]);
         if (!known) {
             snprintf(err, err_size, "%sunknown field \"%.64s\"", where, k);
             return -EBADMSG;
@@ -120,6 +125,12 @@ static int check_fields(const json_t *obj, const char *const *names, size_t coun
         }
     }
     return 0;
+}
+
+static int check_fields(const json_t *obj, const char *const *names, size_t count, const char *where, char *err,
+                        size_t err_size)
+{
+    return check_fields_opt(obj, names, count, NULL, 0, where, err, err_size);
 }
 
 /* A JSON string without NUL characters, or NULL. */
@@ -160,9 +171,11 @@ static int b64_field(const json_t *obj, const char *name, uint8_t *out, size_t w
     return ret;
 }
 
-static int parse_entry(const json_t *j, size_t index, struct cas_keystore_entry *e, char *err, size_t err_size)
+static int parse_entry(const json_t *j, int version, size_t index, struct cas_keystore_entry *e, char *err,
+                       size_t err_size)
 {
     static const char *const names[] = {"platform_id", "kind", "node", "tcb", "time", "nonce", "sealed"};
+    static const char *const node_names[] = {"public_key", "wrapped"};
     char where[48];
     size_t len;
     const char *s;
@@ -173,9 +186,20 @@ static int parse_entry(const json_t *j, size_t index, struct cas_keystore_entry 
         snprintf(err, err_size, "entry %zu: not an object", index);
         return -EBADMSG;
     }
-    ret = check_fields(j, names, sizeof(names) / sizeof(names[0]), where, err, err_size);
+    ret = check_fields_opt(j, names, sizeof(names) / sizeof(names[0]), node_names, version >= 2 ? 2 : 0, where,
+                           err, err_size);
     if (ret < 0)
         return ret;
+    e->node_key = json_object_get(j, "public_key") != NULL;
+    if (e->node_key != (json_object_get(j, "wrapped") != NULL)) {
+        snprintf(err, err_size, "entry %zu: fields \"public_key\" and \"wrapped\" go together", index);
+        return -EBADMSG;
+    }
+    if (e->node_key) {
+        if ((ret = b64_field(j, "public_key", e->public_key, sizeof(e->public_key), index, err, err_size)) < 0 ||
+            (ret = b64_field(j, "wrapped", e->wrapped, sizeof(e->wrapped), index, err, err_size)) < 0)
+            return ret;
+    }
 
     s = str_field(j, "platform_id", &len);
     if (!s || len != CUSTOS_PLATFORM_ID_LEN || !platform_id_valid(s)) {
@@ -223,6 +247,8 @@ static int parse_entry(const json_t *j, size_t index, struct cas_keystore_entry 
 int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, char *err, size_t err_size)
 {
     static const char *const names[] = {"version", "entries", "mac"};
+    static const char *const names_v2[] = {"version", "entries", "mac", "database_id", "generation"};
+    static const char *const opt_v2[] = {"creating"};
     int ret;
     json_t *root = NULL;
     struct cas_keystore ks = {0};
@@ -249,12 +275,38 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
         snprintf(err, err_size, "not a JSON object");
         goto out;
     }
-    if (check_fields(root, names, sizeof(names) / sizeof(names[0]), "", err, err_size) < 0)
-        goto out;
     v = json_object_get(root, "version");
-    if (!json_is_integer(v) || json_integer_value(v) != KS_VERSION) {
-        snprintf(err, err_size, "field \"version\": unsupported version (want %d)", KS_VERSION);
+    if (!v) {
+        snprintf(err, err_size, "missing field \"version\"");
         goto out;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > KS_VERSION) {
+        snprintf(err, err_size, "field \"version\": unsupported version (want 1 or %d)", KS_VERSION);
+        goto out;
+    }
+    ks.version = (int)json_integer_value(v);
+    if (ks.version == 1 ? check_fields(root, names, 3, "", err, err_size) < 0
+                        : check_fields_opt(root, names_v2, 5, opt_v2, 1, "", err, err_size) < 0)
+        goto out;
+    if (ks.version >= 2) {
+        s = str_field(root, "database_id", &len);
+        if (!s || len != 2 * CAS_KS_ID_SIZE || strspn(s, "0123456789abcdef") != len ||
+            custos_hex_decode(s, ks.database_id, CAS_KS_ID_SIZE) < 0) {
+            snprintf(err, err_size, "field \"database_id\": not %d lowercase hex digits", 2 * CAS_KS_ID_SIZE);
+            goto out;
+        }
+        v = json_object_get(root, "generation");
+        if (!json_is_integer(v) || json_integer_value(v) < 1) {
+            snprintf(err, err_size, "field \"generation\": not a positive integer");
+            goto out;
+        }
+        ks.generation = (uint64_t)json_integer_value(v);
+        v = json_object_get(root, "creating");
+        if (v && !json_is_true(v)) {
+            snprintf(err, err_size, "field \"creating\": only true is allowed (absent when done)");
+            goto out;
+        }
+        ks.creating = v != NULL;
     }
     s = str_field(root, "mac", &len);
     if (!s || len != 64 || strspn(s, "0123456789abcdef") != 64 || custos_hex_decode(s, ks.mac, 32) < 0) {
@@ -281,7 +333,7 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
         ks.count = count;
     }
     for (size_t i = 0; i < count; i++) {
-        ret = parse_entry(json_array_get(entries, i), i, &ks.entries[i], err, err_size);
+        ret = parse_entry(json_array_get(entries, i), ks.version, i, &ks.entries[i], err, err_size);
         if (ret < 0) {
             if (ret == -ENOMEM)
                 snprintf(err, err_size, "out of memory");
@@ -314,6 +366,15 @@ int cas_keystore_load(const char *path, struct cas_keystore *out, char *err, siz
         snprintf(err, err_size, "cas_keystore_load: missing argument");
         return -EINVAL;
     }
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_uid != geteuid() || (sb.st_mode & 077))) {
+        snprintf(err, err_size,
+                 "%s: the key-store is %s (owner uid %u, mode %03o): it must be owned by uid %u and not readable "
+                 "or writable by others; check who changed it, then chown %u and chmod 600 it", path,
+                 sb.st_uid != geteuid() ? "owned by another user" : "accessible to other users", (unsigned)sb.st_uid,
+                 (unsigned)(sb.st_mode & 0777), (unsigned)geteuid(), (unsigned)geteuid());
+        return -EPERM;
+    }
     int ret = custos_read_file(path, CAS_KS_MAX_FILE, &buf, &size);
     if (ret == -ENOENT) {
         snprintf(err, err_size, "%s: no key-store (a new database)", path);
@@ -337,21 +398,30 @@ int cas_keystore_load(const char *path, struct cas_keystore *out, char *err, siz
 
 /* ---- MAC and serialization ----------------------------------------------------------------- */
 
-static int compute_mac(const struct cas_keystore *ks, const uint8_t dbkey[32], uint8_t mac[32])
+/* The MAC of the file form `version` (1: as casd wrote before key rotation; 2: today). */
+static int compute_mac(const struct cas_keystore *ks, int version, const uint8_t dbkey[32], uint8_t mac[32])
 {
     int ret = -EIO;
     uint8_t key[32], *buf = NULL, *p;
     size_t cap;
+    const char *info = version == 1 ? MAC_INFO_V1 : MAC_INFO;
+    size_t info_len = strlen(info);
     if (!ks || !dbkey || ks->count > CAS_KS_MAX_ENTRIES || (ks->count && !ks->entries))
         return -EINVAL;
-    cap = sizeof(MAC_INFO) - 1 + 8 + ks->count * CANON_ENTRY_MAX;
+    cap = info_len + 4 + CAS_KS_ID_SIZE + 8 + 1 + 4 + ks->count * CANON_ENTRY_MAX;
     buf = malloc(cap);
     if (!buf)
         return -ENOMEM;
     p = buf;
-    memcpy(p, MAC_INFO, sizeof(MAC_INFO) - 1);
-    p += sizeof(MAC_INFO) - 1;
-    p = custos_put_be(p, KS_VERSION, 4);
+    memcpy(p, info, info_len);
+    p += info_len;
+    p = custos_put_be(p, (uint64_t)version, 4);
+    if (version >= 2) {
+        memcpy(p, ks->database_id, CAS_KS_ID_SIZE);
+        p += CAS_KS_ID_SIZE;
+        p = custos_put_be(p, ks->generation, 8);
+        *p++ = ks->creating ? 1 : 0;
+    }
     p = custos_put_be(p, ks->count, 4);
     for (size_t i = 0; i < ks->count; i++) {
         const struct cas_keystore_entry *e = &ks->entries[i];
@@ -371,9 +441,17 @@ static int compute_mac(const struct cas_keystore *ks, const uint8_t dbkey[32], u
         p += sizeof(e->nonce);
         memcpy(p, e->sealed, sizeof(e->sealed));
         p += sizeof(e->sealed);
+        if (version >= 2) {
+            *p++ = e->node_key ? 1 : 0;
+            if (e->node_key) {
+                memcpy(p, e->public_key, sizeof(e->public_key));
+                p += sizeof(e->public_key);
+                memcpy(p, e->wrapped, sizeof(e->wrapped));
+                p += sizeof(e->wrapped);
+            }
+        }
     }
-    if (custos_hkdf_sha256(dbkey, DBKEY_SIZE, NULL, 0, (const uint8_t *)MAC_INFO, sizeof(MAC_INFO) - 1, key,
-                           sizeof(key)) < 0)
+    if (custos_hkdf_sha256(dbkey, DBKEY_SIZE, NULL, 0, (const uint8_t *)info, info_len, key, sizeof(key)) < 0)
         goto out;
     if (custos_hmac_sha256(key, sizeof(key), buf, (size_t)(p - buf), mac) < 0)
         goto out;
@@ -387,7 +465,7 @@ out:
 int cas_keystore_verify_mac(const struct cas_keystore *ks, const uint8_t dbkey[32])
 {
     uint8_t mac[32];
-    int ret = compute_mac(ks, dbkey, mac);
+    int ret = ks ? compute_mac(ks, ks->version == 1 ? 1 : 2, dbkey, mac) : -EINVAL;
     if (ret == 0 && !custos_ct_equal(mac, ks->mac, sizeof(mac)))
         ret = -EBADMSG;
     return ret;
@@ -438,7 +516,9 @@ int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32
     ret = check_store(ks);
     if (ret < 0)
         return ret;
-    ret = compute_mac(ks, dbkey, mac);
+    if (ks->generation == 0)
+        return -EINVAL; /* a version 2 file is bound to a database and a generation */
+    ret = compute_mac(ks, KS_VERSION, dbkey, mac);
     if (ret < 0)
         return ret;
     ret = -ENOMEM;
@@ -458,9 +538,17 @@ int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32
             set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 ||
             set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0)
             goto out;
+        if (e->node_key && (set_b64(o, "public_key", e->public_key, sizeof(e->public_key)) < 0 ||
+                            set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0))
+            goto out;
     }
     custos_hex_encode(mac, sizeof(mac), mac_hex, false);
-    if (set_new(root, "version", json_integer(KS_VERSION)) < 0)
+    char id_hex[2 * CAS_KS_ID_SIZE + 1];
+    custos_hex_encode(ks->database_id, CAS_KS_ID_SIZE, id_hex, false);
+    if (set_new(root, "version", json_integer(KS_VERSION)) < 0 ||
+        set_new(root, "database_id", json_string(id_hex)) < 0 ||
+        set_new(root, "generation", json_integer((json_int_t)ks->generation)) < 0 ||
+        (ks->creating && set_new(root, "creating", json_true()) < 0))
         goto out;
     ret = set_new(root, "entries", arr);
     arr = NULL; /* owned by root (or freed) now */
@@ -536,12 +624,19 @@ int cas_keystore_save(const char *path, const struct cas_keystore *ks, const uin
 
 /* ---- sealing ------------------------------------------------------------------------------- */
 
-static size_t build_aad(const struct cas_keystore_entry *e, uint8_t out[AAD_MAX])
+/* prefix || [database ID || generation] || platform_id || kind || 0 || node || 0 || tcb */
+static size_t build_aad_ex(const char *prefix, const struct cas_keystore *ks, const struct cas_keystore_entry *e,
+                           uint8_t out[AAD_MAX])
 {
     uint8_t *p = out;
     size_t kind_len = strlen(e->kind), node_len = strlen(e->node); /* checked by the caller */
-    memcpy(p, SEAL_AAD_PREFIX, sizeof(SEAL_AAD_PREFIX) - 1);
-    p += sizeof(SEAL_AAD_PREFIX) - 1;
+    memcpy(p, prefix, strlen(prefix));
+    p += strlen(prefix);
+    if (ks) {
+        memcpy(p, ks->database_id, CAS_KS_ID_SIZE);
+        p += CAS_KS_ID_SIZE;
+        p = custos_put_be(p, ks->generation, 8);
+    }
     memcpy(p, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
     p += CUSTOS_PLATFORM_ID_LEN;
     memcpy(p, e->kind, kind_len + 1);
@@ -550,6 +645,11 @@ static size_t build_aad(const struct cas_keystore_entry *e, uint8_t out[AAD_MAX]
     p += node_len + 1;
     p = custos_put_be(p, e->tcb, 4);
     return (size_t)(p - out);
+}
+
+static size_t build_aad(const struct cas_keystore_entry *e, uint8_t out[AAD_MAX])
+{
+    return build_aad_ex(SEAL_AAD_PREFIX, NULL, e, out);
 }
 
 int cas_keystore_seal(struct cas_keystore_entry *e, const uint8_t seal_key[32], const uint8_t dbkey[32])
@@ -581,6 +681,87 @@ int cas_keystore_unseal(const struct cas_keystore_entry *e, const uint8_t seal_k
         memcpy(dbkey, key, sizeof(key));
     custos_wipe(key, sizeof(key));
     return ret;
+}
+
+int cas_keystore_seal_node(struct cas_keystore_entry *e, const uint8_t seal_key[32])
+{
+    uint8_t aad[AAD_MAX], priv[32], pub[32], nonce[12];
+    char err[160];
+    if (!seal_key || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
+        return -EINVAL;
+    size_t aad_size = build_aad_ex(NODE_AAD_PREFIX, NULL, e, aad);
+    int ret = custos_x25519_keypair(priv, pub);
+    if (ret == 0)
+        ret = custos_random(nonce, sizeof(nonce));
+    if (ret == 0)
+        ret = custos_aead_seal(seal_key, nonce, aad, aad_size, priv, sizeof(priv), e->sealed);
+    if (ret == 0) {
+        memcpy(e->nonce, nonce, sizeof(nonce));
+        memcpy(e->public_key, pub, sizeof(pub));
+        memset(e->wrapped, 0, sizeof(e->wrapped));
+        e->node_key = true;
+    }
+    custos_wipe(priv, sizeof(priv));
+    return ret;
+}
+
+static int wrap_key(const uint8_t shared[32], const uint8_t eph_pub[32], const uint8_t node_pub[32], uint8_t out[32])
+{
+    uint8_t salt[64];
+    memcpy(salt, eph_pub, 32);
+    memcpy(salt + 32, node_pub, 32);
+    return custos_hkdf_sha256(shared, 32, salt, sizeof(salt), (const uint8_t *)WRAP_INFO, strlen(WRAP_INFO), out, 32);
+}
+
+int cas_keystore_wrap(const struct cas_keystore *ks, struct cas_keystore_entry *e, const uint8_t dbkey[32])
+{
+    uint8_t aad[AAD_MAX], eph[32], shared[32], key[32];
+    char err[160];
+    if (!ks || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0 || !e->node_key)
+        return -EINVAL;
+    size_t aad_size = build_aad_ex(WRAP_INFO, ks, e, aad);
+    uint8_t *w = e->wrapped;
+    int ret = custos_x25519_keypair(eph, w);
+    if (ret == 0)
+        ret = custos_x25519(eph, e->public_key, shared);
+    if (ret == 0)
+        ret = wrap_key(shared, w, e->public_key, key);
+    if (ret == 0)
+        ret = custos_random(w + 32, 12);
+    if (ret == 0)
+        ret = custos_aead_seal(key, w + 32, aad, aad_size, dbkey, DBKEY_SIZE, w + 44);
+    custos_wipe(eph, sizeof(eph));
+    custos_wipe(shared, sizeof(shared));
+    custos_wipe(key, sizeof(key));
+    return ret;
+}
+
+int cas_keystore_open(const struct cas_keystore *ks, const struct cas_keystore_entry *e,
+                      const uint8_t seal_key[32], uint8_t dbkey[32])
+{
+    uint8_t aad[AAD_MAX], priv[32], shared[32], key[32], out[32];
+    char err[160];
+    if (!ks || !seal_key || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
+        return -EINVAL;
+    if (!e->node_key)
+        return cas_keystore_unseal(e, seal_key, dbkey);
+    size_t aad_size = build_aad_ex(NODE_AAD_PREFIX, NULL, e, aad);
+    int ret = custos_aead_open(seal_key, e->nonce, aad, aad_size, e->sealed, sizeof(e->sealed), priv);
+    if (ret == 0)
+        ret = custos_x25519(priv, e->wrapped, shared);
+    if (ret == 0)
+        ret = wrap_key(shared, e->wrapped, e->public_key, key);
+    if (ret == 0) {
+        aad_size = build_aad_ex(WRAP_INFO, ks, e, aad);
+        ret = custos_aead_open(key, e->wrapped + 32, aad, aad_size, e->wrapped + 44, DBKEY_SIZE + 16, out);
+    }
+    if (ret == 0)
+        memcpy(dbkey, out, sizeof(out));
+    custos_wipe(priv, sizeof(priv));
+    custos_wipe(shared, sizeof(shared));
+    custos_wipe(key, sizeof(key));
+    custos_wipe(out, sizeof(out));
+    return ret < 0 ? -EBADMSG : 0;
 }
 
 /* ---- editing ------------------------------------------------------------------------------- */

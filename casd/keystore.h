@@ -14,15 +14,36 @@
  * platform_id (66) || u8 len || kind || u8 len || node || u32 tcb || u64 time || nonce || sealed
  * (integers big-endian).
  * Sealing: AES-256-GCM(seal key, nonce, aad, dbkey), aad = "custos-keystore-v1" || platform_id ||
- * kind || 0x00 || node || 0x00 || u32 tcb (big-endian): the metadata cannot be changed. */
+ * kind || 0x00 || node || 0x00 || u32 tcb (big-endian): the metadata cannot be changed.
+ *
+ * Version 2 (written by every casd since key rotation; version 1 files are read and migrated):
+ *   {"version": 2, "database_id": "<32 hex>", "generation": <u64 >= 1>, ["creating": true,]
+ *    "entries": [{...the fields above..., ["public_key": "<base64 of 32>", "wrapped": "<base64 of 92>"]}],
+ *    "mac": "<64 hex>"}
+ * database_id and generation bind the file to one database and one database key (the database's
+ * meta record holds the same pair). "creating" marks a first start that has not finished creating
+ * its database. An entry with public_key is a node entry: `sealed` holds that node's X25519 private
+ * key, sealed with aad = "custos-keystore-node-v2" || platform_id || kind || 0 || node || 0 || tcb,
+ * and `wrapped` holds the database key for that node: ephemeral X25519 public key (32) || nonce (12)
+ * || AES-256-GCM(HKDF-SHA256(X25519, salt = ephemeral || public_key, info "custos-keystore-wrap-v2"),
+ * aad = "custos-keystore-wrap-v2" || database_id || u64 generation || platform_id || kind || 0 || node
+ * || 0 || tcb, dbkey) (48). Anyone holding the entries can wrap a new database key for each node
+ * (rotation); only the node can unwrap it. An entry without public_key is a legacy entry (version 1
+ * form: `sealed` is the database key itself); it cannot follow a rotation.
+ * MAC (version 2) = HMAC-SHA256(HKDF(dbkey, info "custos-keystore-mac-v2"), "custos-keystore-mac-v2"
+ * || u32 version || database_id || u64 generation || u8 creating || u32 count || per entry: the
+ * version 1 fields || u8 node entry || [public_key || wrapped]). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define CAS_KS_MAX_ENTRIES 1024
 #define CAS_KS_MAX_FILE ((size_t)1 << 20)
 #define CAS_KS_NODE_MAX 253
+#define CAS_KS_ID_SIZE 16
+#define CAS_KS_WRAPPED_SIZE (32 + 12 + 32 + 16)
 
 struct cas_keystore_entry {
     char platform_id[67]; /* 66 uppercase hex (SEC1 compressed P-256: 02/03 prefix) */
@@ -31,13 +52,20 @@ struct cas_keystore_entry {
     uint32_t tcb;
     int64_t time; /* registration time, seconds since epoch (>= 0) */
     uint8_t nonce[12];
-    uint8_t sealed[48]; /* AES-256-GCM of the 32-byte db key + tag */
+    uint8_t sealed[48]; /* AES-256-GCM of the 32-byte db key (legacy) or node private key + tag */
+    bool node_key;      /* a node entry (public_key, wrapped); false: legacy */
+    uint8_t public_key[32];
+    uint8_t wrapped[CAS_KS_WRAPPED_SIZE];
 };
 
 struct cas_keystore {
     struct cas_keystore_entry *entries;
     size_t count;
     uint8_t mac[32];
+    int version; /* as read (1 or 2); always written as 2 */
+    uint8_t database_id[CAS_KS_ID_SIZE];
+    uint64_t generation; /* 0 in a version 1 file */
+    bool creating;
 };
 
 /* <db_dir without trailing slashes>.key-store. -EINVAL (empty, or "/"), -ENAMETOOLONG. */
@@ -66,10 +94,21 @@ int cas_keystore_save(const char *path, const struct cas_keystore *ks, const uin
 /* -EBADMSG when ks->mac does not match (file edited by someone without the db key). */
 int cas_keystore_verify_mac(const struct cas_keystore *ks, const uint8_t dbkey[32]);
 
-/* Seals dbkey for e's platform (fresh nonce); e's metadata must be set first. */
+/* Legacy (version 1) entries: seals dbkey itself for e's platform (fresh nonce); e's metadata must be
+ * set first. Kept for tests and migration only. */
 int cas_keystore_seal(struct cas_keystore_entry *e, const uint8_t seal_key[32], const uint8_t dbkey[32]);
 /* -EBADMSG when the seal key or the metadata differ. dbkey is written only on success. */
 int cas_keystore_unseal(const struct cas_keystore_entry *e, const uint8_t seal_key[32], uint8_t dbkey[32]);
+
+/* Makes e a node entry: a new X25519 key pair, its private key sealed with the node's seal key.
+ * e's metadata must be set first; `wrapped` is left for cas_keystore_wrap. */
+int cas_keystore_seal_node(struct cas_keystore_entry *e, const uint8_t seal_key[32]);
+/* Wraps dbkey for node entry e, bound to the key-store's database ID and generation. */
+int cas_keystore_wrap(const struct cas_keystore *ks, struct cas_keystore_entry *e, const uint8_t dbkey[32]);
+/* The database key from e (node or legacy entry) with the node's seal key. -EBADMSG when it does not
+ * open (other seal key, changed metadata, another database or generation). */
+int cas_keystore_open(const struct cas_keystore *ks, const struct cas_keystore_entry *e,
+                      const uint8_t seal_key[32], uint8_t dbkey[32]);
 
 const struct cas_keystore_entry *cas_keystore_find(const struct cas_keystore *ks, const char *platform_id);
 /* Replaces the entry with the same platform_id, or appends. -EINVAL (invalid entry), -E2BIG (full). */

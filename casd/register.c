@@ -222,7 +222,7 @@ static bool request_used(struct cas_state *st, const char *id)
  * crash-safely; the in-memory list changes only once the file is written. Call with st->lock held. */
 static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry *add, const char *remove_id)
 {
-    struct cas_keystore next = {0};
+    struct cas_keystore next = st->ks;
     int ret = -ENOMEM;
     next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
     if (next.entries) {
@@ -393,7 +393,13 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
      * spent request cannot be replayed either way. */
     snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
     struct cas_db_op op = {used, "1", 1};
-    int ret = cas_audit(st, "backup registering",
+    int ret = cas_keystore_wrap(&st->ks, &c.entry, st->dbkey);
+    if (ret < 0) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 400, "invalid_key", "backup refused: its node public key is not usable");
+        goto out;
+    }
+    ret = cas_audit(st, "backup registering",
                         json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node",
                                   c.entry.node, "tcb", (int)c.entry.tcb), &op, 1);
     if (ret == 0)
@@ -427,6 +433,8 @@ void cas_backups_list(struct cas_state *st, struct http_request *req, struct htt
                                               "platform_kind", e->kind, "node", e->node, "tcb", (json_int_t)e->tcb,
                                               "registered_at", (json_int_t)e->time, "primary",
                                               strcmp(e->platform_id, st->platform_id) == 0));
+        /* A legacy entry (registered before key rotation) cannot follow one: register it again. */
+        json_object_set_new(json_array_get(list, json_array_size(list) - 1), "rotatable", json_boolean(e->node_key));
     }
     pthread_mutex_unlock(&st->lock);
     r->body = json_pack("{s:o, s:s}", "backups", list, "primary_platform_id", st->platform_id);
@@ -451,19 +459,33 @@ void cas_backups_remove(struct cas_state *st, struct http_request *req, struct h
     }
     pthread_mutex_lock(&st->lock);
     int ret = cas_keystore_find(&st->ks, norm) ? 0 : -ENOENT;
+    for (size_t i = 0; ret == 0 && i < st->ks.count; i++) {
+        const struct cas_keystore_entry *e = &st->ks.entries[i];
+        if (!e->node_key && strcmp(e->platform_id, norm) != 0) {
+            pthread_mutex_unlock(&st->lock);
+            http_error(r, 409, "legacy_entry",
+                       "removing a backup rotates the database key, and the entry of platform %s (node %s) was "
+                       "registered before rotation existed: it could not open the database afterwards. Register "
+                       "that node again (cas register-backup), then remove this one", e->platform_id, e->node);
+            return;
+        }
+    }
     if (ret == 0)
         ret = cas_audit(st, "backup removing", json_pack("{s:s}", "platform_id", norm), NULL, 0);
+    uint64_t generation = st->ks.generation;
     if (ret == 0)
-        ret = keystore_commit(st, NULL, norm);
+        ret = cas_rotate_key(st, norm);
     pthread_mutex_unlock(&st->lock);
     if (ret == -ENOENT) {
         http_error(r, 404, "not_found", "no backup is registered for platform %s", norm);
         return;
     }
     if (ret < 0) {
-        http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
+        http_error(r, 500, "storage", "cannot remove the backup (the database key was not rotated): %s",
+                   strerror(-ret));
         return;
     }
-    LOG_MODULE_INFO(CAS_LOG, "backup of platform %s removed", norm);
-    r->body = json_pack("{s:s}", "removed", norm);
+    LOG_MODULE_INFO(CAS_LOG, "backup of platform %s removed; database key rotated (generation %llu -> %llu)", norm,
+                    (unsigned long long)generation, (unsigned long long)st->ks.generation);
+    r->body = json_pack("{s:s, s:I}", "removed", norm, "generation", (json_int_t)st->ks.generation);
 }

@@ -39,17 +39,43 @@ static int node_info(struct cas_state *st, uint8_t seal[32])
     return 0;
 }
 
-static int create_database(struct cas_state *st, struct cas_keystore *ks, const uint8_t seal[32])
+/* A new database: key-store first (marked "creating"), then the database, then the key-store
+ * without the mark. A crash at any step leaves a state finish_create completes; a key-store without
+ * the mark is never given a new database (cas_open_database refuses). */
+static int finish_create(struct cas_state *st, struct cas_keystore *ks, char *err, size_t err_size)
 {
-    char mdb[PATH_MAX];
-    struct stat sb;
-    snprintf(mdb, sizeof(mdb), "%s/data.mdb", st->db_dir);
-    if (stat(mdb, &sb) == 0) {
-        LOG_MODULE_ERROR(CAS_LOG,
-                         "database %s exists but its key-store %s is missing: refusing to create a new "
-                         "database key (that would make the data unreadable); restore the key-store",
-                         st->db_dir, st->keystore_path);
-        return -ENOENT;
+    struct cas_db_meta meta;
+    int ret = cas_db_peek(st->db_dir, &meta, err, err_size);
+    if (ret == -ENOENT) {
+        ret = cas_db_create(st->db_dir, st->dbkey, ks->database_id, &st->db, err, err_size);
+    } else if (ret == 0 && memcmp(meta.id, ks->database_id, CAS_KS_ID_SIZE) == 0 && meta.generation == 1) {
+        ret = cas_db_open(st->db_dir, st->dbkey, &st->db, err, err_size);
+    } else if (ret == 0 || ret == -ENODATA) {
+        snprintf(err, err_size, "%s holds another database than the one key-store %s was being created for; "
+                 "refusing to touch either", st->db_dir, st->keystore_path);
+        ret = -EEXIST;
+    }
+    if (ret < 0)
+        return ret;
+    ks->creating = false;
+    ret = cas_keystore_save(st->keystore_path, ks, st->dbkey);
+    if (ret < 0)
+        snprintf(err, err_size, "cannot write key-store %s: %s%s", st->keystore_path, strerror(-ret),
+                 ret == -ENOSPC ? " (disk full)" : "");
+    return ret;
+}
+
+static int create_database(struct cas_state *st, struct cas_keystore *ks, const uint8_t seal[32], char *err,
+                           size_t err_size)
+{
+    struct cas_db_meta meta;
+    int ret = cas_db_peek(st->db_dir, &meta, err, err_size);
+    if (ret != -ENOENT) {
+        if (ret == 0 || ret == -ENODATA)
+            snprintf(err, err_size, "database %s exists but its key-store %s is missing: refusing to create a new "
+                     "database key (that would make the data unreadable); restore the key-store",
+                     st->db_dir, st->keystore_path);
+        return ret < 0 && ret != -ENODATA ? ret : -ENOENT;
     }
     struct cas_keystore_entry e;
     memset(&e, 0, sizeof(e));
@@ -58,17 +84,27 @@ static int create_database(struct cas_state *st, struct cas_keystore *ks, const 
     snprintf(e.node, sizeof(e.node), "%s", st->node_name);
     e.tcb = st->tcb;
     e.time = (int64_t)time(NULL);
-    int ret = custos_random(st->dbkey, sizeof(st->dbkey));
+    ks->version = 2;
+    ks->generation = 1;
+    ks->creating = true;
+    ret = custos_random(st->dbkey, sizeof(st->dbkey));
     if (ret == 0)
-        ret = cas_keystore_seal(&e, seal, st->dbkey);
+        ret = custos_random(ks->database_id, sizeof(ks->database_id));
+    if (ret == 0)
+        ret = cas_keystore_seal_node(&e, seal);
+    if (ret == 0)
+        ret = cas_keystore_wrap(ks, &e, st->dbkey);
     if (ret == 0)
         ret = cas_keystore_upsert(ks, &e);
     if (ret == 0)
         ret = cas_keystore_save(st->keystore_path, ks, st->dbkey);
     if (ret < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "cannot create key-store %s: %s", st->keystore_path, strerror(-ret));
+        snprintf(err, err_size, "cannot create key-store %s: %s%s", st->keystore_path, strerror(-ret),
+                 ret == -ENOSPC ? " (disk full)" : "");
         return ret;
     }
+    if ((ret = finish_create(st, ks, err, err_size)) < 0)
+        return ret;
     LOG_MODULE_INFO(CAS_LOG, "created a new database key, sealed for platform %s (node %s) in %s",
                     st->platform_id, e.node, st->keystore_path);
     return 0;
@@ -110,15 +146,194 @@ static void refuse_unregistered(const struct cas_state *st, const struct cas_key
     LOG_MODULE_ERROR(CAS_LOG,
                      "this CAS runs on platform %s (%s, node %s), which is not registered in key-store "
                      "%s; registered platforms: %s. Register a backup for this node first (cas "
-                     "register-backup, run against the CAS on a registered node), then start it here.",
+                     "register-backup, run against the CAS on a registered node), then start it here. If this "
+                     "node was registered, the key-store may be damaged or replaced (its MAC can only be "
+                     "checked by a registered node).",
                      st->platform_id, st->platform_kind, st->node_name, st->keystore_path,
                      ks->count ? list : "none");
+}
+
+/* A key rotation leaves DIR.key-store.next while it re-encrypts the database; whichever generation
+ * the database has is the key-store that opens it. */
+static int recover_rotation(struct cas_state *st, struct cas_keystore *ks, char *err, size_t err_size)
+{
+    char next_path[PATH_MAX + 8];
+    struct cas_keystore next = {0};
+    struct cas_db_meta meta;
+    char lerr[1024];
+    snprintf(next_path, sizeof(next_path), "%s.next", st->keystore_path);
+    int ret = cas_keystore_load(next_path, &next, lerr, sizeof(lerr));
+    if (ret == -ENOENT)
+        return 0;
+    if (ret < 0) {
+        snprintf(err, err_size, "%s (an interrupted key rotation's key-store; left untouched)", lerr);
+        return ret;
+    }
+    ret = cas_db_peek(st->db_dir, &meta, err, err_size);
+    if (ret == 0 && meta.generation == next.generation && next.generation == ks->generation + 1) {
+        ret = custos_rename_durable(next_path, st->keystore_path);
+        if (ret == 0) {
+            cas_keystore_free(ks);
+            *ks = next;
+            next = (struct cas_keystore){0};
+            LOG_MODULE_WARN(CAS_LOG, "finished an interrupted key rotation: %s is generation %llu",
+                            st->keystore_path, (unsigned long long)ks->generation);
+        } else {
+            snprintf(err, err_size, "cannot rename %s to %s: %s", next_path, st->keystore_path, strerror(-ret));
+        }
+    } else if (ret == 0 && meta.generation == ks->generation) {
+        ret = unlink(next_path) < 0 ? -errno : 0;
+        if (ret == 0)
+            LOG_MODULE_WARN(CAS_LOG, "discarded an unfinished key rotation (the database was not re-encrypted; "
+                            "%s stays generation %llu)", st->keystore_path, (unsigned long long)ks->generation);
+        else
+            snprintf(err, err_size, "cannot remove %s: %s", next_path, strerror(-ret));
+    } else if (ret == 0 || ret == -ENODATA) {
+        snprintf(err, err_size, "key-stores %s (generation %llu) and %s (generation %llu) do not match database %s "
+                 "(generation %llu); refusing to guess", st->keystore_path, (unsigned long long)ks->generation,
+                 next_path, (unsigned long long)next.generation, st->db_dir,
+                 (unsigned long long)(ret == 0 ? meta.generation : 0));
+        ret = -EBADMSG;
+    }
+    cas_keystore_free(&next);
+    return ret;
+}
+
+static void hex_id(const uint8_t id[CAS_KS_ID_SIZE], char out[2 * CAS_KS_ID_SIZE + 1])
+{
+    custos_hex_encode(id, CAS_KS_ID_SIZE, out, false);
+}
+
+/* The key-store must belong to the database beside it: same ID, same generation. */
+static int check_binding(struct cas_state *st, const struct cas_keystore *ks, const struct cas_db_meta *meta,
+                         int peek, char *err, size_t err_size)
+{
+    char a[33], b[33];
+    if (peek == -ENOENT) {
+        snprintf(err, err_size,
+                 "database %s is missing or empty, but its key-store %s exists: refusing to create a new database "
+                 "under an existing key. Restore the database directory (or move the key-store away to start a "
+                 "new CAS deliberately)", st->db_dir, st->keystore_path);
+        return -ENOENT;
+    }
+    if (peek < 0 && peek != -ENODATA)
+        return peek; /* err names the damage */
+    if (ks->version == 1)
+        return 0; /* no binding yet: migrated after the key opens the database */
+    hex_id(ks->database_id, a);
+    if (peek == -ENODATA) {
+        snprintf(err, err_size, "key-store %s belongs to database %s, but %s has no database ID (an older "
+                 "database): they do not belong together", st->keystore_path, a, st->db_dir);
+        return -EBADMSG;
+    }
+    hex_id(meta->id, b);
+    if (memcmp(meta->id, ks->database_id, CAS_KS_ID_SIZE) != 0) {
+        snprintf(err, err_size, "key-store %s belongs to database %s, but %s is database %s: they do not belong "
+                 "together", st->keystore_path, a, st->db_dir, b);
+        return -EBADMSG;
+    }
+    if (ks->generation < meta->generation) {
+        snprintf(err, err_size,
+                 "key-store %s (generation %llu) is older than database %s (generation %llu): the database key was "
+                 "rotated since (a backup was removed), and this key-store no longer opens it. Platform %s is not "
+                 "in the current key-store unless the CAS lists it (cas backups list)", st->keystore_path,
+                 (unsigned long long)ks->generation, st->db_dir, (unsigned long long)meta->generation,
+                 st->platform_id);
+        return -EPERM;
+    }
+    if (ks->generation > meta->generation) {
+        snprintf(err, err_size, "key-store %s (generation %llu) is newer than database %s (generation %llu): the "
+                 "database was replaced by an older copy", st->keystore_path, (unsigned long long)ks->generation,
+                 st->db_dir, (unsigned long long)meta->generation);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+/* Format upgrades after the key opened the database: a version 1 pair gets a database ID (database
+ * first, then key-store), and this node's legacy entry becomes a node entry. */
+static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t seal[32], char *err, size_t err_size)
+{
+    struct cas_db_meta meta;
+    cas_db_get_meta(st->db, &meta);
+    struct cas_keystore_entry *e = (struct cas_keystore_entry *)cas_keystore_find(ks, st->platform_id);
+    if (ks->version >= 2 && e->node_key)
+        return 0;
+    int ret = 0;
+    if (meta.generation == 0) {
+        uint8_t id[CAS_KS_ID_SIZE];
+        if ((ret = custos_random(id, sizeof(id))) == 0 && (ret = cas_db_migrate(st->db, id)) == 0)
+            cas_db_get_meta(st->db, &meta);
+        if (ret < 0) {
+            snprintf(err, err_size, "%s: cannot add the database ID: %s", st->db_dir, strerror(-ret));
+            return ret;
+        }
+    }
+    struct cas_keystore_entry ne = *e;
+    memcpy(ks->database_id, meta.id, CAS_KS_ID_SIZE);
+    ks->generation = meta.generation;
+    ks->version = 2;
+    if ((ret = cas_keystore_seal_node(&ne, seal)) == 0 && (ret = cas_keystore_wrap(ks, &ne, st->dbkey)) == 0)
+        *e = ne;
+    if (ret == 0)
+        ret = cas_keystore_save(st->keystore_path, ks, st->dbkey);
+    if (ret < 0) {
+        snprintf(err, err_size, "cannot upgrade key-store %s: %s", st->keystore_path, strerror(-ret));
+        return ret;
+    }
+    LOG_MODULE_INFO(CAS_LOG, "key-store %s upgraded: bound to database %s, entry of platform %s can follow key "
+                    "rotations", st->keystore_path, st->db_dir, st->platform_id);
+    return 0;
+}
+
+static int open_existing(struct cas_state *st, struct cas_keystore *ks, const uint8_t seal[32], char *err,
+                         size_t err_size)
+{
+    struct cas_db_meta meta;
+    int ret = recover_rotation(st, ks, err, err_size);
+    if (ret < 0)
+        return ret;
+    if (ks->creating) {
+        const struct cas_keystore_entry *e = cas_keystore_find(ks, st->platform_id);
+        if (!e || cas_keystore_open(ks, e, seal, st->dbkey) < 0 || cas_keystore_verify_mac(ks, st->dbkey) < 0) {
+            snprintf(err, err_size, "key-store %s of a database being created does not open on platform %s",
+                     st->keystore_path, st->platform_id);
+            return -EPERM;
+        }
+        LOG_MODULE_WARN(CAS_LOG, "finishing the creation of database %s (interrupted at first start)", st->db_dir);
+        return finish_create(st, ks, err, err_size);
+    }
+    const struct cas_keystore_entry *e = cas_keystore_find(ks, st->platform_id);
+    if (!e) {
+        refuse_unregistered(st, ks);
+        err[0] = '\0';
+        return -EPERM;
+    }
+    ret = cas_keystore_open(ks, e, seal, st->dbkey);
+    if (ret < 0) {
+        snprintf(err, err_size,
+                 "the key-store entry of platform %s in %s does not open with this CAS's seal key: this casd binary "
+                 "(measurement differs) or this platform is not the one the entry was sealed for, or the key-store "
+                 "may be damaged", st->platform_id, st->keystore_path);
+        return ret;
+    }
+    if ((ret = cas_keystore_verify_mac(ks, st->dbkey)) < 0) {
+        snprintf(err, err_size, "key-store %s was modified by someone without the database key (its MAC does not "
+                 "match) or is damaged; refusing to use it", st->keystore_path);
+        return ret;
+    }
+    int peek = cas_db_peek(st->db_dir, &meta, err, err_size);
+    if ((ret = check_binding(st, ks, &meta, peek, err, err_size)) < 0)
+        return ret;
+    if ((ret = cas_db_open(st->db_dir, st->dbkey, &st->db, err, err_size)) < 0)
+        return ret;
+    return upgrade(st, ks, seal, err, err_size);
 }
 
 int cas_open_database(struct cas_state *st)
 {
     uint8_t seal[32];
-    char err[1024];
+    char err[16384] = "";
     struct cas_keystore *ks = &st->ks; /* kept: the primary updates it when backups register */
     int ret = node_info(st, seal);
     if (ret < 0)
@@ -131,38 +346,28 @@ int cas_open_database(struct cas_state *st)
         goto out;
     ret = cas_keystore_load(st->keystore_path, ks, err, sizeof(err));
     if (ret == -ENOENT) {
-        ret = create_database(st, ks, seal);
+        char next_path[PATH_MAX + 8];
+        struct stat sb;
+        snprintf(next_path, sizeof(next_path), "%s.next", st->keystore_path);
+        if (lstat(next_path, &sb) == 0) {
+            snprintf(err, sizeof(err), "key-store %s is missing but %s exists (an interrupted key rotation): "
+                     "refusing to guess; restore the key-store", st->keystore_path, next_path);
+        } else {
+            err[0] = '\0';
+            ret = create_database(st, ks, seal, err, sizeof(err));
+        }
     } else if (ret < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "%s (the key-store is left untouched)", err);
+        snprintf(err + strlen(err), sizeof(err) - strlen(err), " (the key-store is left untouched)");
     } else {
-        const struct cas_keystore_entry *e = cas_keystore_find(ks, st->platform_id);
-        if (!e) {
-            refuse_unregistered(st, ks);
-            ret = -EPERM;
-            goto out;
-        }
-        ret = cas_keystore_unseal(e, seal, st->dbkey);
-        if (ret < 0) {
-            LOG_MODULE_ERROR(CAS_LOG,
-                             "the key-store entry of platform %s does not open with this CAS's seal "
-                             "key: this casd binary (measurement differs) or this platform is not the "
-                             "one the entry was sealed for",
-                             st->platform_id);
-            goto out;
-        }
-        if ((ret = cas_keystore_verify_mac(ks, st->dbkey)) < 0) {
-            LOG_MODULE_ERROR(CAS_LOG, "key-store %s was modified by someone without the database key "
-                             "(its MAC does not match); refusing to use it", st->keystore_path);
-            goto out;
-        }
+        ret = open_existing(st, ks, seal, err, sizeof(err));
     }
-    if (ret < 0)
+    if (ret < 0) {
+        if (err[0])
+            LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         goto out;
-    if ((ret = cas_db_open(st->db_dir, st->dbkey, &st->db, err, sizeof(err))) < 0)
-        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
-    else
-        LOG_MODULE_INFO(CAS_LOG, "database %s opened on platform %s (%s, TCB %u)", st->db_dir,
-                        st->platform_id, st->platform_kind, st->tcb);
+    }
+    LOG_MODULE_INFO(CAS_LOG, "database %s opened on platform %s (%s, TCB %u)", st->db_dir, st->platform_id,
+                    st->platform_kind, st->tcb);
 out:
     custos_wipe(seal, sizeof(seal));
     return ret;

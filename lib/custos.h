@@ -112,6 +112,8 @@ int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *
 extern void (*custos_atomic_write_hook)(int step);
 /* Crash-safe replace: temp file (O_EXCL|O_NOFOLLOW, mode), write, fsync, rename, fsync dir. */
 int custos_write_file_atomic(const char *path, const void *data, size_t size, unsigned mode);
+/* rename(from, to), then fsync of to's directory: the rename survives a crash once it returns 0. */
+int custos_rename_durable(const char *from, const char *to);
 /* Reads a whole regular file of at most max_size bytes (adds a NUL after the data; caller frees).
  * Refuses symlinks. -EFBIG when larger than max_size. */
 int custos_read_file(const char *path, size_t max_size, uint8_t **out, size_t *out_size);

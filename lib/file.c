@@ -49,6 +49,13 @@ static int fsync_dir_of(const char *path)
     return ret;
 }
 
+int custos_rename_durable(const char *from, const char *to)
+{
+    if (rename(from, to) < 0)
+        return -errno;
+    return fsync_dir_of(to);
+}
+
 int custos_write_file_atomic(const char *path, const void *data, size_t size, unsigned mode)
 {
     char tmp[PATH_MAX];

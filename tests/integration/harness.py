@@ -411,9 +411,12 @@ def casd_measurement():
         return hashlib.sha256(f.read()).digest()
 
 
-def keystore_aad(entry):
-    """Additional data of a key-store entry's seal (casd/keystore.c build_aad)."""
-    return (b"custos-keystore-v1" + entry["platform_id"].encode() + entry["kind"].encode() + b"\0" +
+def keystore_aad(entry, prefix=None):
+    """Additional data of a key-store entry's seal (casd/keystore.c build_aad_ex): the database key
+    itself in a legacy entry, the node's X25519 private key in a node entry."""
+    if prefix is None:
+        prefix = b"custos-keystore-node-v2" if "public_key" in entry else b"custos-keystore-v1"
+    return (prefix + entry["platform_id"].encode() + entry["kind"].encode() + b"\0" +
             entry["node"].encode() + b"\0" + struct.pack(">I", entry["tcb"]))
 
 
@@ -426,22 +429,39 @@ def seal_key(machine_secret, measurement, label=b"cas-db", uid=0):
                 info=b"custos-seal-v1" + struct.pack(">I", uid) + label).derive(machine_secret)
 
 
+def open_entry(ks, e, key):
+    """The database key from key-store entry e (of key-store ks, parsed JSON) with the node's seal
+    key, derived independently of casd (keystore.h): raises InvalidTag when it does not open."""
+    import base64
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    nonce, sealed = base64.b64decode(e["nonce"]), base64.b64decode(e["sealed"])
+    assert len(nonce) == 12 and len(sealed) == 48
+    plain = AESGCM(key).decrypt(nonce, sealed, keystore_aad(e))
+    if "public_key" not in e:
+        return plain
+    pub, wrapped = base64.b64decode(e["public_key"]), base64.b64decode(e["wrapped"])
+    shared = X25519PrivateKey.from_private_bytes(plain).exchange(X25519PublicKey.from_public_bytes(wrapped[:32]))
+    wrap = HKDF(algorithm=hashes.SHA256(), length=32, salt=wrapped[:32] + pub,
+                info=b"custos-keystore-wrap-v2").derive(shared)
+    aad = (b"custos-keystore-wrap-v2" + bytes.fromhex(ks["database_id"]) + struct.pack(">Q", ks["generation"]) +
+           keystore_aad(e, prefix=b""))
+    return AESGCM(wrap).decrypt(wrapped[32:44], wrapped[44:], aad)
+
+
 def unseal_dbkey(keystore_path, platform_dir, measurement=None, label=b"cas-db"):
     """Derives the database key independently of casd: raises cryptography's InvalidTag when the
     derivation (secret, measurement, label) is not the one the entry was sealed with."""
-    import base64
     import json
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     with open(keystore_path) as f:
         ks = json.load(f)
     assert len(ks["entries"]) == 1, ks
-    e = ks["entries"][0]
     with open(os.path.join(platform_dir, "machine-secret"), "rb") as f:
         secret = f.read()
     key = seal_key(secret, casd_measurement() if measurement is None else measurement, label)
-    nonce, sealed = base64.b64decode(e["nonce"]), base64.b64decode(e["sealed"])
-    assert len(nonce) == 12 and len(sealed) == 48
-    dbkey = AESGCM(key).decrypt(nonce, sealed, keystore_aad(e))
+    dbkey = open_entry(ks, ks["entries"][0], key)
     assert len(dbkey) == 32
     return dbkey
 
@@ -455,14 +475,50 @@ def keystore_mac(keystore_path, dbkey):
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
     with open(keystore_path) as f:
         ks = json.load(f)
-    buf = b"custos-keystore-mac-v1" + struct.pack(">II", ks["version"], len(ks["entries"]))
+    v = ks["version"]
+    info = b"custos-keystore-mac-v1" if v == 1 else b"custos-keystore-mac-v2"
+    buf = info + struct.pack(">I", v)
+    if v >= 2:
+        buf += bytes.fromhex(ks["database_id"]) + struct.pack(">QB", ks["generation"], 1 if ks.get("creating") else 0)
+    buf += struct.pack(">I", len(ks["entries"]))
     for e in ks["entries"]:
         buf += (e["platform_id"].encode() + bytes([len(e["kind"])]) + e["kind"].encode() +
                 bytes([len(e["node"])]) + e["node"].encode() + struct.pack(">IQ", e["tcb"], e["time"]) +
                 base64.b64decode(e["nonce"]) + base64.b64decode(e["sealed"]))
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"custos-keystore-mac-v1").derive(dbkey)
+        if v >= 2:
+            buf += bytes([1 if "public_key" in e else 0])
+            if "public_key" in e:
+                buf += base64.b64decode(e["public_key"]) + base64.b64decode(e["wrapped"])
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(dbkey)
     return bytes.fromhex(ks["mac"]), hmac.new(key, buf, hashlib.sha256).digest()
+
+
+def db_meta(db_dir, dbkey):
+    """The meta record of data.mdb (casd/db.h), authenticated with the records key derived from dbkey:
+    (database ID hex, generation, name key). Raises InvalidTag with another key; None when absent."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    with open(os.path.join(db_dir, "data.mdb"), "rb") as f:
+        data = f.read()
+    from cryptography.exceptions import InvalidTag
+    key = b"\0custos-db-meta"
+    rk = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"custos-db-records-v1").derive(dbkey)
+    found, best, pos = False, None, data.find(key + b"CDBM\x02")
+    while pos >= 0:  # freed pages may keep stale or partly overwritten copies: the newest that opens
+        found = True
+        v = data[pos + len(key):pos + len(key) + 89]
+        db_id, gen = v[5:21], struct.unpack(">Q", v[21:29])[0]
+        try:
+            name_key = AESGCM(rk).decrypt(v[29:41], v[41:], b"custos-db-meta-v2" + db_id + struct.pack(">Q", gen))
+            if best is None or gen > best[1]:
+                best = (db_id.hex(), gen, name_key)
+        except InvalidTag:
+            pass
+        pos = data.find(key + b"CDBM\x02", pos + 1)
+    if found and best is None:
+        raise InvalidTag()
+    return best
 
 
 def db_record_values(db_dir, dbkey, name):

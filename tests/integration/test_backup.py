@@ -228,7 +228,8 @@ def test_backup_killed_midway_changes_nothing(world):
     fake = {"request_id": offer["offer"]["request_id"], "proof": base64.b64encode(bytes(32)).decode(),
             "entry": {"platform_id": w["n2"].platform_id(), "kind": "sim", "node": "n2", "tcb": 1, "time": 1,
                       "nonce": base64.b64encode(bytes(12)).decode(),
-                      "sealed": base64.b64encode(bytes(48)).decode()}}
+                      "sealed": base64.b64encode(bytes(48)).decode(),
+                      "public_key": base64.b64encode(bytes(range(32))).decode()}}
     st, resp = owner_post(w, "/v1/backups/confirm", {"completion": fake})
     assert st == 403 and resp["error"]["code"] == "bad_proof"
     assert open(w["cas"].db + ".key-store", "rb").read() == before
@@ -306,8 +307,7 @@ def test_database_key_never_leaves_in_clear(world):
     process output: derived here independently from node 1's entry and checked to open node 2's."""
     import base64 as b64
     import json as js
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from harness import casd_measurement, keystore_aad, seal_key
+    from harness import casd_measurement, open_entry, seal_key
     w = world
     outputs = []
     r, _ = register(w, "n2")
@@ -324,7 +324,7 @@ def test_database_key_never_leaves_in_clear(world):
         e = [x for x in ks["entries"] if x["node"] == node][0]
         secret = open(os.path.join(w[node].platform_dir, "machine-secret"), "rb").read()
         key = seal_key(secret, casd_measurement())
-        return AESGCM(key).decrypt(b64.b64decode(e["nonce"]), b64.b64decode(e["sealed"]), keystore_aad(e))
+        return open_entry(ks, e, key)
 
     dbkey = unseal("n1")
     assert len(dbkey) == 32 and unseal("n2") == dbkey and unseal("n3") == dbkey

@@ -15,7 +15,7 @@ import pytest
 
 import harness
 from harness import (OWNER_TOML, CasNode, Cli, binary, db_record_values, https, https_connection,
-                     keystore_mac, unseal_dbkey, wait_for)
+                     keystore_mac, unseal_dbkey, wait_for, db_meta)
 
 SEED = int(os.environ.get("CUSTOS_CRASH_SEED", str(time.time_ns())))
 
@@ -225,8 +225,9 @@ def test_sigkill_during_first_start_leaves_a_usable_database(tmp_path, cas_facto
                 old = killed_log.split(what)[1].split()[0]
                 assert old == new, f"round {i}: {what} changed from {old} to {new} after the kill"
         dbkey = unseal_dbkey(ks, las.platform_dir, cas.measurement)
-        copies = db_record_values(cas.db, dbkey, "\x01custos-db-sentinel")  # old pages may hold copies
-        assert copies and set(copies) == {b"custos-db-sentinel-v1"}, copies
+        meta = db_meta(cas.db, dbkey)  # the database is bound to its key-store and opens with its key
+        assert meta and meta[0] == json.load(open(ks))["database_id"] and meta[1] == 1, meta
+        assert "creating" not in json.load(open(ks))
         st, body = https(cas.addr, "GET", "/healthz")
         assert st == 200 and json.loads(body) == {"status": "ok", "provisioned": False}
         # and it stays that way across a clean restart

@@ -58,9 +58,12 @@ static struct cas_db *open_ok(const struct fixture *f)
 {
     char err[512] = "";
     struct cas_db *db = NULL;
+    static const uint8_t id[CAS_DB_ID_SIZE] = {1, 2, 3};
     int ret = cas_db_open(f->dir, f->key, &db, err, sizeof(err));
+    if (ret == -ENOENT)
+        ret = cas_db_create(f->dir, f->key, id, &db, err, sizeof(err));
     if (ret != 0)
-        fail_msg("cas_db_open: %d %s", ret, err);
+        fail_msg("cas_db_open/create: %d %s", ret, err);
     assert_non_null(db);
     return db;
 }

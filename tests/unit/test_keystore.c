@@ -86,6 +86,9 @@ static struct cas_keystore_entry make_entry(int i, const uint8_t dbkey[32])
 static void make_store(struct cas_keystore *ks, int n, const uint8_t dbkey[32])
 {
     memset(ks, 0, sizeof(*ks));
+    ks->version = 2;
+    ks->generation = 1;
+    memset(ks->database_id, 0x5a, sizeof(ks->database_id));
     for (int i = 0; i < n; i++) {
         struct cas_keystore_entry e = make_entry(i, dbkey);
         assert_int_equal(cas_keystore_upsert(ks, &e), 0);
@@ -177,7 +180,7 @@ static void test_save_load(void **state)
     cas_keystore_free(&back);
 
     /* An empty store round-trips too. */
-    struct cas_keystore empty = {0};
+    struct cas_keystore empty = {.version = 2, .generation = 1};
     assert_int_equal(cas_keystore_save(f->path, &empty, DBKEY), 0);
     assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
     assert_int_equal(back.count, 0);
@@ -187,7 +190,7 @@ static void test_save_load(void **state)
 
     /* Invalid stores are not written. */
     struct cas_keystore_entry dup[2] = {ks.entries[0], ks.entries[0]};
-    struct cas_keystore bad = {dup, 2, {0}};
+    struct cas_keystore bad = {.entries = dup, .count = 2, .generation = 1};
     assert_int_equal(cas_keystore_save(f->path, &bad, DBKEY), -EINVAL);
     dup[1] = ks.entries[1];
     dup[1].node[0] = ' ';
@@ -378,7 +381,17 @@ static const struct refusal refusals[] = {
     {"missing version", "{\"entries\":[],\"mac\":\"" MAC "\"}", "missing field \"version\""},
     {"missing mac", "{\"version\":1,\"entries\":[]}", "missing field \"mac\""},
     {"unknown top field", "{\"version\":1,\"entries\":[],\"mac\":\"" MAC "\",\"x\":1}", "unknown field \"x\""},
-    {"wrong version", "{\"version\":2,\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
+    {"wrong version", "{\"version\":3,\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
+    {"v2 without database_id", "{\"version\":2,\"entries\":[],\"mac\":\"" MAC "\",\"generation\":1}",
+     "missing field \"database_id\""},
+    {"v2 generation 0", "{\"version\":2,\"database_id\":\"00112233445566778899aabbccddeeff\",\"generation\":0,"
+     "\"entries\":[],\"mac\":\"" MAC "\"}", "field \"generation\""},
+    {"v2 short id", "{\"version\":2,\"database_id\":\"0011\",\"generation\":1,\"entries\":[],\"mac\":\"" MAC "\"}",
+     "field \"database_id\""},
+    {"v2 creating false", "{\"version\":2,\"database_id\":\"00112233445566778899aabbccddeeff\",\"generation\":1,"
+     "\"creating\":false,\"entries\":[],\"mac\":\"" MAC "\"}", "field \"creating\""},
+    {"v1 with database_id", "{\"version\":1,\"database_id\":\"00112233445566778899aabbccddeeff\",\"entries\":[],"
+     "\"mac\":\"" MAC "\"}", "unknown field \"database_id\""},
     {"version as string", "{\"version\":\"1\",\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
     {"entries not array", "{\"version\":1,\"entries\":{},\"mac\":\"" MAC "\"}", "field \"entries\""},
     {"mac bad hex", "{\"version\":1,\"entries\":[],\"mac\":\"" "g" MAC "\"}", "field \"mac\""},
@@ -444,7 +457,7 @@ static void test_parse_refusals(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
         char err[512] = "";
-        struct cas_keystore ks = {(struct cas_keystore_entry *)(uintptr_t)1, 77, {0}};
+        struct cas_keystore ks = {.entries = (struct cas_keystore_entry *)(uintptr_t)1, .count = 77};
         int ret = cas_keystore_parse(refusals[i].text, strlen(refusals[i].text), &ks, err, sizeof(err));
         if (ret != -EBADMSG)
             fail_msg("%s: got %d (%s)", refusals[i].name, ret, err);
