@@ -153,6 +153,8 @@ static int write_ops(struct cas_db *db, const struct cas_db_op *ops, size_t coun
     MDB_txn *txn = NULL;
     if (!db || (!ops && count))
         return -EINVAL;
+    if (!db->env)
+        return -EIO; /* lost after a failed compaction */
     if (count == 0)
         return 0;
     if (count > CAS_DB_MAX_OPS)
@@ -236,6 +238,8 @@ static int get_record(struct cas_db *db, const char *name, bool allow_reserved, 
     MDB_val k = {sizeof(lkey), lkey}, v;
     if (!db || !value || !size)
         return -EINVAL;
+    if (!db->env)
+        return -EIO;
     ret = check_name(name, allow_reserved, &len);
     if (ret < 0)
         return ret;
@@ -710,6 +714,49 @@ int cas_db_migrate(struct cas_db *db, const uint8_t id[CAS_DB_ID_SIZE])
     return ret;
 }
 
+/* Replaces data.mdb with a compact copy of itself: the pages a rotation freed still hold the records
+ * under the old key, and LMDB reuses free pages only as it needs them. The copy holds live pages only.
+ * Called with key_lock held exclusively (no transaction of this process is open). A crash leaves
+ * the old file (the same data, with its stale pages) or the new one. */
+static int compact(struct cas_db *db)
+{
+    const char *dir = NULL;
+    char path[PATH_MAX], tmp[PATH_MAX];
+    int ret = mdb_to_errno(mdb_env_get_path(db->env, &dir));
+    if (ret < 0)
+        return ret;
+    if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >= (int)sizeof(path) ||
+        snprintf(tmp, sizeof(tmp), "%s/data.mdb.compact", dir) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    (void)unlink(tmp); /* left by a crash during an earlier compaction */
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    ret = mdb_to_errno(mdb_env_copyfd2(db->env, fd, MDB_CP_COMPACT));
+    if (ret == 0 && fsync(fd) < 0)
+        ret = -errno;
+    close(fd);
+    if (ret < 0) {
+        (void)unlink(tmp);
+        return ret;
+    }
+    char dcopy[PATH_MAX];
+    strcpy(dcopy, dir);
+    mdb_env_close(db->env);
+    db->env = NULL;
+    ret = custos_rename_durable(tmp, path);
+    char err[256];
+    struct cas_db *fresh = NULL;
+    int oret = env_open(dcopy, false, &fresh, err, sizeof(err));
+    if (oret == 0) {
+        db->env = fresh->env;
+        db->dbi = fresh->dbi;
+        fresh->env = NULL;
+    }
+    cas_db_close(fresh);
+    return ret < 0 ? ret : oret;
+}
+
 int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint64_t generation)
 {
     uint8_t record[32];
@@ -770,6 +817,7 @@ int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint
     if (ret == 0) {
         memcpy(db->keys->record, record, sizeof(record));
         db->meta = m;
+        ret = compact(db);
     }
 out:
     if (cur)

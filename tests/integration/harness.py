@@ -493,6 +493,19 @@ def keystore_mac(keystore_path, dbkey):
     return bytes.fromhex(ks["mac"]), hmac.new(key, buf, hashlib.sha256).digest()
 
 
+def write_keystore(path, ks, dbkey):
+    """Writes key-store ks (parsed JSON) with its MAC recomputed under dbkey (as casd would)."""
+    import json
+    tmp = path + ".test-tmp"
+    with open(tmp, "w") as f:
+        json.dump(dict(ks, mac="00" * 32), f)
+    stored, mac = keystore_mac(tmp, dbkey)
+    with open(tmp, "w") as f:
+        json.dump(dict(ks, mac=mac.hex()), f)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 def db_meta(db_dir, dbkey):
     """The meta record of data.mdb (casd/db.h), authenticated with the records key derived from dbkey:
     (database ID hex, generation, name key). Raises InvalidTag with another key; None when absent."""
