@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backup_proto.h"
+#include "validate.h"
 
 void backup_request_report_data(const uint8_t public_key[32], int64_t created_at, const char *node_name,
                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE])
@@ -46,17 +47,6 @@ static int get_b64(const json_t *obj, const char *name, uint8_t *out, size_t siz
     return 0;
 }
 
-static bool valid_node_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > BACKUP_NODE_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-              s[i] == '-' || s[i] == '.' || s[i] == '_'))
-            return false;
-    return true;
-}
 
 static bool valid_hex64(const char *s)
 {
@@ -86,7 +76,7 @@ int backup_request_from_json(const json_t *j, struct backup_request *out, char *
                  json_is_object(j) ? e.text : "not a JSON object");
         return -EINVAL;
     }
-    if (!valid_node_name(node)) {
+    if (!cas_node_name_valid(node)) {
         snprintf(err, err_size, "backup request: field 'node_name' must be 1..%d characters of A-Z a-z 0-9 . _ -",
                  BACKUP_NODE_MAX);
         return -EINVAL;

@@ -222,31 +222,11 @@ static int tls_certificate(gnutls_session_t session, const gnutls_datum_t *req_c
     return 0;
 }
 
-/* "host:port" (IPv4) into a socket address. */
-static int parse_listen(const char *listen, struct sockaddr_in *sa)
-{
-    char host[64];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || (size_t)(colon - listen) >= sizeof(host))
-        return -EINVAL;
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (!*(colon + 1) || *end || port < 1 || port > 65535)
-        return -EINVAL;
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-        return -EINVAL;
-    return 0;
-}
 
 struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_size)
 {
     struct sockaddr_in sa;
-    if (parse_listen(st->listen, &sa) < 0) {
+    if (cas_listen_parse(st->listen, &sa) < 0) {
         snprintf(err, err_size, "--listen '%s' is not IPv4-ADDRESS:PORT", st->listen);
         return NULL;
     }

@@ -15,6 +15,7 @@
 
 #include "custos.h"
 #include "keystore.h"
+#include "validate.h"
 
 #define KS_VERSION 2
 #define MAC_INFO_V1 "custos-keystore-mac-v1"
@@ -61,16 +62,7 @@ static bool kind_valid(const char *kind, size_t cap)
 
 static bool node_valid(const char *node, size_t cap)
 {
-    size_t n = strnlen(node, cap);
-    if (n == 0 || n > CAS_KS_NODE_MAX || n == cap)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = node[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
+    return memchr(node, '\0', cap) && cas_node_name_valid(node);
 }
 
 int cas_keystore_entry_check(const struct cas_keystore_entry *e, char *err, size_t err_size)

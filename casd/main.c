@@ -18,6 +18,32 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+static volatile sig_atomic_t g_hup;
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    g_hup = 1;
+}
+
+/* A fault while LMDB touches its mapping means the database file changed under us or the storage
+ * failed (LMDB's file is checked before it is mapped, so this is a backstop): say so, then stop. */
+static const char *g_db_dir = "";
+
+static void on_fault(int sig)
+{
+    static const char a[] = "casd: FATAL: ", b[] = " while accessing database ",
+                      c[] = ": the database file is damaged or its storage failed (disk full, I/O error); "
+                            "files are left as they were\n";
+    const char *what = sig == SIGBUS ? "SIGBUS" : "SIGSEGV";
+    (void)!write(2, a, sizeof(a) - 1);
+    (void)!write(2, what, strlen(what));
+    (void)!write(2, b, sizeof(b) - 1);
+    (void)!write(2, g_db_dir, strlen(g_db_dir));
+    (void)!write(2, c, sizeof(c) - 1);
+    _exit(70);
+}
+
 /* Tests only: CUSTOS_TEST_STEP_DELAY_MS slows every step of a crash-safe file write, so a test can
  * kill casd between the steps of a key-store update. */
 static unsigned g_step_delay_ms;
@@ -49,6 +75,11 @@ static int serve(struct cas_state *st)
     LOG_MODULE_INFO(CAS_LOG, "CAS listening on https://%s/", st->listen);
     while (!g_stop) {
         usleep(50000);
+        if (g_hup) {
+            g_hup = 0;
+            LOG_MODULE_INFO(CAS_LOG, "SIGHUP received: nothing to reload (configuration is read at start); "
+                            "carrying on");
+        }
         if (!atomic_exchange(&st->cert_changed, false))
             continue;
         /* The owner's names go into the certificate: same key, new certificate, same listener. */
@@ -99,6 +130,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "casd: invalid log spec '%s'\n", log_spec);
         return 2;
     }
+    char aerr[1024];
+    if (!backup && cas_args_check(st.db_dir, st.listen, st.node_name, st.las, aerr, sizeof(aerr)) < 0) {
+        fprintf(stderr, "casd: %s\n", aerr);
+        return 2;
+    }
+    if (backup && (cas_args_check(CAS_ARGS_NO_DB, st.listen, st.node_name, st.las, aerr, sizeof(aerr)) < 0)) {
+        fprintf(stderr, "casd: %s\n", aerr);
+        return 2;
+    }
     st.threads = (unsigned)threads;
     st.max_connections = (unsigned)max_conn;
     st.timeout_s = (unsigned)timeout_s;
@@ -109,6 +149,11 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction sh = {.sa_handler = on_hup};
+    sigaction(SIGHUP, &sh, NULL);
+    g_db_dir = st.db_dir;
+    struct sigaction sf = {.sa_handler = on_fault, .sa_flags = SA_RESETHAND};
+    sigaction(SIGBUS, &sf, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     uint8_t kh[32];

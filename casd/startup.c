@@ -342,6 +342,20 @@ int cas_open_database(struct cas_state *st)
         LOG_MODULE_ERROR(CAS_LOG, "database path too long: %s", st->db_dir);
         goto out;
     }
+    {
+        /* The database's parent holds DIR.lock and DIR.key-store: create it (0700) when missing. */
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", st->keystore_path);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            if ((ret = custos_mkdirs(parent, 0700)) < 0) {
+                LOG_MODULE_ERROR(CAS_LOG, "cannot create directory %s for database %s: %s", parent, st->db_dir,
+                                 strerror(-ret));
+                goto out;
+            }
+        }
+    }
     if ((ret = lock_database(st)) < 0)
         goto out;
     ret = cas_keystore_load(st->keystore_path, ks, err, sizeof(err));

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Checks of what the owner sends: the owner configuration and the trust policy. Pure functions,
  * shared by the API and the fuzzers. */
+#include <arpa/inet.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,3 +92,74 @@ int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_s
     return *out ? 0 : -ENOMEM;
 }
 
+
+int cas_listen_parse(const char *listen, struct sockaddr_in *sa)
+{
+    char host[64];
+    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!*(colon + 1) || *end || colon[1] == '-' || colon[1] == '+' || colon[1] == ' ' || port < 1 || port > 65535)
+        return -EINVAL;
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+bool cas_node_name_valid(const char *name)
+{
+    size_t n = name ? strnlen(name, CAS_NODE_NAME_MAX + 1) : 0;
+    if (n == 0 || n > CAS_NODE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
+int cas_args_check(const char *db, const char *listen, const char *node_name, const char *las, char *err,
+                   size_t err_size)
+{
+    struct sockaddr_in sa;
+    struct stat sb;
+    size_t len = db && db != CAS_ARGS_NO_DB ? strlen(db) : 0;
+    while (len > 1 && db[len - 1] == '/')
+        len--;
+    if (db == CAS_ARGS_NO_DB)
+        goto no_db;
+    if (!db || len == 0 || (len == 1 && db[0] == '/')) {
+        snprintf(err, err_size, "--db '%s' is not a database directory path (give a directory, e.g. "
+                 "/var/lib/custos/cas/db)", db ? db : "");
+        return -EINVAL;
+    }
+    if (len + sizeof(".key-store.next") + sizeof("/data.mdb.compact") >= PATH_MAX) {
+        snprintf(err, err_size, "--db '%.80s...' is too long (%zu bytes, at most %zu)", db, len,
+                 PATH_MAX - sizeof(".key-store.next") - sizeof("/data.mdb.compact") - 1);
+        return -ENAMETOOLONG;
+    }
+    if (stat(db, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        snprintf(err, err_size, "--db '%s' exists and is not a directory (the database is a directory; its key-store "
+                 "is written beside it as '%s.key-store')", db, db);
+        return -ENOTDIR;
+    }
+no_db:
+    if (!listen || cas_listen_parse(listen, &sa) < 0) {
+        snprintf(err, err_size, "--listen '%s' is not IPV4-ADDRESS:PORT (e.g. 0.0.0.0:8081; port 1..65535; IPv6 is "
+                 "not supported)", listen ? listen : "");
+        return -EINVAL;
+    }
+    if (!cas_node_name_valid(node_name)) {
+        snprintf(err, err_size, "--node-name '%.300s' is not a node name: 1..%d characters of A-Z a-z 0-9 . _ -",
+                 node_name ? node_name : "", CAS_NODE_NAME_MAX);
+        return -EINVAL;
+    }
+    return custos_las_path_check(las, err, err_size);
+}

@@ -216,6 +216,9 @@ int custos_quote_check(const struct custos_quote *q, const struct custos_quote_p
 #define CUSTOS_LAS_MAX_MSG 4096
 enum custos_las_op { CUSTOS_LAS_OP_QUOTE = 1, CUSTOS_LAS_OP_SEAL_KEY = 2, CUSTOS_LAS_OP_INFO = 3 };
 #define CUSTOS_LAS_DEFAULT_SOCKET "/run/custos/las.sock"
+/* -EINVAL when socket_path is not a path (e.g. an IP address, the reference's SCONE_LAS_ADDR form),
+ * -ENAMETOOLONG; err says what to set. */
+int custos_las_path_check(const char *socket_path, char *err, size_t err_size);
 #define CUSTOS_SEAL_KEY_SIZE 32
 
 /* Client: asks the lasd at socket_path for a quote over report_data. */

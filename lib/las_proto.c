@@ -55,14 +55,31 @@ int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size)
     return io_all(fd, buf, n, false);
 }
 
+int custos_las_path_check(const char *socket_path, char *err, size_t err_size)
+{
+    struct sockaddr_un addr;
+    if (!socket_path || !*socket_path || !strchr(socket_path, '/')) {
+        snprintf(err, err_size,
+                 "LAS address '%s' is not a socket path: Custos's lasd listens on a Unix socket, not on a network "
+                 "address (default %s); set --las or SCONE_LAS_ADDR to the socket's path",
+                 socket_path ? socket_path : "", CUSTOS_LAS_DEFAULT_SOCKET);
+        return -EINVAL;
+    }
+    if (strlen(socket_path) >= sizeof(addr.sun_path)) {
+        snprintf(err, err_size, "LAS socket path '%s' is too long (at most %zu bytes)", socket_path,
+                 sizeof(addr.sun_path) - 1);
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
 static int las_connect(const char *socket_path, char *err, size_t err_size)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     struct timeval tv = {.tv_sec = 10};
-    if (strlen(socket_path) >= sizeof(addr.sun_path)) {
-        snprintf(err, err_size, "LAS socket path too long: %s", socket_path);
-        return -ENAMETOOLONG;
-    }
+    int ret = custos_las_path_check(socket_path, err, err_size);
+    if (ret < 0)
+        return ret;
     strcpy(addr.sun_path, socket_path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
