@@ -58,7 +58,7 @@ struct cas_state {
     const char *node_name;
     const char *listen;
     const char *cas_key_hash; /* backup mode: accept offers of this CAS only (NULL: any) */
-    unsigned threads, max_connections, timeout_s;
+    unsigned threads, max_connections, timeout_s, header_timeout_s, max_per_address;
     char keystore_path[PATH_MAX];
     int lock_fd; /* flock on DIR.lock: one casd per database */
     /* this node, as lasd reports it */
@@ -125,6 +125,15 @@ int cas_http_set_certificate(struct cas_state *st);
 /* Frees every TLS key generation (after the listener stopped). */
 void cas_http_wipe(void);
 
+/* http_guard.c: the request-header deadline (libmicrohttpd's timeout is an idle timeout). */
+int cas_http_guard_init(size_t max_connections, unsigned deadline_s);
+void cas_http_guard_free(void);
+void cas_http_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe);
+void cas_http_guard_mark(struct MHD_Connection *conn, bool waiting);
+/* Shuts down connections past the deadline; returns how many. */
+unsigned cas_http_guard_reap(void);
+
 /* api.c */
 void cas_route(struct cas_state *st, struct http_request *req, struct http_response *resp);
 bool cas_require_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
@@ -145,6 +154,12 @@ int cas_audit(struct cas_state *st, const char *event, json_t *details, const st
 /* rotate.c: removes a platform's entry and rotates the database key (st->lock held). -ENOENT when
  * the platform has no entry. */
 int cas_rotate_key(struct cas_state *st, const char *remove_id);
+
+/* las_gate.c: lasd requests of the HTTP workers go through one thread; a worker waits at most 1 s
+ * and gets -ETIMEDOUT at once while lasd is stuck. */
+int cas_las_gate_start(const char *socket);
+int cas_las_gate_quote(const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE], struct custos_quote *out, char *err,
+                       size_t err_size);
 
 /* main.c */
 extern volatile sig_atomic_t g_stop;

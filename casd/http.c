@@ -98,6 +98,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!ctx)
             return MHD_NO;
         *con_cls = ctx;
+        cas_http_guard_mark(conn, false); /* the headers are in */
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -137,8 +138,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct conn_ctx *ctx = *con_cls;
     (void)cls;
-    (void)conn;
     (void)toe;
+    cas_http_guard_mark(conn, true); /* the next request's headers are due from now */
     if (!ctx)
         return;
     if (ctx->body) {
@@ -242,7 +243,9 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
         &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
         st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        &on_completed, NULL, MHD_OPTION_END);
+        &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &cas_http_guard_notify, NULL,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
+        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_END);
     if (!d)
         snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
     return d;

@@ -75,6 +75,10 @@ static int serve(struct cas_state *st)
     LOG_MODULE_INFO(CAS_LOG, "CAS listening on https://%s/", st->listen);
     while (!g_stop) {
         usleep(50000);
+        unsigned cut = cas_http_guard_reap();
+        if (cut)
+            LOG_MODULE_WARN(CAS_LOG, "closed %u connection(s) that did not send complete request headers within "
+                            "%u s", cut, st->header_timeout_s);
         if (g_hup) {
             g_hup = 0;
             LOG_MODULE_INFO(CAS_LOG, "SIGHUP received: nothing to reload (configuration is read at start); "
@@ -97,7 +101,7 @@ int main(int argc, char **argv)
 {
     static struct cas_state st; /* locked in memory: it holds the database key */
     const char *log_spec = NULL;
-    long long threads = 0, max_conn = 0, timeout_s = 0, backup_timeout = 0;
+    long long threads = 0, max_conn = 0, timeout_s = 0, backup_timeout = 0, header_timeout = 0, per_address = 0;
     bool backup = false;
     struct custos_option opts[] = {
         {"db", 0, "CAS_DB", CUSTOS_OPT_STRING, "/var/lib/custos/cas/db", 0, 0, "DIR",
@@ -113,6 +117,12 @@ int main(int argc, char **argv)
          &max_conn},
         {"idle-timeout", 0, NULL, CUSTOS_OPT_INT, "30", 1, 3600, "SECONDS",
          "an idle connection is closed after this long", &timeout_s},
+        {"header-timeout", 0, NULL, CUSTOS_OPT_INT, "10", 1, 3600, "SECONDS",
+         "a connection whose request headers (TLS handshake included) are not complete this long after it "
+         "opened, or after its previous answer, is closed",
+         &header_timeout},
+        {"max-connections-per-address", 0, NULL, CUSTOS_OPT_INT, "64", 1, 65536, "N",
+         "concurrent connections from one client address", &per_address},
         {"backup", 0, "CAS_BACKUP", CUSTOS_OPT_BOOL, "false", 0, 0, NULL,
          "run as an ephemeral backup CAS: serve one registration of this node, then exit", &backup},
         {"timeout", 0, "CAS_BACKUP_TIMEOUT", CUSTOS_OPT_INT, "600", 1, 86400, "SECONDS",
@@ -142,6 +152,10 @@ int main(int argc, char **argv)
     st.threads = (unsigned)threads;
     st.max_connections = (unsigned)max_conn;
     st.timeout_s = (unsigned)timeout_s;
+    st.header_timeout_s = (unsigned)header_timeout;
+    st.max_per_address = (unsigned)per_address;
+    if (cas_http_guard_init(st.max_connections, st.header_timeout_s) < 0)
+        return 1;
     pthread_mutex_init(&st.lock, NULL);
     custos_harden_process();
     mlock(&st, sizeof(st));
@@ -184,6 +198,11 @@ int main(int argc, char **argv)
     else
         /* The one secret ever logged: single-use, and only while nobody owns this CAS. */
         LOG_MODULE_INFO(CAS_LOG, "CAS provisioning token: %s", st.token);
+    if (cas_las_gate_start(st.las) < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "cannot start the LAS thread");
+        cas_state_wipe(&st);
+        return 1;
+    }
     ret = serve(&st);
     cas_state_wipe(&st);
     LOG_MODULE_INFO(CAS_LOG, "CAS stopped");

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A deadline for request headers. libmicrohttpd 0.9.75 only has an idle timeout, which every
+ * trickled byte resets: 256 clients sending one byte every few seconds would hold every connection.
+ * Each connection is tracked from its start (MHD_OPTION_NOTIFY_CONNECTION) and again from the end of
+ * each answer; when its next request's headers have not arrived (the request callback has not run)
+ * within the deadline, its socket is shut down (shutdown(2), not close: libmicrohttpd sees the
+ * connection fail and closes it itself). The TLS handshake counts against the deadline too.
+ * The entry of a connection is removed in the CLOSED notification, which libmicrohttpd sends before
+ * it closes the socket, under the same lock as the shutdown: an fd is never shut down after its
+ * number could have been reused. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "casd.h"
+
+struct guard_slot {
+    bool used, waiting, cut;
+    int fd;
+    struct timespec since;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct guard_slot *slots;
+    size_t count;
+    unsigned deadline_s;
+    unsigned long long cut_total;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+int cas_http_guard_init(size_t max_connections, unsigned deadline_s)
+{
+    g.slots = calloc(max_connections, sizeof(*g.slots));
+    if (!g.slots)
+        return -ENOMEM;
+    g.count = max_connections;
+    g.deadline_s = deadline_s;
+    return 0;
+}
+
+void cas_http_guard_free(void)
+{
+    free(g.slots);
+    g.slots = NULL;
+    g.count = 0;
+}
+
+void cas_http_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    pthread_mutex_lock(&g.lock);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = NULL;
+        for (size_t i = 0; ci && i < g.count; i++) {
+            if (!g.slots[i].used) {
+                g.slots[i] = (struct guard_slot){.used = true, .waiting = true, .fd = ci->connect_fd};
+                clock_gettime(CLOCK_MONOTONIC, &g.slots[i].since);
+                *socket_context = &g.slots[i];
+                break;
+            }
+        }
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        memset(*socket_context, 0, sizeof(struct guard_slot));
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* waiting: the connection waits for request headers (again) from now; false: they arrived. */
+void cas_http_guard_mark(struct MHD_Connection *conn, bool waiting)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct guard_slot *s = ci ? ci->socket_context : NULL;
+    if (!s)
+        return;
+    pthread_mutex_lock(&g.lock);
+    if (s->used) {
+        s->waiting = waiting;
+        if (waiting)
+            clock_gettime(CLOCK_MONOTONIC, &s->since);
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+unsigned cas_http_guard_reap(void)
+{
+    struct timespec now;
+    unsigned n = 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&g.lock);
+    for (size_t i = 0; i < g.count; i++) {
+        struct guard_slot *s = &g.slots[i];
+        if (s->used && s->waiting && !s->cut && now.tv_sec - s->since.tv_sec >= (time_t)g.deadline_s) {
+            (void)shutdown(s->fd, SHUT_RDWR);
+            s->cut = true;
+            n++;
+        }
+    }
+    g.cut_total += n;
+    pthread_mutex_unlock(&g.lock);
+    return n;
+}
