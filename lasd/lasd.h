@@ -31,7 +31,22 @@ struct las_server_config {
     unsigned request_timeout_ms;
 };
 
-/* Serves until SIGTERM/SIGINT. */
+/* The listening socket, as this process created it (listen.c). */
+struct las_socket {
+    int fd;
+    dev_t dev; /* identity of the socket file at bind: only that file is removed at exit */
+    ino_t ino;
+    char path[108];
+};
+
+/* Creates, binds and listens on path (0666, directory created 0755). Refuses with -EADDRINUSE
+ * when a lasd accepts connections on it (never takes a live socket over); replaces a stale socket
+ * (connect refused); never replaces a file that is not a socket. Logs why on failure. */
+int las_listen(const char *path, struct las_socket *out);
+/* Closes the socket and unlinks its path only when it is still the file bound by las_listen. */
+void las_unlisten(struct las_socket *s);
+
+/* Serves until SIGTERM/SIGINT; SIGHUP is logged and ignored. */
 int las_serve(const struct las_server_config *cfg, const struct custos_platform *platform);
 
 /* Handles one request payload from caller; writes the response payload (status byte first). */

@@ -20,9 +20,6 @@
 
 #include "lasd.h"
 
-#ifndef SO_PASSPIDFD
-#define SO_PASSPIDFD 76
-#endif
 #ifndef SCM_PIDFD
 #define SCM_PIDFD 0x04
 #endif
@@ -43,17 +40,11 @@ struct worker {
     struct conn *conns;
 };
 
-static volatile sig_atomic_t g_stop;
+static atomic_bool g_stop;
 static atomic_uint g_clients;
 static int g_listen_fd = -1;
 static const struct las_server_config *g_cfg;
 static const struct custos_platform *g_platform;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
 
 static uint64_t now_ms(void)
 {
@@ -287,65 +278,49 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int listen_on(const char *path)
+/* Signals are taken synchronously by the main thread (blocked everywhere, sigwaitinfo), so they
+ * can be logged: SIGTERM/SIGINT stop, SIGHUP (a closed terminal, or a reload by habit) is logged and
+ * ignored. */
+static void wait_for_stop(const sigset_t *set)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    char dir[sizeof(addr.sun_path)];
-    if (strlen(path) >= sizeof(addr.sun_path)) {
-        LOG_MODULE_ERROR(LAS_LOG, "socket path too long: %s", path);
-        return -ENAMETOOLONG;
-    }
-    strcpy(addr.sun_path, path);
-    strcpy(dir, path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        int ret = custos_mkdirs(dir, 0755);
-        if (ret < 0) {
-            LOG_MODULE_ERROR(LAS_LOG, "cannot create socket directory %s: %s", dir, strerror(-ret));
-            return ret;
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(set, &si);
+        if (sig < 0)
+            continue; /* EINTR */
+        if (sig == SIGHUP) {
+            LOG_MODULE_INFO(LAS_LOG, "SIGHUP from pid %d: lasd has nothing to reload, carrying on",
+                            (int)si.si_pid);
+            continue;
         }
+        LOG_MODULE_INFO(LAS_LOG, "%s from pid %d: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                        (int)si.si_pid);
+        atomic_store(&g_stop, true);
+        return;
     }
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            LOG_MODULE_ERROR(LAS_LOG, "%s exists and is not a socket; refusing to replace it", path);
-            return -EEXIST;
-        }
-        unlink(path);
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
-    /* Kernels >= 6.5 also hand over a pidfd of each sender; older ones fall back to start times. */
-    if (setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) < 0)
-        LOG_MODULE_INFO(LAS_LOG, "kernel without SO_PASSPIDFD: callers are re-checked by start time");
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(path, 0666) < 0 ||
-        listen(fd, 512) < 0) {
-        int e = errno;
-        LOG_MODULE_ERROR(LAS_LOG, "cannot listen on %s: %s", path, strerror(e));
-        close(fd);
-        return -e;
-    }
-    return fd;
 }
 
 int las_serve(const struct las_server_config *cfg, const struct custos_platform *platform)
 {
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
     signal(SIGPIPE, SIG_IGN);
     g_cfg = cfg;
     g_platform = platform;
-    g_listen_fd = listen_on(cfg->socket_path);
-    if (g_listen_fd < 0)
-        return g_listen_fd;
+    struct las_socket sock;
+    int ret = las_listen(cfg->socket_path, &sock);
+    if (ret < 0)
+        return ret;
+    g_listen_fd = sock.fd;
     struct worker *workers = calloc(cfg->threads, sizeof(*workers));
-    if (!workers)
+    if (!workers) {
+        las_unlisten(&sock);
         return -ENOMEM;
+    }
     for (unsigned i = 0; i < cfg->threads; i++) {
         workers[i].epfd = epoll_create1(EPOLL_CLOEXEC);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
@@ -353,13 +328,14 @@ int las_serve(const struct las_server_config *cfg, const struct custos_platform 
         pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
     }
     LOG_MODULE_INFO(LAS_LOG, "LAS listening on %s (%u threads)", cfg->socket_path, cfg->threads);
+    wait_for_stop(&set);
     for (unsigned i = 0; i < cfg->threads; i++) {
         pthread_join(workers[i].thread, NULL);
         close(workers[i].epfd);
     }
     free(workers);
-    close(g_listen_fd);
-    unlink(cfg->socket_path);
+    las_unlisten(&sock);
+    g_listen_fd = -1;
     LOG_MODULE_INFO(LAS_LOG, "LAS stopped");
     return 0;
 }
