@@ -21,7 +21,7 @@ static size_t do_quote(const struct custos_platform *platform, const struct las_
                        size_t size, uint8_t *resp, size_t cap)
 {
     struct custos_quote q;
-    char err[256];
+    char err[512];
     memset(&q, 0, sizeof(q));
     if (size != CUSTOS_REPORT_DATA_SIZE) {
         snprintf(err, sizeof(err), "quote request must carry %d bytes of report data, got %zu",
@@ -45,7 +45,7 @@ static size_t do_seal_key(const struct custos_platform *platform, const struct l
                           size_t size, uint8_t *resp, size_t cap)
 {
     uint8_t m[CUSTOS_MEASUREMENT_SIZE];
-    char err[256];
+    char err[512];
     if (size == 0 || size > 64)
         return error_resp(resp, cap, "seal key label must be 1..64 bytes");
     for (size_t i = 0; i < size; i++)

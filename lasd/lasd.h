@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "custos.h"
@@ -23,6 +24,16 @@ struct las_caller {
  * ctime) of the file. */
 int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err,
                 size_t err_size);
+
+/* Refuses (-EPERM, reason in err naming the mapping) a caller whose code can differ from its
+ * executable exe (the fstat of /proc/<pid>/exe that is measured): traced; started with
+ * LD_PRELOAD, LD_AUDIT or LD_LIBRARY_PATH; executable memory that is anonymous (the kernel's
+ * [vdso], [vsyscall] aside), writable, or from a file that is neither exe nor owned by root and
+ * unwritable by group and others. deep reads smaps instead of maps and also refuses code pages
+ * that were changed in memory (private copies). Other errors: -ESRCH (caller gone), -E2BIG. */
+int las_check_caller(pid_t pid, const struct stat *exe, bool deep, char *err, size_t err_size);
+/* Reads a small /proc/<pid>/<name> into buf (NUL-terminated); returns its length or -errno. */
+ssize_t las_read_proc(pid_t pid, const char *name, char *buf, size_t cap);
 
 struct las_server_config {
     const char *socket_path;
