@@ -6,10 +6,12 @@
  *   - the program itself (the file that was hashed, by device and inode),
  *   - files owned by root and not writable by group or others (the libraries root installed),
  *   - the kernel's [vdso] and [vsyscall];
- * and, in the deep check (smaps), none of those pages is a private copy (code changed in memory).
+ * and, in the deep check (pagemap), none of those file pages is a private copy (code changed in
+ * memory).
  * Files are judged through /proc/<pid>/map_files, never by the path in maps, which belongs to the
  * caller's mount namespace. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,59 +191,77 @@ static int check_exec_mapping(pid_t pid, const struct mapping *m, const struct s
     return 0;
 }
 
-/* smaps: a private copy of a page (Anonymous) or a swapped one (file pages are never swapped) in
- * an executable file mapping is code changed in memory. */
-static int check_private_copies(pid_t pid, const struct mapping *m, const char *line, char *err,
-                                size_t err_size)
+/* pagemap: in an executable file mapping, a page that is present and not a file page, or that is
+ * swapped (file pages are dropped, never swapped), is a private copy: code changed in memory (by
+ * the caller itself after an mprotect, or by another process through /proc/<pid>/mem). Only the
+ * executable ranges are read, 8 bytes per page. */
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+
+static int check_private_copies(pid_t pid, int pagemap_fd, const struct mapping *m, char *err, size_t err_size)
 {
-    const char *keys[] = {"Anonymous:", "Swap:"};
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        size_t n = strlen(keys[i]);
-        if (strncmp(line, keys[i], n) != 0)
-            continue;
-        unsigned long kb = strtoul(line + n, NULL, 10);
-        if (kb == 0)
-            return 0;
-        snprintf(err, err_size, "caller pid %d: the code of %s at %lx-%lx was changed in memory (%lu kB of "
-                 "private copies): it is no longer what the file says", (int)pid, m->path, m->start, m->end,
-                 kb);
-        return -EPERM;
+    static _Thread_local uint64_t entries[512];
+    unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE), copies = 0;
+    for (unsigned long at = m->start / page; at < m->end / page;) {
+        size_t want = m->end / page - at;
+        if (want > sizeof(entries) / sizeof(entries[0]))
+            want = sizeof(entries) / sizeof(entries[0]);
+        ssize_t n = pread(pagemap_fd, entries, want * sizeof(entries[0]), (off_t)(at * sizeof(entries[0])));
+        if (n <= 0 || n % (ssize_t)sizeof(entries[0]) != 0) {
+            snprintf(err, err_size, "cannot read /proc/%d/pagemap for %lx-%lx (%s): %s", (int)pid, m->start,
+                     m->end, m->path, n < 0 ? strerror(errno) : "short read");
+            return -ESRCH;
+        }
+        for (size_t i = 0; i < (size_t)n / sizeof(entries[0]); i++)
+            if ((entries[i] & PM_SWAPPED) || (entries[i] & (PM_PRESENT | PM_FILE)) == PM_PRESENT)
+                copies++;
+        at += (size_t)n / sizeof(entries[0]);
     }
-    return 0;
+    if (copies == 0)
+        return 0;
+    snprintf(err, err_size, "caller pid %d: the code of %s at %lx-%lx was changed in memory (%lu private "
+             "page copies): it is no longer what the file says", (int)pid, m->path, m->start, m->end, copies);
+    return -EPERM;
 }
 
 static int check_mappings(pid_t pid, const struct stat *exe, bool deep, char *err, size_t err_size)
 {
-    char *buf = NULL;
+    char *buf = NULL, path[64];
     size_t size = 0;
-    const char *file = deep ? "smaps" : "maps";
-    int ret = read_proc_all(pid, file, &buf, &size);
+    int pagemap_fd = -1;
+    int ret = read_proc_all(pid, "maps", &buf, &size);
     if (ret < 0) {
-        snprintf(err, err_size, "cannot read /proc/%d/%s of the caller: %s", (int)pid, file, strerror(-ret));
+        snprintf(err, err_size, "cannot read /proc/%d/maps of the caller: %s", (int)pid, strerror(-ret));
         return ret == -E2BIG ? -E2BIG : -ESRCH;
     }
-    struct mapping m = {0};
-    bool exec = false;
+    if (deep) {
+        snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+        if ((pagemap_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+            snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+            free(buf);
+            return -ESRCH;
+        }
+    }
     for (char *line = buf, *next; ret == 0 && line < buf + size; line = next) {
+        struct mapping m;
         char *nl = strchr(line, '\n');
         next = nl ? nl + 1 : buf + size;
         if (nl)
             *nl = '\0';
-        bool header = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
-        if (!header) {
-            if (exec && m.path[0] == '/')
-                ret = check_private_copies(pid, &m, line, err, err_size);
-            continue;
-        }
         if (parse_mapping(line, &m) < 0) {
-            snprintf(err, err_size, "cannot parse /proc/%d/%s of the caller: '%.80s'", (int)pid, file, line);
+            snprintf(err, err_size, "cannot parse /proc/%d/maps of the caller: '%.80s'", (int)pid, line);
             ret = -EIO;
             break;
         }
-        exec = m.perms[2] == 'x';
-        if (exec)
-            ret = check_exec_mapping(pid, &m, exe, err, err_size);
+        if (m.perms[2] != 'x')
+            continue;
+        ret = check_exec_mapping(pid, &m, exe, err, err_size);
+        if (ret == 0 && deep && m.path[0] == '/')
+            ret = check_private_copies(pid, pagemap_fd, &m, err, err_size);
     }
+    if (pagemap_fd >= 0)
+        close(pagemap_fd);
     free(buf);
     return ret;
 }

@@ -29,8 +29,8 @@ int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_
  * executable exe (the fstat of /proc/<pid>/exe that is measured): traced; started with
  * LD_PRELOAD, LD_AUDIT or LD_LIBRARY_PATH; executable memory that is anonymous (the kernel's
  * [vdso], [vsyscall] aside), writable, or from a file that is neither exe nor owned by root and
- * unwritable by group and others. deep reads smaps instead of maps and also refuses code pages
- * that were changed in memory (private copies). Other errors: -ESRCH (caller gone), -E2BIG. */
+ * unwritable by group and others. deep also reads the pagemap of the executable file mappings and
+ * refuses code pages changed in memory (private copies). Other errors: -ESRCH (caller gone), -E2BIG. */
 int las_check_caller(pid_t pid, const struct stat *exe, bool deep, char *err, size_t err_size);
 /* Reads a small /proc/<pid>/<name> into buf (NUL-terminated); returns its length or -errno. */
 ssize_t las_read_proc(pid_t pid, const char *name, char *buf, size_t cap);

@@ -147,22 +147,20 @@ int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_
         snprintf(err, err_size, "the executable of caller pid %d is not a regular file", pid);
         return -EINVAL;
     }
-    /* Before hashing (cheap, from maps) and again after it (smaps, which also shows code changed
-     * in memory): what the caller mapped while it was measured is caught too. */
-    if ((ret = las_check_caller(caller->pid, &st, false, err, err_size)) < 0) {
-        close(fd);
-        return ret;
-    }
+    /* The check after measuring is the one that counts (it also reads the pagemap of the code, and
+     * what the caller mapped while it was measured shows there). The one before hashing only
+     * spares hashing an executable whose caller is refused anyway, so it runs on a cache miss. */
     if (!cache_get(&st, m)) {
-        ret = hash_fd(fd, m);
-        if (ret == 0)
-            cache_put(&st, m);
+        ret = las_check_caller(caller->pid, &st, false, err, err_size);
+        if (ret == 0 && (ret = hash_fd(fd, m)) < 0)
+            snprintf(err, err_size, "cannot read the executable of caller pid %d", pid);
+        if (ret < 0) {
+            close(fd);
+            return ret;
+        }
+        cache_put(&st, m);
     }
     close(fd);
-    if (ret < 0) {
-        snprintf(err, err_size, "cannot read the executable of caller pid %d", pid);
-        return ret;
-    }
     if ((ret = las_check_caller(caller->pid, &st, true, err, err_size)) < 0)
         return ret;
     /* still the program that was hashed (an exec meanwhile would show here or in its mappings) */
