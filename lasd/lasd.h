@@ -2,6 +2,7 @@
 /* lasd internals: the measurement of local callers and the socket server. */
 #pragma once
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -39,8 +40,34 @@ struct las_server_config {
     const char *socket_path;
     unsigned threads;
     unsigned max_clients;
+    unsigned max_per_uid;       /* connections one uid without a reserve may hold */
+    unsigned reserved_clients;  /* of max_clients, kept for root and reserved_uids */
+    const uid_t *reserved_uids; /* besides root */
+    size_t n_reserved_uids;
     unsigned request_timeout_ms;
 };
+
+/* Connection slots per uid (limits.c). las_limits_init checks the numbers (logs why it refuses).
+ * las_slot_take counts a connection of uid, or refuses it (-EUSERS: the uid holds its limit,
+ * -EMFILE: no slot for it) with a message for the client in err; las_slot_put gives it back. */
+int las_limits_init(const struct las_server_config *cfg);
+int las_slot_take(uid_t uid, char *err, size_t err_size);
+void las_slot_put(uid_t uid);
+/* Parses uids given as "0,998" (one or more items) into a malloc'ed array the caller frees;
+ * -EINVAL after logging the bad item. */
+int las_parse_uids(const struct custos_strlist *list, uid_t **out, size_t *out_count);
+
+/* A warning of one kind, logged at most once a second; the lines left out are counted and the
+ * count is logged with the next line, or by las_ratelimit_flush once the second has passed. */
+struct las_ratelimit {
+    pthread_mutex_t lock;
+    uint64_t last_ms; /* CLOCK_MONOTONIC of the last line */
+    unsigned long suppressed;
+    bool logged;
+};
+#define LAS_RATELIMIT_INIT {.lock = PTHREAD_MUTEX_INITIALIZER}
+void las_warn_limited(struct las_ratelimit *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void las_ratelimit_flush(struct las_ratelimit *rl, const char *what);
 
 /* The listening socket, as this process created it (listen.c). */
 struct las_socket {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,7 +42,7 @@ struct worker {
 };
 
 static atomic_bool g_stop;
-static atomic_uint g_clients;
+static struct las_ratelimit g_rl_refused = LAS_RATELIMIT_INIT, g_rl_accept = LAS_RATELIMIT_INIT;
 static int g_listen_fd = -1;
 static const struct las_server_config *g_cfg;
 static const struct custos_platform *g_platform;
@@ -66,8 +67,8 @@ static void conn_close(struct worker *w, struct conn *c)
     if (c->caller.pidfd >= 0)
         close(c->caller.pidfd);
     custos_wipe(c->buf, sizeof(c->buf));
+    las_slot_put(c->peer.uid);
     free(c);
-    atomic_fetch_sub(&g_clients, 1);
 }
 
 static void send_error_and_close(struct worker *w, struct conn *c, const char *msg)
@@ -84,28 +85,50 @@ static void send_error_and_close(struct worker *w, struct conn *c, const char *m
     conn_close(w, c);
 }
 
+/* A refused connection gets one error frame (if the socket buffer takes it) and is closed. */
+static void refuse(int fd, const char *why)
+{
+    uint8_t frame[4 + 1 + 200];
+    size_t n = strnlen(why, sizeof(frame) - 5);
+    custos_put_be(frame, 1 + n, 4);
+    frame[4] = 1;
+    memcpy(frame + 5, why, n);
+    (void)!send(fd, frame, 5 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+}
+
 static void accept_clients(struct worker *w)
 {
     for (;;) {
         int fd = accept4(g_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                las_warn_limited(&g_rl_accept, "accepting a connection failed: %s", strerror(errno));
             return;
-        if (atomic_fetch_add(&g_clients, 1) >= g_cfg->max_clients) {
-            atomic_fetch_sub(&g_clients, 1);
-            LOG_MODULE_WARN(LAS_LOG, "too many clients (%u), refusing a connection", g_cfg->max_clients);
-            close(fd);
+        }
+        struct ucred peer;
+        socklen_t len = sizeof(peer);
+        char why[160];
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0 || peer.pid <= 0) {
+            refuse(fd, "lasd cannot tell who connected (SO_PEERCRED)");
+            continue;
+        }
+        if (las_slot_take(peer.uid, why, sizeof(why)) < 0) {
+            refuse(fd, why);
+            las_warn_limited(&g_rl_refused, "refused a connection of uid %u (pid %d): %s", (unsigned)peer.uid,
+                             (int)peer.pid, why);
             continue;
         }
         struct conn *c = malloc(sizeof(*c));
         if (!c) {
-            atomic_fetch_sub(&g_clients, 1);
+            las_slot_put(peer.uid);
             close(fd);
             continue;
         }
         c->fd = fd;
-        socklen_t len = sizeof(c->peer);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0)
-            c->peer.pid = 0;
+        c->peer = peer;
         c->caller.pid = 0;
         c->caller.pidfd = -1;
         c->got = 0;
@@ -272,10 +295,26 @@ static void *worker_main(void *arg)
                 conn_serve(w, evs[i].data.ptr);
         }
         expire(w);
+        las_ratelimit_flush(&g_rl_refused, "refused connections");
+        las_ratelimit_flush(&g_rl_accept, "failed accepts");
     }
     while (w->conns)
         conn_close(w, w->conns);
     return NULL;
+}
+
+/* Every connection is a descriptor: without enough of them accept() fails and nobody is served. */
+static void raise_fd_limit(unsigned max_clients)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_clients + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        LOG_MODULE_WARN(LAS_LOG, "only %llu file descriptors allowed (RLIMIT_NOFILE) for --max-clients %u: "
+                        "raise the limit or lower --max-clients", (unsigned long long)rl.rlim_cur, max_clients);
 }
 
 /* Signals are taken synchronously by the main thread (blocked everywhere, sigwaitinfo), so they
@@ -311,8 +350,12 @@ int las_serve(const struct las_server_config *cfg, const struct custos_platform 
     signal(SIGPIPE, SIG_IGN);
     g_cfg = cfg;
     g_platform = platform;
+    int ret = las_limits_init(cfg);
+    if (ret < 0)
+        return ret;
+    raise_fd_limit(cfg->max_clients);
     struct las_socket sock;
-    int ret = las_listen(cfg->socket_path, &sock);
+    ret = las_listen(cfg->socket_path, &sock);
     if (ret < 0)
         return ret;
     g_listen_fd = sock.fd;
