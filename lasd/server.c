@@ -140,20 +140,6 @@ static void accept_clients(struct worker *w)
     }
 }
 
-#define FRAME_INCOMPLETE (-2)
-#define FRAME_OVERSIZE (-1)
-
-/* Length of the first complete frame in c->buf, FRAME_INCOMPLETE or FRAME_OVERSIZE. */
-static long frame_ready(const struct conn *c)
-{
-    if (c->got < 4)
-        return FRAME_INCOMPLETE;
-    size_t len = (size_t)custos_get_be(c->buf, 4);
-    if (len > CUSTOS_LAS_MAX_MSG)
-        return FRAME_OVERSIZE;
-    return c->got >= 4 + len ? (long)len : FRAME_INCOMPLETE;
-}
-
 /* Takes the sender's credentials (and pidfd) from one message. One request, one sender, and it
  * must be the process that connected: a socket handed to another process, or credentials claimed
  * for another pid (possible with CAP_SYS_ADMIN in a user namespace), are refused. */
@@ -207,7 +193,7 @@ static int answer_frames(struct worker *w, struct conn *c)
 {
     uint8_t resp[4 + CUSTOS_LAS_MAX_MSG];
     long len;
-    while ((len = frame_ready(c)) >= 0) {
+    while ((len = custos_frame_split(c->buf, c->got)) >= 0) {
         size_t n = las_handle(g_platform, &c->caller, c->buf + 4, (size_t)len, resp + 4,
                               CUSTOS_LAS_MAX_MSG);
         custos_put_be(resp, n, 4);
@@ -224,7 +210,7 @@ static int answer_frames(struct worker *w, struct conn *c)
         }
         c->deadline_ms = now_ms() + g_cfg->request_timeout_ms;
     }
-    if (len == FRAME_OVERSIZE) {
+    if (len == CUSTOS_FRAME_OVERSIZE) {
         char msg[96];
         size_t big = (size_t)custos_get_be(c->buf, 4);
         snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the limit of %d", big, CUSTOS_LAS_MAX_MSG);
