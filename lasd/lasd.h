@@ -19,10 +19,11 @@ struct las_caller {
     int pidfd; /* SCM_PIDFD of the sender (kernel >= 6.5), or -1 */
 };
 
-/* SHA-256 of the executable the caller runs, read through /proc/<pid>/exe. After hashing it checks
- * that the caller is still alive (through its pidfd, or else by its unchanged start time), so the
- * pid cannot have been recycled meanwhile. Results are cached by (device, inode, size, mtime,
- * ctime) of the file. */
+/* SHA-256 of the executable the caller runs, read through /proc/<pid>/exe. The caller is refused
+ * when it runs other code (las_check_caller: before hashing on a cache miss, and always after).
+ * After hashing it checks that /proc/<pid>/exe is still the hashed file and that the caller is
+ * still alive (through its pidfd, or else by its unchanged start time), so the pid cannot have
+ * been recycled meanwhile. Results are cached by (device, inode, size, mtime, ctime) of the file. */
 int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err,
                 size_t err_size);
 
