@@ -157,7 +157,7 @@ def shared():
         shutil.rmtree(d)
 
 
-def shared_node(nodes, shared):
+def shared_node(shared, nodes):
     n = nodes("n1")
     n.socket = os.path.join(shared, "las.sock")
     return n.start()
@@ -171,8 +171,8 @@ def py_ask(node, prefix=(), env=None, pre=""):
     return [(int(l.split(" ", 1)[0]), l.split(" ", 1)[1]) for l in lines]
 
 
-def test_normal_callers_still_served(nodes, shared):
-    n = shared_node(nodes, shared)
+def test_normal_callers_still_served(shared, nodes):
+    n = shared_node(shared, nodes)
     cas = os.path.join(shared, "cas")
     shutil.copy(binary("cas"), cas)
     os.chmod(cas, 0o755)
@@ -190,8 +190,8 @@ def test_normal_callers_still_served(nodes, shared):
         assert st == 0 and m == hashlib.sha256(open(client, "rb").read()).hexdigest(), m
 
 
-def test_preloaded_library_that_hid_itself_is_refused(nodes, shared):
-    n = shared_node(nodes, shared)
+def test_preloaded_library_that_hid_itself_is_refused(shared, nodes):
+    n = shared_node(shared, nodes)
     lib = compile_c(shared, "scrub.so", SCRUB_SO_C, "-shared", "-fPIC")
     os.chown(lib, 65534, 65534)
     # LD_PRELOAD is set by env(1) after setpriv, so it reaches python and not setpriv
@@ -223,8 +223,8 @@ WX_FILE = ("import mmap, tempfile\nf = tempfile.TemporaryFile()\nf.truncate(4096
            " prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n")
 
 
-def test_anonymous_executable_memory_is_refused(nodes, shared):
-    n = shared_node(nodes, shared)
+def test_anonymous_executable_memory_is_refused(shared, nodes):
+    n = shared_node(shared, nodes)
     for prefix in ([], NOBODY):
         for status, msg in py_ask(n, prefix, pre=ANON_EXEC):
             assert status == 1 and "anonymous executable memory" in msg, msg
@@ -232,8 +232,8 @@ def test_anonymous_executable_memory_is_refused(nodes, shared):
             assert status == 1 and "/dev/zero (deleted)" in msg, msg
 
 
-def test_writable_executable_mapping_is_refused(nodes, shared):
-    n = shared_node(nodes, shared)
+def test_writable_executable_mapping_is_refused(shared, nodes):
+    n = shared_node(shared, nodes)
     for status, msg in py_ask(n, [], pre=WX_FILE):
         assert status == 1 and "writable and executable" in msg, msg
 
@@ -257,8 +257,8 @@ __attribute__((constructor)) static void patch(void)
 """
 
 
-def test_code_changed_in_memory_is_refused(nodes, shared):
-    n = shared_node(nodes, shared)
+def test_code_changed_in_memory_is_refused(shared, nodes):
+    n = shared_node(shared, nodes)
     exe = compile_c(shared, "patched", PATCH_C + CLIENT_C)
     st, msg = ask(n, exe, "quote")
     assert st == 1 and "changed in memory" in msg and exe in msg, msg
@@ -288,8 +288,8 @@ static void map_after_access(void)
 """
 
 
-def test_code_mapped_during_measuring_is_refused(nodes, shared):
-    n = shared_node(nodes, shared)
+def test_code_mapped_during_measuring_is_refused(shared, nodes):
+    n = shared_node(shared, nodes)
     src = RACE_C + CLIENT_C.replace('#include <stdio.h>', '#include <stdio.h>\n#include <unistd.h>', 1)
     src = src.replace("    int fd = socket(AF_UNIX, SOCK_STREAM, 0);",
                       "    watch_self(\"/proc/self/exe\");\n    int fd = socket(AF_UNIX, SOCK_STREAM, 0);")

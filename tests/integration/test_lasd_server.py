@@ -1,13 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """lasd as a server on a node: its socket (no take-over of a live one, no unlinking of another's),
 signals, and connection limits under a flood from an unprivileged user."""
+import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import tempfile
 
-from harness import LasNode, las_request, wait_for
+import pytest
+
+from harness import CasNode, LasNode, https, las_request, wait_for
 
 OP_QUOTE, OP_SEAL, OP_INFO = 1, 2, 3
 PLATFORM_KEY = slice(16, 49)  # the platform public key in a quote body
@@ -147,16 +151,25 @@ def finish(proc):
     proc.wait(timeout=30)
 
 
-def shared_node(nodes, name, extra=()):
+@pytest.fixture
+def shared():
+    """A directory other users can reach (the socket goes there); removed at the end."""
     d = tempfile.mkdtemp(prefix="custos-flood-", dir="/tmp")
     os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d)
+
+
+def shared_node(nodes, shared, name, extra=()):
     n = nodes(name, extra=list(extra))
-    n.socket = os.path.join(d, "las.sock")
+    n.socket = os.path.join(shared, "las.sock")
     return n.start()
 
 
-def test_flood_by_one_user_leaves_root_served_and_log_small(nodes):
-    n = shared_node(nodes, "flood")
+def test_flood_by_one_user_leaves_root_served_and_log_small(shared, nodes):
+    n = shared_node(nodes, shared, "flood")
     lines_before = n.log().count("\n")
     flood = as_user(NOBODY, FLOOD, n.socket, "1100", "3000")
     try:
@@ -176,8 +189,24 @@ def test_flood_by_one_user_leaves_root_served_and_log_small(nodes):
     wait_for(lambda: "not logged" in n.log(), what="count of refusals not logged")
 
 
-def test_per_uid_limit_refuses_the_65th(nodes):
-    n = shared_node(nodes, "peruid")
+def test_flood_leaves_casd_able_to_start_and_attest(shared, nodes):
+    """casd started while a user holds 1,100 connections still gets its seal key and quotes."""
+    n = shared_node(nodes, shared, "casflood")
+    flood = as_user(NOBODY, FLOOD, n.socket, "1100", "0")
+    cas = CasNode(n, "127.0.0.9")
+    try:
+        assert read_until(flood, "holding")[-1] == "holding 1100"
+        cas.start()
+        st, body = https(cas.addr, "GET", "/v1/attestation?nonce=" + "00" * 16)
+        assert st == 200, body
+        assert json.loads(body)["quote"]["format"] == "custos-quote-v1"
+    finally:
+        cas.stop()
+        finish(flood)
+
+
+def test_per_uid_limit_refuses_the_65th(shared, nodes):
+    n = shared_node(nodes, shared, "peruid")
     p = as_user(NOBODY, PER_CONN, n.socket, "65")
     try:
         out = read_until(p, "done")
@@ -191,9 +220,9 @@ def test_per_uid_limit_refuses_the_65th(nodes):
     assert st == 0
 
 
-def test_reserve_keeps_room_for_the_cas_uid(nodes):
+def test_reserve_keeps_room_for_the_cas_uid(shared, nodes):
     """Many users together fill the unreserved connections; the reserved uid (and root) still get in."""
-    n = shared_node(nodes, "reserve", ["--max-clients", "40", "--max-clients-per-uid", "20",
+    n = shared_node(nodes, shared, "reserve", ["--max-clients", "40", "--max-clients-per-uid", "20",
                                        "--reserved-clients", "10", "--reserved-uid", "65533"])
     users = [["setpriv", f"--reuid={u}", f"--regid={u}", "--clear-groups"] for u in (65534, 65532)]
     holders = [as_user(u, PER_CONN, n.socket, "20") for u in users]
