@@ -23,7 +23,8 @@
 
 #define MAPS_MAX_SIZE (64u << 20) /* beyond this the caller is refused, not half-checked */
 
-ssize_t las_read_proc(pid_t pid, const char *name, char *buf, size_t cap)
+/* Reads a small /proc/<pid>/<name> into buf (NUL-terminated); returns its length or -errno. */
+static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t cap)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
@@ -91,7 +92,7 @@ static int check_tracer_and_env(pid_t pid, char *err, size_t err_size)
 {
     static const char *const loader_vars[] = {"LD_PRELOAD=", "LD_AUDIT=", "LD_LIBRARY_PATH="};
     char status[4096];
-    if (las_read_proc(pid, "status", status, sizeof(status)) < 0) {
+    if (read_proc(pid, "status", status, sizeof(status)) < 0) {
         snprintf(err, err_size, "cannot read the state of caller pid %d", (int)pid);
         return -ESRCH;
     }
@@ -103,7 +104,7 @@ static int check_tracer_and_env(pid_t pid, char *err, size_t err_size)
         return -EPERM;
     }
     static _Thread_local char env[1 << 20];
-    ssize_t n = las_read_proc(pid, "environ", env, sizeof(env));
+    ssize_t n = read_proc(pid, "environ", env, sizeof(env));
     if (n < 0) {
         snprintf(err, err_size, "cannot read the environment of caller pid %d", (int)pid);
         return -ESRCH;

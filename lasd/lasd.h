@@ -34,8 +34,6 @@ int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_
  * unwritable by group and others. deep also reads the pagemap of the executable file mappings and
  * refuses code pages changed in memory (private copies). Other errors: -ESRCH (caller gone), -E2BIG. */
 int las_check_caller(pid_t pid, const struct stat *exe, bool deep, char *err, size_t err_size);
-/* Reads a small /proc/<pid>/<name> into buf (NUL-terminated); returns its length or -errno. */
-ssize_t las_read_proc(pid_t pid, const char *name, char *buf, size_t cap);
 
 struct las_server_config {
     const char *socket_path;

@@ -48,15 +48,15 @@ static int lock_dir(const char *path)
  * listens, or it is gone), -errno when that cannot be told. */
 static int socket_is_live(const struct sockaddr_un *addr)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* non-blocking: a live server with a full backlog answers EAGAIN instead of holding us up */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     int ret = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0 ? 1 : -errno;
     close(fd);
     if (ret == -ECONNREFUSED || ret == -ENOENT)
         return 0;
-    /* EAGAIN: a full backlog is a live (if busy) server */
-    return ret == -EAGAIN ? 1 : ret;
+    return ret == -EAGAIN ? 1 : ret; /* a full backlog is a live, busy server */
 }
 
 /* Checks what is at path and removes it when it is a stale socket. */
