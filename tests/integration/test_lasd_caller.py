@@ -301,3 +301,55 @@ def test_code_mapped_during_measuring_is_refused(shared, nodes):
         f.truncate(os.path.getsize(exe) + (256 << 20))  # 256 MiB more to hash (a sparse tail)
     st, msg = ask(n, exe, "quote")
     assert st == 1 and "anonymous executable memory" in msg, msg
+
+
+# A caller that execs another program (root's, so its mappings pass) while lasd hashes its
+# executable; a child it forked before keeps the socket and prints the answer.
+EXEC_RACE_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    unsigned char req[4 + 65] = {0, 0, 0, 65, 1}, resp[4096];
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    char ev[4096];
+    if (argc < 2)
+        return 2;
+    strncpy(a.sun_path, argv[1], sizeof(a.sun_path) - 1);
+    int ifd = inotify_init1(IN_CLOEXEC);
+    inotify_add_watch(ifd, "/proc/self/exe", IN_ACCESS);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0); /* not CLOEXEC: it survives the exec */
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        return 3;
+    if (fork() == 0) { /* the reader */
+        size_t got = 0;
+        ssize_t n;
+        while ((n = read(fd, resp + got, sizeof(resp) - got)) > 0)
+            if ((got += (size_t)n) >= 5 && got >= 4 + (size_t)resp[3])
+                break;
+        if (got < 5)
+            return 4;
+        printf("%d %.*s\n", resp[4], resp[4] ? (int)resp[3] - 1 : 0, (char *)resp + 5);
+        return 0;
+    }
+    if (write(fd, req, sizeof(req)) != (ssize_t)sizeof(req) || read(ifd, ev, sizeof(ev)) <= 0)
+        return 5;
+    execl("/usr/bin/sleep", "sleep", "1", (char *)NULL);
+    return 6;
+}
+"""
+
+
+def test_exec_during_measuring_is_refused(shared, nodes):
+    n = shared_node(shared, nodes)
+    exe = compile_c(shared, "execer", EXEC_RACE_C)
+    with open(exe, "ab") as f:
+        f.truncate(os.path.getsize(exe) + (256 << 20))  # hashing outlasts the exec by far
+    r = run(["sh", "-c", f"{exe} {n.socket}; wait"])  # the reader's output, whoever ends first
+    out = r.stdout.strip()
+    assert out.startswith("1 ") and "changed its executable during measurement" in out, (out, r.stderr)
