@@ -21,13 +21,9 @@ static size_t do_quote(const struct custos_platform *platform, const struct las_
                        size_t size, uint8_t *resp, size_t cap)
 {
     struct custos_quote q;
-    char err[256];
+    char err[512];
     memset(&q, 0, sizeof(q));
-    if (size != CUSTOS_REPORT_DATA_SIZE) {
-        snprintf(err, sizeof(err), "quote request must carry %d bytes of report data, got %zu",
-                 CUSTOS_REPORT_DATA_SIZE, size);
-        return error_resp(resp, cap, err);
-    }
+    (void)size; /* checked by custos_las_request_parse */
     if (las_measure(caller, q.measurement, err, sizeof(err)) < 0)
         return error_resp(resp, cap, err);
     memcpy(q.report_data, data, CUSTOS_REPORT_DATA_SIZE);
@@ -45,12 +41,7 @@ static size_t do_seal_key(const struct custos_platform *platform, const struct l
                           size_t size, uint8_t *resp, size_t cap)
 {
     uint8_t m[CUSTOS_MEASUREMENT_SIZE];
-    char err[256];
-    if (size == 0 || size > 64)
-        return error_resp(resp, cap, "seal key label must be 1..64 bytes");
-    for (size_t i = 0; i < size; i++)
-        if (label[i] < 0x21 || label[i] > 0x7e)
-            return error_resp(resp, cap, "seal key label must be printable ASCII without spaces");
+    char err[512];
     if (las_measure(caller, m, err, sizeof(err)) < 0)
         return error_resp(resp, cap, err);
     if (custos_platform_seal_key(platform, label, size, m, (uint32_t)caller->uid, resp + 1) < 0)
@@ -72,17 +63,16 @@ static size_t do_info(const struct custos_platform *platform, uint8_t *resp, siz
 size_t las_handle(const struct custos_platform *platform, const struct las_caller *caller,
                   const uint8_t *req, size_t req_size, uint8_t *resp, size_t resp_cap)
 {
-    if (req_size < 1)
-        return error_resp(resp, resp_cap, "empty request");
-    switch (req[0]) {
+    struct custos_las_request r;
+    char err[160];
+    if (custos_las_request_parse(req, req_size, &r, err, sizeof(err)) < 0)
+        return error_resp(resp, resp_cap, err);
+    switch (r.op) {
     case CUSTOS_LAS_OP_QUOTE:
-        return do_quote(platform, caller, req + 1, req_size - 1, resp, resp_cap);
+        return do_quote(platform, caller, r.data, r.data_size, resp, resp_cap);
     case CUSTOS_LAS_OP_SEAL_KEY:
-        return do_seal_key(platform, caller, req + 1, req_size - 1, resp, resp_cap);
-    case CUSTOS_LAS_OP_INFO:
+        return do_seal_key(platform, caller, r.data, r.data_size, resp, resp_cap);
+    default:
         return do_info(platform, resp, resp_cap);
     }
-    char err[64];
-    snprintf(err, sizeof(err), "unknown request type %u", req[0]);
-    return error_resp(resp, resp_cap, err);
 }

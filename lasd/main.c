@@ -12,7 +12,8 @@ int main(int argc, char **argv)
 {
     const char *socket_path = NULL, *platform_name = NULL, *platform_dir = NULL, *tcti = NULL,
                *log_spec = NULL;
-    long long sim_tcb = 0, threads = 0, max_clients = 0, timeout_ms = 0;
+    long long sim_tcb = 0, threads = 0, max_clients = 0, max_per_uid = 0, reserved_clients = 0, timeout_ms = 0;
+    struct custos_strlist reserved_uid_list = {0};
     bool debug = false;
     struct custos_option opts[] = {
         {"socket", 's', "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH",
@@ -29,8 +30,16 @@ int main(int argc, char **argv)
          "mark quotes as debug mode (verifiers refuse them unless told otherwise)", &debug},
         {"threads", 0, "CUSTOS_LAS_THREADS", CUSTOS_OPT_INT, "2", 1, 64, "N", "worker threads",
          &threads},
-        {"max-clients", 0, NULL, CUSTOS_OPT_INT, "1024", 1, 65536, "N",
-         "concurrent connections served", &max_clients},
+        {"max-clients", 0, "CUSTOS_LAS_MAX_CLIENTS", CUSTOS_OPT_INT, "1024", 2, 65536, "N",
+         "concurrent connections served, all users together", &max_clients},
+        {"max-clients-per-uid", 0, "CUSTOS_LAS_MAX_CLIENTS_PER_UID", CUSTOS_OPT_INT, "64", 1, 65536, "N",
+         "concurrent connections one user may hold (root and --reserved-uid excepted); more are refused",
+         &max_per_uid},
+        {"reserved-clients", 0, "CUSTOS_LAS_RESERVED_CLIENTS", CUSTOS_OPT_INT, "64", 0, 65535, "N",
+         "connections of --max-clients that only root and --reserved-uid may use", &reserved_clients},
+        {"reserved-uid", 0, "CUSTOS_LAS_RESERVED_UIDS", CUSTOS_OPT_LIST, NULL, 0, 0, "UID[,UID]",
+         "a user that may use the reserved connections and has no per-user limit, besides root "
+         "(e.g. the CAS's uid)", &reserved_uid_list},
         {"request-timeout-ms", 0, NULL, CUSTOS_OPT_INT, "5000", 10, 600000, "MS",
          "a connection without a complete request for this long is closed", &timeout_ms},
         {"log", 0, "CUSTOS_LOG", CUSTOS_OPT_STRING, "info", 0, 0, "SPEC",
@@ -45,6 +54,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "lasd: invalid log spec '%s' (expected e.g. info,las=debug)\n", log_spec);
         return 2;
     }
+    uid_t *reserved_uids = NULL;
+    size_t n_reserved_uids = 0;
+    ret = las_parse_uids(&reserved_uid_list, &reserved_uids, &n_reserved_uids);
+    custos_strlist_free(&reserved_uid_list);
+    if (ret < 0)
+        return 2;
     custos_harden_process();
     struct custos_platform_config pcfg = {
         .dir = platform_dir, .tcti = tcti, .sim_tcb = (uint32_t)sim_tcb, .debug = debug};
@@ -52,6 +67,7 @@ int main(int argc, char **argv)
     char err[512];
     if (custos_platform_open(platform_name, &pcfg, &platform, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(LAS_LOG, "%s", err);
+        free(reserved_uids);
         return 1;
     }
     LOG_MODULE_INFO(LAS_LOG, "platform %s: %s", platform->backend->name, platform->backend->protection);
@@ -60,8 +76,13 @@ int main(int argc, char **argv)
     struct las_server_config scfg = {.socket_path = socket_path,
                                      .threads = (unsigned)threads,
                                      .max_clients = (unsigned)max_clients,
+                                     .max_per_uid = (unsigned)max_per_uid,
+                                     .reserved_clients = (unsigned)reserved_clients,
+                                     .reserved_uids = reserved_uids,
+                                     .n_reserved_uids = n_reserved_uids,
                                      .request_timeout_ms = (unsigned)timeout_ms};
     ret = las_serve(&scfg, platform);
     custos_platform_close(platform);
+    free(reserved_uids);
     return ret < 0 ? 1 : 0;
 }

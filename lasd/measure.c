@@ -115,68 +115,6 @@ out:
     return ret;
 }
 
-/* Reads a small /proc file of pid into buf (NUL-terminated); returns its length or -errno. */
-static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t cap)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t got = 0;
-    while (got < cap - 1) {
-        ssize_t n = read(fd, buf + got, cap - 1 - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    return (ssize_t)got;
-}
-
-/* A program whose code can be changed from outside is not what its executable says: refuse a
- * caller that is being traced, or that was started with the dynamic loader told to load more code. */
-static int check_untampered(pid_t pid, char *err, size_t err_size)
-{
-    static const char *const loader_vars[] = {"LD_PRELOAD=", "LD_AUDIT=", "LD_LIBRARY_PATH="};
-    char status[4096];
-    if (read_proc(pid, "status", status, sizeof(status)) < 0) {
-        snprintf(err, err_size, "cannot read the state of caller pid %d", (int)pid);
-        return -ESRCH;
-    }
-    const char *t = strstr(status, "\nTracerPid:");
-    long tracer = t ? strtol(t + 11, NULL, 10) : -1;
-    if (tracer != 0) {
-        snprintf(err, err_size, "caller pid %d is being traced (TracerPid %ld); a traced program is not measured",
-                 (int)pid, tracer);
-        return -EPERM;
-    }
-    static _Thread_local char env[1 << 20];
-    ssize_t n = read_proc(pid, "environ", env, sizeof(env));
-    if (n < 0) {
-        snprintf(err, err_size, "cannot read the environment of caller pid %d", (int)pid);
-        return -ESRCH;
-    }
-    if ((size_t)n >= sizeof(env) - 1) {
-        snprintf(err, err_size, "the environment of caller pid %d is too large to check", (int)pid);
-        return -E2BIG;
-    }
-    for (const char *p = env; p < env + n; p += strlen(p) + 1) {
-        for (size_t i = 0; i < sizeof(loader_vars) / sizeof(loader_vars[0]); i++) {
-            if (!strncmp(p, loader_vars[i], strlen(loader_vars[i]))) {
-                snprintf(err, err_size, "caller pid %d was started with %.*s set; programs started with dynamic "
-                         "loader variables are not measured", (int)pid, (int)strlen(loader_vars[i]) - 1,
-                         loader_vars[i]);
-                return -EPERM;
-            }
-        }
-    }
-    return 0;
-}
-
 static bool still_alive(const struct las_caller *caller, unsigned long long t1)
 {
     unsigned long long t2 = 0;
@@ -189,7 +127,7 @@ int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_
                 size_t err_size)
 {
     char path[64];
-    struct stat st;
+    struct stat st, again;
     unsigned long long t1 = 0;
     uint8_t m[CUSTOS_MEASUREMENT_SIZE];
     int ret = 0, pid = (int)caller->pid;
@@ -209,18 +147,27 @@ int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_
         snprintf(err, err_size, "the executable of caller pid %d is not a regular file", pid);
         return -EINVAL;
     }
+    /* The check after measuring is the one that counts (it also reads the pagemap of the code, and
+     * what the caller mapped while it was measured shows there). The one before hashing only
+     * spares hashing an executable whose caller is refused anyway, so it runs on a cache miss. */
     if (!cache_get(&st, m)) {
-        ret = hash_fd(fd, m);
-        if (ret == 0)
-            cache_put(&st, m);
+        ret = las_check_caller(caller->pid, &st, false, err, err_size);
+        if (ret == 0 && (ret = hash_fd(fd, m)) < 0)
+            snprintf(err, err_size, "cannot read the executable of caller pid %d", pid);
+        if (ret < 0) {
+            close(fd);
+            return ret;
+        }
+        cache_put(&st, m);
     }
     close(fd);
-    if (ret < 0) {
-        snprintf(err, err_size, "cannot read the executable of caller pid %d", pid);
+    if ((ret = las_check_caller(caller->pid, &st, true, err, err_size)) < 0)
         return ret;
+    /* still the program that was hashed (an exec meanwhile would show here or in its mappings) */
+    if (stat(path, &again) < 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+        snprintf(err, err_size, "caller pid %d changed its executable during measurement", pid);
+        return -ESRCH;
     }
-    if ((ret = check_untampered(caller->pid, err, err_size)) < 0)
-        return ret;
     if (!still_alive(caller, t1)) {
         snprintf(err, err_size, "caller pid %d exited or was replaced during measurement", pid);
         return -ESRCH;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -20,9 +21,6 @@
 
 #include "lasd.h"
 
-#ifndef SO_PASSPIDFD
-#define SO_PASSPIDFD 76
-#endif
 #ifndef SCM_PIDFD
 #define SCM_PIDFD 0x04
 #endif
@@ -43,17 +41,11 @@ struct worker {
     struct conn *conns;
 };
 
-static volatile sig_atomic_t g_stop;
-static atomic_uint g_clients;
+static atomic_bool g_stop;
+static struct las_ratelimit g_rl_refused = LAS_RATELIMIT_INIT, g_rl_accept = LAS_RATELIMIT_INIT;
 static int g_listen_fd = -1;
 static const struct las_server_config *g_cfg;
 static const struct custos_platform *g_platform;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
 
 static uint64_t now_ms(void)
 {
@@ -75,8 +67,8 @@ static void conn_close(struct worker *w, struct conn *c)
     if (c->caller.pidfd >= 0)
         close(c->caller.pidfd);
     custos_wipe(c->buf, sizeof(c->buf));
+    las_slot_put(c->peer.uid);
     free(c);
-    atomic_fetch_sub(&g_clients, 1);
 }
 
 static void send_error_and_close(struct worker *w, struct conn *c, const char *msg)
@@ -93,28 +85,50 @@ static void send_error_and_close(struct worker *w, struct conn *c, const char *m
     conn_close(w, c);
 }
 
+/* A refused connection gets one error frame (if the socket buffer takes it) and is closed. */
+static void refuse(int fd, const char *why)
+{
+    uint8_t frame[4 + 1 + 200];
+    size_t n = strnlen(why, sizeof(frame) - 5);
+    custos_put_be(frame, 1 + n, 4);
+    frame[4] = 1;
+    memcpy(frame + 5, why, n);
+    (void)!send(fd, frame, 5 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+}
+
 static void accept_clients(struct worker *w)
 {
     for (;;) {
         int fd = accept4(g_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                las_warn_limited(&g_rl_accept, "accepting a connection failed: %s", strerror(errno));
             return;
-        if (atomic_fetch_add(&g_clients, 1) >= g_cfg->max_clients) {
-            atomic_fetch_sub(&g_clients, 1);
-            LOG_MODULE_WARN(LAS_LOG, "too many clients (%u), refusing a connection", g_cfg->max_clients);
-            close(fd);
+        }
+        struct ucred peer;
+        socklen_t len = sizeof(peer);
+        char why[160];
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0 || peer.pid <= 0) {
+            refuse(fd, "lasd cannot tell who connected (SO_PEERCRED)");
+            continue;
+        }
+        if (las_slot_take(peer.uid, why, sizeof(why)) < 0) {
+            refuse(fd, why);
+            las_warn_limited(&g_rl_refused, "refused a connection of uid %u (pid %d): %s", (unsigned)peer.uid,
+                             (int)peer.pid, why);
             continue;
         }
         struct conn *c = malloc(sizeof(*c));
         if (!c) {
-            atomic_fetch_sub(&g_clients, 1);
+            las_slot_put(peer.uid);
             close(fd);
             continue;
         }
         c->fd = fd;
-        socklen_t len = sizeof(c->peer);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0)
-            c->peer.pid = 0;
+        c->peer = peer;
         c->caller.pid = 0;
         c->caller.pidfd = -1;
         c->got = 0;
@@ -124,20 +138,6 @@ static void accept_clients(struct worker *w)
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
         epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
     }
-}
-
-#define FRAME_INCOMPLETE (-2)
-#define FRAME_OVERSIZE (-1)
-
-/* Length of the first complete frame in c->buf, FRAME_INCOMPLETE or FRAME_OVERSIZE. */
-static long frame_ready(const struct conn *c)
-{
-    if (c->got < 4)
-        return FRAME_INCOMPLETE;
-    size_t len = (size_t)custos_get_be(c->buf, 4);
-    if (len > CUSTOS_LAS_MAX_MSG)
-        return FRAME_OVERSIZE;
-    return c->got >= 4 + len ? (long)len : FRAME_INCOMPLETE;
 }
 
 /* Takes the sender's credentials (and pidfd) from one message. One request, one sender, and it
@@ -193,7 +193,7 @@ static int answer_frames(struct worker *w, struct conn *c)
 {
     uint8_t resp[4 + CUSTOS_LAS_MAX_MSG];
     long len;
-    while ((len = frame_ready(c)) >= 0) {
+    while ((len = custos_frame_split(c->buf, c->got)) >= 0) {
         size_t n = las_handle(g_platform, &c->caller, c->buf + 4, (size_t)len, resp + 4,
                               CUSTOS_LAS_MAX_MSG);
         custos_put_be(resp, n, 4);
@@ -210,7 +210,7 @@ static int answer_frames(struct worker *w, struct conn *c)
         }
         c->deadline_ms = now_ms() + g_cfg->request_timeout_ms;
     }
-    if (len == FRAME_OVERSIZE) {
+    if (len == CUSTOS_FRAME_OVERSIZE) {
         char msg[96];
         size_t big = (size_t)custos_get_be(c->buf, 4);
         snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the limit of %d", big, CUSTOS_LAS_MAX_MSG);
@@ -281,71 +281,75 @@ static void *worker_main(void *arg)
                 conn_serve(w, evs[i].data.ptr);
         }
         expire(w);
+        las_ratelimit_flush(&g_rl_refused, "refused connections");
+        las_ratelimit_flush(&g_rl_accept, "failed accepts");
     }
     while (w->conns)
         conn_close(w, w->conns);
     return NULL;
 }
 
-static int listen_on(const char *path)
+/* Every connection is a descriptor: without enough of them accept() fails and nobody is served. */
+static void raise_fd_limit(unsigned max_clients)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    char dir[sizeof(addr.sun_path)];
-    if (strlen(path) >= sizeof(addr.sun_path)) {
-        LOG_MODULE_ERROR(LAS_LOG, "socket path too long: %s", path);
-        return -ENAMETOOLONG;
-    }
-    strcpy(addr.sun_path, path);
-    strcpy(dir, path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        int ret = custos_mkdirs(dir, 0755);
-        if (ret < 0) {
-            LOG_MODULE_ERROR(LAS_LOG, "cannot create socket directory %s: %s", dir, strerror(-ret));
-            return ret;
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_clients + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        LOG_MODULE_WARN(LAS_LOG, "only %llu file descriptors allowed (RLIMIT_NOFILE) for --max-clients %u: "
+                        "raise the limit or lower --max-clients", (unsigned long long)rl.rlim_cur, max_clients);
+}
+
+/* Signals are taken synchronously by the main thread (blocked everywhere, sigwaitinfo), so they
+ * can be logged: SIGTERM/SIGINT stop, SIGHUP (a closed terminal, or a reload by habit) is logged and
+ * ignored. */
+static void wait_for_stop(const sigset_t *set)
+{
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(set, &si);
+        if (sig < 0)
+            continue; /* EINTR */
+        if (sig == SIGHUP) {
+            LOG_MODULE_INFO(LAS_LOG, "SIGHUP from pid %d: lasd has nothing to reload, carrying on",
+                            (int)si.si_pid);
+            continue;
         }
+        LOG_MODULE_INFO(LAS_LOG, "%s from pid %d: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                        (int)si.si_pid);
+        atomic_store(&g_stop, true);
+        return;
     }
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            LOG_MODULE_ERROR(LAS_LOG, "%s exists and is not a socket; refusing to replace it", path);
-            return -EEXIST;
-        }
-        unlink(path);
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
-    /* Kernels >= 6.5 also hand over a pidfd of each sender; older ones fall back to start times. */
-    if (setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) < 0)
-        LOG_MODULE_INFO(LAS_LOG, "kernel without SO_PASSPIDFD: callers are re-checked by start time");
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(path, 0666) < 0 ||
-        listen(fd, 512) < 0) {
-        int e = errno;
-        LOG_MODULE_ERROR(LAS_LOG, "cannot listen on %s: %s", path, strerror(e));
-        close(fd);
-        return -e;
-    }
-    return fd;
 }
 
 int las_serve(const struct las_server_config *cfg, const struct custos_platform *platform)
 {
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
     signal(SIGPIPE, SIG_IGN);
     g_cfg = cfg;
     g_platform = platform;
-    g_listen_fd = listen_on(cfg->socket_path);
-    if (g_listen_fd < 0)
-        return g_listen_fd;
+    int ret = las_limits_init(cfg);
+    if (ret < 0)
+        return ret;
+    raise_fd_limit(cfg->max_clients);
+    struct las_socket sock;
+    ret = las_listen(cfg->socket_path, &sock);
+    if (ret < 0)
+        return ret;
+    g_listen_fd = sock.fd;
     struct worker *workers = calloc(cfg->threads, sizeof(*workers));
-    if (!workers)
+    if (!workers) {
+        las_unlisten(&sock);
         return -ENOMEM;
+    }
     for (unsigned i = 0; i < cfg->threads; i++) {
         workers[i].epfd = epoll_create1(EPOLL_CLOEXEC);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
@@ -353,13 +357,14 @@ int las_serve(const struct las_server_config *cfg, const struct custos_platform 
         pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
     }
     LOG_MODULE_INFO(LAS_LOG, "LAS listening on %s (%u threads)", cfg->socket_path, cfg->threads);
+    wait_for_stop(&set);
     for (unsigned i = 0; i < cfg->threads; i++) {
         pthread_join(workers[i].thread, NULL);
         close(workers[i].epfd);
     }
     free(workers);
-    close(g_listen_fd);
-    unlink(cfg->socket_path);
+    las_unlisten(&sock);
+    g_listen_fd = -1;
     LOG_MODULE_INFO(LAS_LOG, "LAS stopped");
     return 0;
 }

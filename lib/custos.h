@@ -239,3 +239,31 @@ int custos_las_info(const char *socket_path, json_t **out, char *err, size_t err
 /* Framing: u32 big-endian length then payload; both sides bound the length. */
 int custos_frame_write(int fd, const void *data, size_t size);
 int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size);
+/* The payload length of the first complete frame in buf[0..got), CUSTOS_FRAME_INCOMPLETE when more
+ * bytes are needed, CUSTOS_FRAME_OVERSIZE when its length is over CUSTOS_LAS_MAX_MSG. */
+#define CUSTOS_FRAME_INCOMPLETE (-2)
+#define CUSTOS_FRAME_OVERSIZE (-1)
+long custos_frame_split(const uint8_t *buf, size_t got);
+
+/* One request payload, checked: op byte, then its data (quote: 64 bytes of report data; seal key: a
+ * label of 1..64 printable ASCII bytes without spaces; info: nothing). data points into the
+ * payload. -EINVAL with the problem in err (the same text lasd answers). */
+struct custos_las_request {
+    uint8_t op;
+    const uint8_t *data;
+    size_t data_size;
+};
+int custos_las_request_parse(const uint8_t *payload, size_t size, struct custos_las_request *out, char *err,
+                             size_t err_size);
+/* One answer payload: status byte 0 and the answer (returns 0, with out and out_size the bytes
+ * after the status byte), or status 1 and lasd's message (-EPROTO, err = "LAS refused: " and the
+ * message with unprintable bytes shown as '?'); anything else is malformed (-EPROTO, named). */
+int custos_las_answer_parse(const uint8_t *payload, size_t size, const uint8_t **out, size_t *out_size, char *err,
+                            size_t err_size);
+/* The answer of an ok status, per op: a quote (body and signature), a seal key (exactly 32 bytes;
+ * caller wipes out), the info JSON (caller json_decref's). -EPROTO/-EINVAL naming the problem. */
+int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_quote *out, char *err,
+                            size_t err_size);
+int custos_las_answer_seal_key(const uint8_t *answer, size_t size, uint8_t out[CUSTOS_SEAL_KEY_SIZE], char *err,
+                               size_t err_size);
+int custos_las_answer_info(const uint8_t *answer, size_t size, json_t **out, char *err, size_t err_size);

@@ -73,6 +73,121 @@ int custos_las_path_check(const char *socket_path, char *err, size_t err_size)
     return 0;
 }
 
+long custos_frame_split(const uint8_t *buf, size_t got)
+{
+    if (got < 4)
+        return CUSTOS_FRAME_INCOMPLETE;
+    size_t len = (size_t)custos_get_be(buf, 4);
+    if (len > CUSTOS_LAS_MAX_MSG)
+        return CUSTOS_FRAME_OVERSIZE;
+    return got - 4 >= len ? (long)len : CUSTOS_FRAME_INCOMPLETE;
+}
+
+int custos_las_request_parse(const uint8_t *payload, size_t size, struct custos_las_request *out, char *err,
+                             size_t err_size)
+{
+    if (size < 1) {
+        snprintf(err, err_size, "empty request");
+        return -EINVAL;
+    }
+    const uint8_t *data = payload + 1;
+    size_t n = size - 1;
+    switch (payload[0]) {
+    case CUSTOS_LAS_OP_QUOTE:
+        if (n != CUSTOS_REPORT_DATA_SIZE) {
+            snprintf(err, err_size, "quote request must carry %d bytes of report data, got %zu",
+                     CUSTOS_REPORT_DATA_SIZE, n);
+            return -EINVAL;
+        }
+        break;
+    case CUSTOS_LAS_OP_SEAL_KEY:
+        if (n == 0 || n > 64) {
+            snprintf(err, err_size, "seal key label must be 1..64 bytes, got %zu", n);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (data[i] < 0x21 || data[i] > 0x7e) {
+                snprintf(err, err_size, "seal key label must be printable ASCII without spaces (byte %zu is "
+                         "0x%02x)", i, data[i]);
+                return -EINVAL;
+            }
+        }
+        break;
+    case CUSTOS_LAS_OP_INFO:
+        if (n != 0) {
+            snprintf(err, err_size, "info request carries no data, got %zu bytes", n);
+            return -EINVAL;
+        }
+        break;
+    default:
+        snprintf(err, err_size, "unknown request type %u", payload[0]);
+        return -EINVAL;
+    }
+    out->op = payload[0];
+    out->data = data;
+    out->data_size = n;
+    return 0;
+}
+
+int custos_las_answer_parse(const uint8_t *payload, size_t size, const uint8_t **out, size_t *out_size, char *err,
+                            size_t err_size)
+{
+    if (size < 1) {
+        snprintf(err, err_size, "LAS sent an empty answer");
+        return -EPROTO;
+    }
+    if (payload[0] == 0) {
+        *out = payload + 1;
+        *out_size = size - 1;
+        return 0;
+    }
+    if (payload[0] != 1) {
+        snprintf(err, err_size, "LAS answered with unknown status %u", payload[0]);
+        return -EPROTO;
+    }
+    /* lasd's message, shown as text: never control characters into the caller's terminal or log */
+    char msg[301];
+    size_t n = size - 1 < sizeof(msg) - 1 ? size - 1 : sizeof(msg) - 1;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = payload[1 + i];
+        msg[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    msg[n] = '\0';
+    snprintf(err, err_size, "LAS refused: %s", msg);
+    return -EPROTO;
+}
+
+int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_quote *out, char *err,
+                            size_t err_size)
+{
+    int ret;
+    if (size < CUSTOS_QUOTE_BODY_SIZE + 8 || size > CUSTOS_QUOTE_BODY_SIZE + sizeof(out->sig)) {
+        snprintf(err, err_size, "LAS answered a quote of unexpected size %zu", size);
+        return -EPROTO;
+    }
+    if ((ret = custos_quote_body_parse(answer, CUSTOS_QUOTE_BODY_SIZE, out, err, err_size)) < 0)
+        return ret;
+    out->sig_size = size - CUSTOS_QUOTE_BODY_SIZE;
+    memcpy(out->sig, answer + CUSTOS_QUOTE_BODY_SIZE, out->sig_size);
+    return 0;
+}
+
+int custos_las_answer_seal_key(const uint8_t *answer, size_t size, uint8_t out[CUSTOS_SEAL_KEY_SIZE], char *err,
+                               size_t err_size)
+{
+    if (size != CUSTOS_SEAL_KEY_SIZE) {
+        snprintf(err, err_size, "LAS answered a seal key of unexpected size %zu", size);
+        return -EPROTO;
+    }
+    memcpy(out, answer, CUSTOS_SEAL_KEY_SIZE);
+    return 0;
+}
+
+int custos_las_answer_info(const uint8_t *answer, size_t size, json_t **out, char *err, size_t err_size)
+{
+    return custos_json_parse((const char *)answer, size, out, err, err_size);
+}
+
 static int las_connect(const char *socket_path, char *err, size_t err_size)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -96,23 +211,18 @@ static int las_connect(const char *socket_path, char *err, size_t err_size)
     return fd;
 }
 
+/* One request and its answer; on success answer and answer_size are the bytes after the status byte. */
 static int las_exchange(int fd, const char *socket_path, const uint8_t *req, size_t req_size,
-                        uint8_t *resp, size_t *resp_size, char *err, size_t err_size)
+                        uint8_t *resp, const uint8_t **answer, size_t *answer_size, char *err, size_t err_size)
 {
+    size_t resp_size = 0;
     int ret;
     if ((ret = custos_frame_write(fd, req, req_size)) < 0 ||
-        (ret = custos_frame_read(fd, resp, CUSTOS_LAS_MAX_MSG, resp_size)) < 0) {
+        (ret = custos_frame_read(fd, resp, CUSTOS_LAS_MAX_MSG, &resp_size)) < 0) {
         snprintf(err, err_size, "LAS at %s: %s", socket_path, strerror(-ret));
         return ret;
     }
-    if (*resp_size < 1 || resp[0] != 0) {
-        int n = *resp_size > 1 ? (int)(*resp_size - 1) : 0;
-        if (n > 300)
-            n = 300;
-        snprintf(err, err_size, "LAS refused: %.*s", n, (const char *)resp + 1);
-        return -EPROTO;
-    }
-    return 0;
+    return custos_las_answer_parse(resp, resp_size, answer, answer_size, err, err_size);
 }
 
 struct custos_las_client {
@@ -144,13 +254,13 @@ void custos_las_client_free(struct custos_las_client *c)
 
 /* One request on the client's connection; reconnects once when a kept connection was closed. */
 static int client_call(struct custos_las_client *c, const uint8_t *req, size_t req_size, uint8_t *resp,
-                       size_t *resp_size, char *err, size_t err_size)
+                       const uint8_t **answer, size_t *answer_size, char *err, size_t err_size)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = c->fd < 0;
         if (fresh && (c->fd = las_connect(c->path, err, err_size)) < 0)
             return c->fd;
-        int ret = las_exchange(c->fd, c->path, req, req_size, resp, resp_size, err, err_size);
+        int ret = las_exchange(c->fd, c->path, req, req_size, resp, answer, answer_size, err, err_size);
         if (ret == 0 || ret == -EPROTO)
             return ret;
         close(c->fd);
@@ -162,41 +272,26 @@ static int client_call(struct custos_las_client *c, const uint8_t *req, size_t r
 }
 
 static int las_call(const char *socket_path, const uint8_t *req, size_t req_size, uint8_t *resp,
-                    size_t *resp_size, char *err, size_t err_size)
+                    const uint8_t **answer, size_t *answer_size, char *err, size_t err_size)
 {
     struct custos_las_client *c = NULL;
     int ret = custos_las_client_open(socket_path, &c);
     if (ret == 0)
-        ret = client_call(c, req, req_size, resp, resp_size, err, err_size);
+        ret = client_call(c, req, req_size, resp, answer, answer_size, err, err_size);
     custos_las_client_free(c);
     return ret;
-}
-
-static int quote_from_resp(const uint8_t *resp, size_t resp_size, struct custos_quote *out, char *err,
-                           size_t err_size)
-{
-    int ret;
-    if (resp_size < 1 + CUSTOS_QUOTE_BODY_SIZE + 8 ||
-        resp_size > 1 + CUSTOS_QUOTE_BODY_SIZE + sizeof(out->sig)) {
-        snprintf(err, err_size, "LAS answered a quote of unexpected size %zu", resp_size);
-        return -EPROTO;
-    }
-    if ((ret = custos_quote_body_parse(resp + 1, CUSTOS_QUOTE_BODY_SIZE, out, err, err_size)) < 0)
-        return ret;
-    out->sig_size = resp_size - 1 - CUSTOS_QUOTE_BODY_SIZE;
-    memcpy(out->sig, resp + 1 + CUSTOS_QUOTE_BODY_SIZE, out->sig_size);
-    return 0;
 }
 
 int custos_las_client_quote(struct custos_las_client *c, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
                             struct custos_quote *out, char *err, size_t err_size)
 {
     uint8_t req[1 + CUSTOS_REPORT_DATA_SIZE], resp[CUSTOS_LAS_MAX_MSG];
-    size_t resp_size = 0;
+    const uint8_t *answer = NULL;
+    size_t answer_size = 0;
     req[0] = CUSTOS_LAS_OP_QUOTE;
     memcpy(req + 1, report_data, CUSTOS_REPORT_DATA_SIZE);
-    int ret = client_call(c, req, sizeof(req), resp, &resp_size, err, err_size);
-    return ret < 0 ? ret : quote_from_resp(resp, resp_size, out, err, err_size);
+    int ret = client_call(c, req, sizeof(req), resp, &answer, &answer_size, err, err_size);
+    return ret < 0 ? ret : custos_las_answer_quote(answer, answer_size, out, err, err_size);
 }
 
 int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
@@ -214,20 +309,17 @@ int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[
                         char *err, size_t err_size)
 {
     uint8_t req[1 + 64], resp[CUSTOS_LAS_MAX_MSG];
-    size_t resp_size = 0, n = strlen(label);
+    const uint8_t *answer = NULL;
+    size_t answer_size = 0, n = strlen(label);
     if (n == 0 || n > 64) {
         snprintf(err, err_size, "seal key label must be 1..64 bytes");
         return -EINVAL;
     }
     req[0] = CUSTOS_LAS_OP_SEAL_KEY;
     memcpy(req + 1, label, n);
-    int ret = las_call(socket_path, req, 1 + n, resp, &resp_size, err, err_size);
-    if (ret == 0 && resp_size != 1 + CUSTOS_SEAL_KEY_SIZE) {
-        snprintf(err, err_size, "LAS answered a seal key of unexpected size %zu", resp_size);
-        ret = -EPROTO;
-    }
+    int ret = las_call(socket_path, req, 1 + n, resp, &answer, &answer_size, err, err_size);
     if (ret == 0)
-        memcpy(out, resp + 1, CUSTOS_SEAL_KEY_SIZE);
+        ret = custos_las_answer_seal_key(answer, answer_size, out, err, err_size);
     custos_wipe(resp, sizeof(resp));
     return ret;
 }
@@ -235,9 +327,10 @@ int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[
 int custos_las_info(const char *socket_path, json_t **out, char *err, size_t err_size)
 {
     uint8_t req[1] = {CUSTOS_LAS_OP_INFO}, resp[CUSTOS_LAS_MAX_MSG];
-    size_t resp_size = 0;
-    int ret = las_call(socket_path, req, 1, resp, &resp_size, err, err_size);
+    const uint8_t *answer = NULL;
+    size_t answer_size = 0;
+    int ret = las_call(socket_path, req, 1, resp, &answer, &answer_size, err, err_size);
     if (ret < 0)
         return ret;
-    return custos_json_parse((const char *)resp + 1, resp_size - 1, out, err, err_size);
+    return custos_las_answer_info(answer, answer_size, out, err, err_size);
 }
