@@ -53,8 +53,7 @@ def cas_factory(nodes, casd_copy):
     try:
         yield make
     finally:
-        for c in made:
-            c.stop()
+        harness.stop_all(made)
 
 
 def provision(tmp_path, cas):
