@@ -262,7 +262,7 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
         &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
         st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        &on_completed, NULL, MHD_OPTION_END);
+        &on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL, MHD_OPTION_END);
     if (!d)
         snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
     return d;
