@@ -23,8 +23,13 @@ static void secret_path(const char *name, char *out, size_t out_size)
 {
     static const char keep[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
     size_t n = (size_t)snprintf(out, out_size, "/v1/secrets/");
-    for (const unsigned char *p = (const unsigned char *)name; *p && n + 4 <= out_size; p++)
-        n += (size_t)snprintf(out + n, out_size - n, strchr(keep, *p) ? "%c" : "%%%02X", *p);
+    for (const unsigned char *p = (const unsigned char *)name; *p && n + 4 <= out_size; p++) {
+        if (strchr(keep, *p))
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, out_size - n, "%%%02X", *p);
+    }
+    out[n] = '\0';
 }
 
 static int secret_put(int argc, char **argv)
