@@ -183,32 +183,40 @@ static void get_owner(struct cas_state *st, struct http_request *req, struct htt
 
 /* ---- PUT/GET /v1/secrets/NAME: owner-held secret values --------------------------------------- */
 
-#define SECRET_NAME_MAX 128
 #define SECRET_VALUE_MAX (64u << 10)
 
-static bool secret_record(const char *url, char *rec, size_t size, struct http_response *r)
+/* The URL's path arrives percent-decoded (cas_mhd_unescape: %00 stays "%00"); a query string would
+ * be cut off before it, so "NAME?x" is refused rather than read as NAME. */
+static bool secret_record(const struct http_request *req, char *rec, size_t size, struct http_response *r)
 {
-    const char *name = url + strlen("/v1/secrets/");
-    size_t n = strlen(name);
-    bool ok = n > 0 && n <= SECRET_NAME_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-             (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
-    if (!ok) {
-        http_error(r, 400, "invalid_name",
-                   "secret name must be 1 to %d characters of A-Z a-z 0-9 . _ -", SECRET_NAME_MAX);
+    const char *name = req->url + strlen("/v1/secrets/");
+    char err[512];
+    if (MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0) {
+        http_error(r, 400, "invalid_name", "secret name '%.140s' followed by a query string: a '?' in a name "
+                   "must be percent-encoded (it is not allowed in a name anyway)", name);
+        return false;
+    }
+    if (cas_secret_name_check(name, err, sizeof(err)) < 0) {
+        http_error(r, 400, "invalid_name", "%s", err);
         return false;
     }
     snprintf(rec, size, "secret/%s", name);
     return true;
 }
 
+size_t cas_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return cas_url_unescape(s);
+}
+
 static void put_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
-    char rec[SECRET_NAME_MAX + 16];
+    char rec[CAS_SECRET_NAME_MAX + 16];
     const char *value = NULL;
     json_error_t e;
-    if (!cas_require_owner(st, req, r) || !secret_record(req->url, rec, sizeof(rec), r))
+    if (!cas_require_owner(st, req, r) || !secret_record(req, rec, sizeof(rec), r))
         return;
     json_t *body = http_json_body(req, r);
     if (!body)
@@ -229,10 +237,10 @@ static void put_secret(struct cas_state *st, struct http_request *req, struct ht
 
 static void get_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
-    char rec[SECRET_NAME_MAX + 16];
+    char rec[CAS_SECRET_NAME_MAX + 16];
     uint8_t *value = NULL;
     size_t size = 0;
-    if (!cas_require_owner(st, req, r) || !secret_record(req->url, rec, sizeof(rec), r))
+    if (!cas_require_owner(st, req, r) || !secret_record(req, rec, sizeof(rec), r))
         return;
     int ret = cas_db_get(st->db, rec, &value, &size);
     if (ret == -ENOENT) {

@@ -124,6 +124,8 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
 int cas_http_set_certificate(struct cas_state *st);
 /* Frees every TLS key generation (after the listener stopped). */
 void cas_http_wipe(void);
+/* MHD_OPTION_UNESCAPE_CALLBACK: percent-decoding that keeps %00 (api.c). */
+size_t cas_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s);
 
 /* http_guard.c: the request-header deadline (libmicrohttpd's timeout is an idle timeout). */
 int cas_http_guard_init(size_t max_connections, unsigned deadline_s);

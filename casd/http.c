@@ -245,7 +245,7 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &cas_http_guard_notify, NULL,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
-        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_END);
+        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL, MHD_OPTION_END);
     if (!d)
         snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
     return d;

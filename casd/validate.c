@@ -163,3 +163,45 @@ no_db:
     }
     return custos_las_path_check(las, err, err_size);
 }
+
+/* Percent-decoding of a URL path or query part, in place, as MHD's own but for %00: a NUL byte
+ * would cut the C string the handlers get ("s1%00junk" read as "s1"), so it stays the three
+ * characters "%00", which no name check accepts. Malformed escapes are kept as they are. */
+size_t cas_url_unescape(char *s)
+{
+    static const char hex[] = "0123456789abcdef0123456789ABCDEF";
+    char *out = s;
+    for (const char *in = s; *in;) {
+        const char *h = in[0] == '%' && in[1] ? strchr(hex, in[1]) : NULL;
+        const char *l = h && in[2] ? strchr(hex, in[2]) : NULL;
+        if (!l || (h - hex) % 16 + (l - hex) % 16 == 0) {
+            *out++ = *in++;
+            continue;
+        }
+        *out++ = (char)(((h - hex) % 16) << 4 | (l - hex) % 16);
+        in += 3;
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
+int cas_secret_name_check(const char *name, char *err, size_t err_size)
+{
+    size_t n = strlen(name);
+    const char *what = NULL;
+    if (strstr(name, "%00"))
+        what = "holds a NUL byte (%00)";
+    else if (strchr(name, '/'))
+        what = "holds '/'";
+    else if (!strcmp(name, ".") || !strcmp(name, ".."))
+        what = "is '.' or '..'";
+    else if (n == 0 || n > CAS_SECRET_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                 "0123456789._-") != n)
+        what = "is not 1 to 128 characters of A-Z a-z 0-9 . _ -";
+    if (!what)
+        return 0;
+    snprintf(err, err_size, "secret name '%.*s' %s (names are 1 to %d characters of A-Z a-z 0-9 . _ -, "
+             "not '.' or '..'; the CLI percent-encodes them)", n > 140 ? 140 : (int)n, name, what,
+             CAS_SECRET_NAME_MAX);
+    return -EINVAL;
+}

@@ -25,3 +25,10 @@ bool cas_node_name_valid(const char *name);
 #define CAS_ARGS_NO_DB ((const char *)1)
 int cas_args_check(const char *db, const char *listen, const char *node_name, const char *las, char *err,
                    size_t err_size);
+
+#define CAS_SECRET_NAME_MAX 128
+/* Percent-decodes s in place (%00 is kept as "%00"); returns the new length. */
+size_t cas_url_unescape(char *s);
+/* A secret's name as decoded from its URL: 1..128 of [A-Za-z0-9._-], not "." or "..". -EINVAL with
+ * the problem named (NUL byte, '/', dot segment, other characters or length). */
+int cas_secret_name_check(const char *name, char *err, size_t err_size);

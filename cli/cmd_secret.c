@@ -7,13 +7,29 @@
 
 #include "cli.h"
 
-/* Names are checked by CAS too; here a long one must not be cut short in the request path. */
+/* Names are checked by CAS; here a long one must not be cut short in the request path. */
 static int secret_name_ok(const char *prog, const char *name)
 {
     if (strlen(name) <= 128)
         return -1;
     fprintf(stderr, "%s: secret NAME is longer than 128 characters\n", prog);
     return 2;
+}
+
+/* "/v1/secrets/" and the name percent-encoded: every byte but A-Z a-z 0-9 _ - (a '.' too, so that no
+ * name is a dot segment that the URL layer would resolve), so '?', '#', '/' and '%' reach CAS as
+ * part of the name, which CAS then judges. */
+static void secret_path(const char *name, char *out, size_t out_size)
+{
+    static const char keep[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    size_t n = (size_t)snprintf(out, out_size, "/v1/secrets/");
+    for (const unsigned char *p = (const unsigned char *)name; *p && n + 4 <= out_size; p++) {
+        if (strchr(keep, *p))
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, out_size - n, "%%%02X", *p);
+    }
+    out[n] = '\0';
 }
 
 static int secret_put(int argc, char **argv)
@@ -29,7 +45,7 @@ static int secret_put(int argc, char **argv)
     int ret = cli_parse(argv[0], "Store a secret value in CAS under NAME (owner only). The value is read from a "
                         "file or stdin, never from the command line.", opts, 3, argc, argv, &pos, 1,
                         "one secret NAME");
-    char *value = NULL, *body = NULL, path[256];
+    char *value = NULL, *body = NULL, path[16 + 3 * 128 + 1];
     size_t size = 0;
     json_t *req = NULL;
     struct cli_context ctx = {0};
@@ -50,7 +66,7 @@ static int secret_put(int argc, char **argv)
         fprintf(stderr, "%s: the value must be UTF-8 text\n", argv[0]);
         goto out;
     }
-    snprintf(path, sizeof(path), "/v1/secrets/%s", pos.items[0]);
+    secret_path(pos.items[0], path, sizeof(path));
     ret = cli_owner_call(argv[0], &ctx, "PUT", path, body, &resp);
     if (ret == 0)
         printf("secret %s stored\n", pos.items[0]);
@@ -82,13 +98,13 @@ static int secret_get(int argc, char **argv)
                         &pos, 1, "one secret NAME");
     struct cli_context ctx = {0};
     struct cli_response resp = {0};
-    char path[256];
+    char path[16 + 3 * 128 + 1];
     if (ret >= 0 || (ret = secret_name_ok(argv[0], pos.items[0])) >= 0)
         goto out;
     ret = 1;
     if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
         goto out;
-    snprintf(path, sizeof(path), "/v1/secrets/%s", pos.items[0]);
+    secret_path(pos.items[0], path, sizeof(path));
     ret = cli_owner_call(argv[0], &ctx, "GET", path, NULL, &resp);
     if (ret == 0)
         printf("%s\n", json_string_value(json_object_get(resp.body, "value")) ?: "");

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 import pytest
 
-from harness import CasNode, LasNode, Swtpm
+from harness import CasNode, LasNode, Swtpm, stop_all
 
 
 @pytest.fixture
@@ -36,8 +36,7 @@ def nodes(tmp_path):
     try:
         yield make
     finally:
-        for n in made:
-            n.stop()
+        stop_all(made)
 
 
 @pytest.fixture
@@ -56,5 +55,4 @@ def cas_nodes(tmp_path, nodes):
     try:
         yield make
     finally:
-        for c in made:
-            c.stop()
+        stop_all(made)

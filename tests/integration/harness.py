@@ -111,14 +111,37 @@ class Swtpm:
         return self.start()
 
 
-def _stop(proc):
+def _stop(proc, timeout=5):
+    """SIGTERM, then SIGKILL after timeout seconds. True when the process ended on its own or on
+    SIGTERM, False when it had to be killed."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+            return False
+    return True
+
+
+# What AddressSanitizer, LeakSanitizer and UBSan print when they find something (with
+# ASAN_OPTIONS=abort_on_error=0 the process exits 1 after the report, UBSan halts on the first error).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_reports(text):
+    """The sanitizer reports in a process's output, each with a few lines of context; [] when none."""
+    lines = text.splitlines()
+    return ["\n".join(lines[i:i + 12]) for i, line in enumerate(lines)
+            if any(m in line for m in SANITIZER_MARKERS)]
+
+
+def check_sanitizers(text, what):
+    reports = sanitizer_reports(text)
+    if reports:
+        pytest.fail(f"{what}: {len(reports)} sanitizer report(s):\n" + "\n---\n".join(reports[:3]),
+                    pytrace=False)
 
 
 
@@ -127,6 +150,7 @@ class Daemon:
 
     ready_marker = ""
     label = "process"
+    stop_status = 0  # the exit status stop() expects; a test that wants another says so explicitly
 
     def args(self):
         raise NotImplementedError
@@ -145,7 +169,8 @@ class Daemon:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
                 self.proc = None
-                if expect_fail:
+                if expect_fail:  # the caller expects a refusal, and judges rc itself
+                    self.check_log()
                     return rc
                 pytest.fail(f"{self.label} exited with {rc}:\n{self.log()[before:]}")
             if self.ready_marker in self.log()[before:]:
@@ -155,16 +180,33 @@ class Daemon:
             time.sleep(0.02)
         pytest.fail(f"{self.label} did not start in {timeout}s:\n{self.log()[before:]}")
 
-    def stop(self):
+    def stop(self, expect_status=None):
+        """SIGTERM and wait: the process must exit with expect_status (default self.stop_status, 0: a
+        clean stop) and its log must hold no sanitizer report; a process that already exited by
+        itself is judged the same."""
         if self.proc is not None:
-            _stop(self.proc)
-            self.proc = None
+            proc, self.proc = self.proc, None
+            clean = _stop(proc, timeout=20)
+            assert clean, f"{self.label} did not stop within 20 s of SIGTERM (killed); log {self.log_path}"
+            self.check_exit(proc.returncode, self.stop_status if expect_status is None else expect_status)
 
     def kill(self):
+        """SIGKILL on purpose: no exit status to judge, but the log must still hold no sanitizer report."""
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+        self.check_log()
+
+    def check_exit(self, rc, expect_status=0):
+        """Fails the test when rc is not the expected status or the log holds a sanitizer report."""
+        self.check_log()
+        if rc != expect_status:
+            pytest.fail(f"{self.label} exited with status {rc}, expected {expect_status}; log {self.log_path}:\n"
+                        + self.log()[-3000:], pytrace=False)
+
+    def check_log(self):
+        check_sanitizers(self.log(), f"{self.label}, log {self.log_path}")
 
     def log(self):
         try:
@@ -172,6 +214,19 @@ class Daemon:
                 return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def stop_all(daemons):
+    """Stops every daemon (all of them, even when one fails its exit check), then reports the
+    failures together."""
+    problems = []
+    for d in daemons:
+        try:
+            d.stop()
+        except (AssertionError, pytest.fail.Exception) as e:
+            problems.append(str(e))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 class LasNode(Daemon):
@@ -234,8 +289,10 @@ def sha256_file(path):
 
 
 def run(args, check=False, **kw):
-    return subprocess.run(args, capture_output=True, text=True, timeout=kw.pop("timeout", 60),
-                          check=check, **kw)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=kw.pop("timeout", 60),
+                       check=check, **kw)
+    check_sanitizers(r.stderr or "", os.path.basename(str(args[0])))
+    return r
 
 
 def free_port(ip):
@@ -300,9 +357,18 @@ class BackupCas(CasNode):
         return [self.binary, "--backup", "--las", self.las.socket, "--listen", self.addr, "--node-name",
                 self.las.name] + self.extra
 
+    def expect_no_registration(self):
+        """Says that this backup will be refused (or never asked): stopped before any registration,
+        casd --backup logs 'stopped before any registration' and exits 1, which stop() then expects."""
+        self.stop_status = 1
+        return self
+
     def wait_exit(self, timeout=10):
+        """Waits for the exit and returns the status (the caller asserts it); the log must hold no
+        sanitizer report."""
         rc = self.proc.wait(timeout=timeout)
         self.proc = None
+        self.check_log()
         return rc
 
 
@@ -317,6 +383,7 @@ class Cli:
         env.pop("CAS_CLI_CONFIG", None)
         r = subprocess.run([binary("cas"), *args], capture_output=True, text=True, env=env, input=input,
                            timeout=60)
+        check_sanitizers(r.stderr, f"cas {' '.join(args[:2])}")
         if check:
             assert r.returncode == 0, f"cas {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
         return r

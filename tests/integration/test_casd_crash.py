@@ -3,6 +3,7 @@
 during provisioning) never loses an acknowledged write, never leaves a key-store or database that
 the next start refuses, and never loses the provisioning token before provisioning has happened."""
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -53,8 +54,7 @@ def cas_factory(nodes, casd_copy):
     try:
         yield make
     finally:
-        for c in made:
-            c.stop()
+        harness.stop_all(made)
 
 
 def provision(tmp_path, cas):
@@ -88,15 +88,20 @@ class Writer(threading.Thread):
                                   headers={"Content-Type": "application/json"})
                 r = self.conn.getresponse()
                 body = r.read()
-                if r.status != 200:
+                try:
+                    answer = json.loads(body)
+                except ValueError:
+                    answer = None
+                if r.status != 200 or answer != {"stored": name}:
                     self.unexpected.append((name, r.status, body[:200]))
                     return
-                assert json.loads(body) == {"stored": name}
                 self.acked[name] = value
                 self.in_flight = None
                 n += 1
-        except Exception as e:  # the kill: connection reset, EOF, ...
+        except (OSError, http.client.HTTPException) as e:  # the kill: connection reset, EOF, ...
             self.ended_by = repr(e)
+        except Exception as e:  # noqa: BLE001 - anything else is a failure of the test, not the kill
+            self.unexpected.append(("writer", "exception", repr(e)))
         finally:
             self.conn.close()
 
@@ -125,6 +130,7 @@ def test_sigkill_while_writing_never_loses_an_acknowledged_write(tmp_path, cas_f
     ks_path = cas.db + ".key-store"
     ks_bytes = open(ks_path, "rb").read()
     acked, rounds, in_flight_seen = {}, 0, 0
+    in_flight = {True: 0, False: 0}  # writes in flight at a kill: stored / absent afterwards
     while rounds < 20 or len(acked) < 1000:
         # bounded by rounds, not by time (a slow build only makes it take longer)
         assert rounds < 200, f"only {len(acked)} acknowledged writes in {rounds} rounds (seed {SEED})"
@@ -134,8 +140,8 @@ def test_sigkill_while_writing_never_loses_an_acknowledged_write(tmp_path, cas_f
         cas.kill()
         w.join(timeout=15)
         assert not w.is_alive(), "writer did not notice the kill"
-        assert not w.unexpected, f"round {rounds}: casd answered a write with an error: {w.unexpected}"
-        assert w.ended_by is not None
+        assert not w.unexpected, f"round {rounds}: casd answered a write wrongly: {w.unexpected}"
+        assert w.ended_by is not None, f"round {rounds}: the writer ended without the kill"
         acked.update(w.acked)
         rounds += 1
         # the database (and its key-store) must open after every kill ...
@@ -154,7 +160,7 @@ def test_sigkill_while_writing_never_loses_an_acknowledged_write(tmp_path, cas_f
             name, value = w.in_flight
             st, body = https(cas.addr, "GET", f"/v1/secrets/{name}", cert=cert)
             assert (st == 200 and json.loads(body)["value"] == value) or st == 404, (name, st, body)
-    assert rounds >= 20 and len(acked) >= 1000, (rounds, len(acked))
+            in_flight[st == 200] += 1
     bad = read_all(cas.addr, cert, acked)
     assert not bad, f"after {rounds} kills (seed {SEED}): {len(bad)} of {len(acked)} acknowledged writes lost or " \
                     f"wrong, e.g. {bad[:3]}"
@@ -165,7 +171,8 @@ def test_sigkill_while_writing_never_loses_an_acknowledged_write(tmp_path, cas_f
     cas.stop()
     assert acked[name].encode() in db_record_values(cas.db, dbkey, "secret/" + name)
     assert cas.log().count("CAS listening") == rounds + 1
-    print(f"{rounds} kills, {len(acked)} acknowledged writes, all read back (seed {SEED})")
+    print(f"{rounds} kills, {len(acked)} acknowledged writes, all read back; writes in flight at a kill: "
+          f"{in_flight[True]} stored, {in_flight[False]} absent (seed {SEED})")
 
 
 def test_sigkill_during_first_start_leaves_a_usable_database(tmp_path, cas_factory):
