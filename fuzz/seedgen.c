@@ -157,7 +157,7 @@ static int backup_seeds(const char *dir)
         strcpy(comp.entry.node, req.node_name);
         comp.entry.tcb = req.quote.tcb;
         comp.entry.time = req.created_at;
-        ret = cas_keystore_seal(&comp.entry, seal, dbkey);
+        ret = cas_keystore_seal_node(&comp.entry, seal);
     }
     if (ret == 0)
         ret = backup_proof(dbkey, transcript, &comp.entry, comp.proof);
@@ -177,13 +177,14 @@ static int keystore_seed(const char *dir, const char *name, size_t count)
 {
     static const char *const kinds[] = {"sim", "tpm2", "sgx"};
     struct cas_keystore_entry entries[3];
-    struct cas_keystore ks = {.entries = entries, .count = count};
+    struct cas_keystore ks = {.entries = entries, .count = count, .version = 2, .generation = 3};
     uint8_t seal[32], dbkey[32];
     char *text = NULL;
     size_t size = 0;
     int ret = 0;
     memset(entries, 0, sizeof(entries));
     memset(dbkey, 0x33, sizeof(dbkey));
+    memset(ks.database_id, 0x77, sizeof(ks.database_id));
     for (size_t i = 0; i < count && ret == 0; i++) {
         custos_p256 *key = NULL;
         uint8_t pub[CUSTOS_P256_PUB_SIZE];
@@ -201,7 +202,14 @@ static int keystore_seed(const char *dir, const char *name, size_t count)
         entries[i].tcb = (uint32_t)(i + 1);
         entries[i].time = 1764460800 + (int64_t)i;
         memset(seal, (int)(0x50 + i), sizeof(seal));
-        ret = cas_keystore_seal(&entries[i], seal, dbkey);
+        /* node entries (the form casd writes) and, last of three, a legacy entry (migrated files) */
+        if (i < 2) {
+            ret = cas_keystore_seal_node(&entries[i], seal);
+            if (ret == 0)
+                ret = cas_keystore_wrap(&ks, &entries[i], dbkey);
+        } else {
+            ret = cas_keystore_seal(&entries[i], seal, dbkey);
+        }
     }
     if (ret == 0)
         ret = cas_keystore_serialize(&ks, FUZZ_KS_KEY, &text, &size);
