@@ -13,14 +13,24 @@
 
 #include "casd.h"
 
+/* The request stays readable after the completion: a relay that was interrupted asks again and gets
+ * the same offer from the primary and the same completion from here. */
 static void get_request(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
-    if (atomic_load(&st->backup_done)) {
-        http_error(r, 410, "done", "this backup CAS has completed its registration");
+    r->body = backup_request_to_json(&st->backup->request);
+}
+
+/* POST /v1/backup/finish: the relay says the primary confirmed; this backup exits. */
+static void post_finish(struct cas_state *st, struct http_request *req, struct http_response *r)
+{
+    (void)req;
+    if (!atomic_load(&st->backup_done)) {
+        http_error(r, 409, "not_done", "this backup CAS has not completed a registration yet");
         return;
     }
-    r->body = backup_request_to_json(&st->backup->request);
+    atomic_store(&st->backup_finished, true);
+    r->body = json_pack("{s:b}", "finished", 1);
 }
 
 static void post_complete(struct cas_state *st, struct http_request *req, struct http_response *r)
@@ -38,16 +48,19 @@ static void post_complete(struct cas_state *st, struct http_request *req, struct
     if (!body)
         return;
     pthread_mutex_lock(&st->lock);
-    if (b->done) {
-        http_error(r, 409, "done", "this backup CAS has completed its registration");
-        goto out;
-    }
     if (json_unpack_ex(body, &e, JSON_STRICT, "{s:o}", "offer", &oj) < 0) {
         http_error(r, 400, "invalid_request", "%s (expected one field: offer)", e.text);
         goto out;
     }
     if (backup_offer_from_json(oj, &offer, err, sizeof(err)) < 0) {
         http_error(r, 400, "invalid_request", "%s", err);
+        goto out;
+    }
+    if (b->done) {
+        if (memcmp(offer.ephemeral_key, b->offer_key, sizeof(b->offer_key)) == 0 && b->completion)
+            r->body = json_pack("{s:O}", "completion", b->completion); /* a retry: the same answer */
+        else
+            http_error(r, 409, "done", "this backup CAS has completed its registration with another offer");
         goto out;
     }
     if (strcmp(offer.request_id, b->request.id) != 0) {
@@ -97,10 +110,12 @@ static void post_complete(struct cas_state *st, struct http_request *req, struct
     }
     b->done = true;
     custos_wipe(b->private_key, sizeof(b->private_key));
+    memcpy(b->offer_key, offer.ephemeral_key, sizeof(b->offer_key));
+    b->completion = backup_completion_to_json(&c);
     atomic_store(&st->backup_done, true);
     LOG_MODULE_INFO(CAS_LOG, "database key received from primary platform %s and sealed for this node (%s)",
                     offer.primary_platform_id, en->node);
-    r->body = json_pack("{s:o}", "completion", backup_completion_to_json(&c));
+    r->body = json_pack("{s:O}", "completion", b->completion);
 out:
     pthread_mutex_unlock(&st->lock);
     custos_wipe(shared, sizeof(shared));
@@ -126,6 +141,7 @@ static void backup_route(struct cas_state *st, struct http_request *req, struct 
         {"GET", "/healthz", get_healthz},
         {"GET", "/v1/backup/request", get_request},
         {"POST", "/v1/backup/complete", post_complete},
+        {"POST", "/v1/backup/finish", post_finish},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (!strcmp(routes[i].path, req->url)) {
@@ -195,8 +211,14 @@ int cas_backup_run(struct cas_state *st, long long timeout_s)
     while (!g_stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
         usleep(20000);
     if (atomic_load(&st->backup_done)) {
-        usleep(200000); /* let the completion answer leave */
-        LOG_MODULE_INFO(CAS_LOG, "registration completed; backup CAS exits");
+        /* Until the relay says the primary confirmed (or CAS_BACKUP_LINGER_S pass), a relay that was
+         * interrupted can finish the same registration. The database key is already wiped. */
+        time_t linger = time(NULL) + CAS_BACKUP_LINGER_S;
+        while (!g_stop && !atomic_load(&st->backup_finished) && time(NULL) < linger)
+            usleep(20000);
+        usleep(100000); /* let the last answer leave */
+        LOG_MODULE_INFO(CAS_LOG, "registration completed%s; backup CAS exits",
+                        atomic_load(&st->backup_finished) ? " and confirmed" : " (no confirmation relayed)");
         ret = 0;
     } else {
         LOG_MODULE_ERROR(CAS_LOG, "%s", g_stop ? "stopped before any registration"
@@ -205,6 +227,7 @@ int cas_backup_run(struct cas_state *st, long long timeout_s)
     }
     MHD_stop_daemon(d);
 out:
+    json_decref(session.completion);
     custos_wipe(&session, sizeof(session));
     return ret;
 }

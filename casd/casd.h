@@ -27,6 +27,7 @@
 #define REC_AUDIT_NEXT "audit/next"
 #define CAS_PENDING_MAX 32
 #define CAS_REQUEST_MAX_AGE 600 /* seconds a backup request stays valid */
+#define CAS_BACKUP_LINGER_S 60  /* a completed backup waits this long for the relay's "finished" */
 
 struct http_request;
 struct http_response;
@@ -40,6 +41,7 @@ struct cas_pending {
     uint8_t transcript[32];
     struct backup_request request;
     time_t expires;
+    json_t *offer; /* the offer made, sent again to a retry of the same request */
 };
 
 /* The ephemeral backup CAS's one registration (backup side). */
@@ -48,6 +50,8 @@ struct cas_backup_session {
     struct backup_request request;
     bool done;
     time_t deadline;
+    uint8_t offer_key[32]; /* the primary's ephemeral key of the offer it completed */
+    json_t *completion;    /* sent again to a retry of the same offer (no secret in it) */
 };
 
 struct cas_state {
@@ -88,7 +92,7 @@ struct cas_state {
     struct cas_pending pending[CAS_PENDING_MAX];
     /* backup mode */
     struct cas_backup_session *backup;
-    atomic_bool backup_done;
+    atomic_bool backup_done, backup_finished;
 };
 
 /* startup.c */

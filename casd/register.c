@@ -179,13 +179,19 @@ out:
     return ok;
 }
 
+static void pending_clear(struct cas_pending *p)
+{
+    json_decref(p->offer);
+    memset(p, 0, sizeof(*p));
+}
+
 static struct cas_pending *pending_find(struct cas_state *st, const char *id)
 {
     time_t now = time(NULL);
     for (size_t i = 0; i < CAS_PENDING_MAX; i++) {
         struct cas_pending *p = &st->pending[i];
         if (p->used && p->expires < now)
-            memset(p, 0, sizeof(*p));
+            pending_clear(p);
         if (p->used && strcmp(p->request_id, id) == 0)
             return p;
     }
@@ -252,6 +258,9 @@ static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry
     return ret;
 }
 
+static int load_spent(struct cas_state *st, const char *id, struct backup_request *rq, uint8_t transcript[32],
+                      json_t **offer);
+
 /* POST /v1/backups/register {"request": {...}} -> {"offer": {...}} */
 void cas_backups_register(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
@@ -292,10 +301,29 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
     if (!check_backup_quote(st, &rq, r))
         goto out;
     pthread_mutex_lock(&st->lock);
-    if (request_used(st, rq.id) || pending_find(st, rq.id)) {
+    if (request_used(st, rq.id)) {
+        /* spent: the same offer again (it opens for that backup only), never a second registration */
+        json_t *offer_again = NULL;
+        struct backup_request srq;
+        uint8_t st_transcript[32];
+        if (load_spent(st, rq.id, &srq, st_transcript, &offer_again) == 0) {
+            r->body = json_pack("{s:o}", "offer", offer_again);
+            pthread_mutex_unlock(&st->lock);
+            goto out;
+        }
         pthread_mutex_unlock(&st->lock);
-        http_error(r, 409, "replayed_request", "backup refused: request %s was already used (replayed request)",
-                   rq.id);
+        http_error(r, 409, "replayed_request",
+                   "request %.16s of node %s was already used: its registration completed (cas backups list shows "
+                   "it). To register that node again, start a new backup CAS there (replayed request)", rq.id,
+                   rq.node_name);
+        goto out;
+    }
+    struct cas_pending *again = pending_find(st, rq.id);
+    if (again) { /* a retry of an interrupted registration: the same offer again */
+        r->body = json_pack("{s:O}", "offer", again->offer);
+        pthread_mutex_unlock(&st->lock);
+        LOG_MODULE_INFO(CAS_LOG, "backup request %.16s from node %s asked again; same offer sent", rq.id,
+                        rq.node_name);
         goto out;
     }
     ret = custos_x25519_keypair(eph_priv, offer.ephemeral_key);
@@ -319,22 +347,23 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
         http_error(r, 400, "invalid_key", "backup refused: its public key is not usable");
         goto out;
     }
+    strcpy(offer.request_id, rq.id);
+    strcpy(offer.primary_platform_id, st->platform_id);
+    strcpy(offer.primary_key_hash, st->key_hash);
     struct cas_pending *p = pending_slot(st);
-    memset(p, 0, sizeof(*p));
+    pending_clear(p);
     p->used = true;
     strcpy(p->request_id, rq.id);
     memcpy(p->transcript, transcript, 32);
     p->request = rq;
     p->expires = now + CAS_REQUEST_MAX_AGE;
+    p->offer = backup_offer_to_json(&offer);
+    r->body = json_pack("{s:O}", "offer", p->offer);
     pthread_mutex_unlock(&st->lock);
-    strcpy(offer.request_id, rq.id);
-    strcpy(offer.primary_platform_id, st->platform_id);
-    strcpy(offer.primary_key_hash, st->key_hash);
     char id[CUSTOS_PLATFORM_ID_LEN + 1];
     custos_platform_id(rq.quote.platform_pub, id);
     LOG_MODULE_INFO(CAS_LOG, "backup request %.16s from node %s (platform %s, TCB %u) accepted; key offered",
                     rq.id, rq.node_name, id, rq.quote.tcb);
-    r->body = json_pack("{s:o}", "offer", backup_offer_to_json(&offer));
 out:
     custos_wipe(eph_priv, sizeof(eph_priv));
     custos_wipe(shared, sizeof(shared));
@@ -343,13 +372,45 @@ out:
 }
 
 /* POST /v1/backups/confirm {"completion": {...}} */
+/* The spent-request record backup/used/<id>: {"transcript": hex, "request": {...}, "offer": {...}}.
+ * It lets a relay that lost an answer finish the same registration after the pending slot is gone
+ * (CAS restarted, or the key-store write after it was interrupted): the same offer again, and the
+ * same completion accepted or answered "already". It never gives a second registration. */
+static int load_spent(struct cas_state *st, const char *id, struct backup_request *rq, uint8_t transcript[32],
+                      json_t **offer)
+{
+    char name[80];
+    uint8_t *raw = NULL;
+    size_t size = 0;
+    json_t *j = NULL, *rj = NULL, *oj = NULL;
+    const char *th = NULL;
+    char err[256];
+    snprintf(name, sizeof(name), "backup/used/%s", id);
+    int ret = cas_db_get(st->db, name, &raw, &size);
+    if (ret < 0)
+        return ret;
+    ret = custos_json_parse((const char *)raw, size, &j, err, sizeof(err));
+    cas_db_value_free(raw, size);
+    if (ret < 0 || json_unpack(j, "{s:s, s:o, s:o}", "transcript", &th, "request", &rj, "offer", &oj) < 0 ||
+        custos_hex_decode(th, transcript, 32) < 0 || backup_request_from_json(rj, rq, err, sizeof(err)) < 0) {
+        json_decref(j);
+        return -ENODATA; /* "1": written by a casd before retries could finish */
+    }
+    if (offer)
+        *offer = json_incref(oj);
+    json_decref(j);
+    return 0;
+}
+
 void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     json_error_t e;
     json_t *cj = NULL;
-    char err[512], id[CUSTOS_PLATFORM_ID_LEN + 1], used[80];
+    char err[512], id[CUSTOS_PLATFORM_ID_LEN + 1], used[80], th[65];
     struct backup_completion c;
-    uint8_t proof[32];
+    struct backup_request spent_rq;
+    uint8_t proof[32], spent_transcript[32];
+    char *record = NULL;
     if (!cas_require_owner(st, req, r))
         return;
     json_t *body = http_json_body(req, r);
@@ -365,16 +426,19 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
     }
     pthread_mutex_lock(&st->lock);
     struct cas_pending *p = pending_find(st, c.request_id);
-    if (!p) {
+    const struct backup_request *rq = p ? &p->request : &spent_rq;
+    const uint8_t *transcript = p ? p->transcript : spent_transcript;
+    int sret = p ? 0 : load_spent(st, c.request_id, &spent_rq, spent_transcript, NULL);
+    if (sret < 0) {
         pthread_mutex_unlock(&st->lock);
-        http_error(r, 409, "unknown_request",
-                   "no pending registration %.16s (expired, already completed, or CAS restarted): register again",
-                   c.request_id);
+        http_error(r, 409, "unknown_request", "no pending registration %.16s: %s", c.request_id,
+                   sret == -ENODATA ? "it completed (cas backups list shows it)"
+                                    : "it expired or this CAS restarted since the offer; start a new backup CAS and "
+                                      "register again");
         goto out;
     }
-    const struct backup_request *rq = &p->request;
     custos_platform_id(rq->quote.platform_pub, id);
-    if (backup_proof(st->dbkey, p->transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
+    if (backup_proof(st->dbkey, transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 403, "bad_proof", "backup refused: its proof does not match (it does not hold the key)");
         goto out;
@@ -388,20 +452,42 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
                    rq->node_name, rq->quote.tcb);
         goto out;
     }
-    /* First the request is spent and the registration recorded (one transaction), then the
-     * key-store file is replaced atomically: after a crash it holds the old or the new list, and a
-     * spent request cannot be replayed either way. */
-    snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
-    struct cas_db_op op = {used, "1", 1};
+    const struct cas_keystore_entry *have = cas_keystore_find(&st->ks, id);
+    bool same = have && have->node_key && memcmp(have->public_key, c.entry.public_key, 32) == 0;
+    if (!p && same) { /* a retry of a committed confirmation: change nothing */
+        r->body = json_pack("{s:s, s:s, s:i, s:b}", "registered", id, "node", have->node, "tcb", (int)have->tcb,
+                            "already", 1);
+        pthread_mutex_unlock(&st->lock);
+        goto out;
+    }
+    if (!p && have && have->time > c.entry.time) {
+        pthread_mutex_unlock(&st->lock);
+        http_error(r, 409, "superseded", "registration %.16s of node %s completed, and a later registration of the "
+                   "same platform replaced it", c.request_id, have->node);
+        goto out;
+    }
     int ret = cas_keystore_wrap(&st->ks, &c.entry, st->dbkey);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 400, "invalid_key", "backup refused: its node public key is not usable");
         goto out;
     }
-    ret = cas_audit(st, "backup registering",
-                        json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node",
-                                  c.entry.node, "tcb", (int)c.entry.tcb), &op, 1);
+    /* First the request is spent and the registration recorded (one transaction), then the key-store
+     * file is replaced atomically: after a crash it holds the old or the new list; the spent record
+     * lets the relay's retry finish the registration. */
+    if (p) {
+        custos_hex_encode(p->transcript, 32, th, false);
+        json_t *rec = json_pack("{s:s, s:o, s:O}", "transcript", th, "request", backup_request_to_json(&p->request),
+                                "offer", p->offer);
+        record = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+        json_decref(rec);
+        snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
+        struct cas_db_op op = {used, record, record ? strlen(record) : 0};
+        ret = record ? cas_audit(st, "backup registering",
+                                 json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node",
+                                           c.entry.node, "tcb", (int)c.entry.tcb), &op, 1)
+                     : -ENOMEM;
+    }
     if (ret == 0)
         ret = keystore_commit(st, &c.entry, NULL);
     if (ret < 0) {
@@ -411,11 +497,14 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
         goto out;
     }
-    memset(p, 0, sizeof(*p));
+    if (p)
+        pending_clear(p);
     pthread_mutex_unlock(&st->lock);
-    LOG_MODULE_INFO(CAS_LOG, "backup registered for node %s (platform %s, TCB %u)", c.entry.node, id, c.entry.tcb);
+    LOG_MODULE_INFO(CAS_LOG, "backup registered for node %s (platform %s, TCB %u)%s", c.entry.node, id, c.entry.tcb,
+                    p ? "" : " on a retry of its confirmation");
     r->body = json_pack("{s:s, s:s, s:i}", "registered", id, "node", c.entry.node, "tcb", (int)c.entry.tcb);
 out:
+    free(record);
     json_decref(body);
 }
 

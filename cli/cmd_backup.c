@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cli.h"
@@ -69,11 +70,36 @@ int cmd_register_backup(int argc, char **argv)
                 cli_error_message(&r3));
         goto out;
     }
-    /* 4. the primary checks the proof and adds the entry to its key-store */
+    /* 4. the primary checks the proof and adds the entry to its key-store. Confirming twice is
+     * harmless (a committed confirmation is answered "already"), so a lost answer is asked again. */
     m4 = relay("completion", json_object_get(r3.body, "completion"));
-    if (!m4 || cli_owner_call(argv[0], &ctx, "POST", "/v1/backups/confirm", m4, &r4) != 0)
+    if (!m4)
         goto out;
-    printf("Backup CAS registered\n");
+    for (int attempt = 0;; attempt++) {
+        cli_response_free(&r4);
+        if (cli_https(ctx.url, "POST", "/v1/backups/confirm", m4, ctx.key_hash, &ctx.id, &r4, err, sizeof(err)) == 0)
+            break;
+        if (attempt == 3) {
+            fprintf(stderr,
+                    "%s: the CAS did not answer the confirmation (%s): the registration may or may not be "
+                    "committed. `cas backups list` shows it if it is; otherwise run `cas register-backup %s` again "
+                    "while the backup CAS still runs (it finishes this same registration)\n",
+                    argv[0], err, pos.items[0]);
+            goto out;
+        }
+        usleep(250000u << attempt);
+    }
+    if (r4.status < 200 || r4.status > 299) {
+        fprintf(stderr, "%s: CAS refused the confirmation (status %ld): %s\n", argv[0], r4.status,
+                cli_error_message(&r4));
+        goto out;
+    }
+    /* the backup may exit now (best effort: it also exits on its own after a while) */
+    struct cli_response r5 = {0};
+    (void)cli_https(url, "POST", "/v1/backup/finish", "{}", NULL, NULL, &r5, err, sizeof(err));
+    cli_response_free(&r5);
+    printf("Backup CAS registered%s\n",
+           json_is_true(json_object_get(r4.body, "already")) ? " (its confirmation had already been committed)" : "");
     fprintf(stderr, "node %s, platform %s, TCB %lld\n", json_string_value(json_object_get(r4.body, "node")),
             json_string_value(json_object_get(r4.body, "registered")),
             json_integer_value(json_object_get(r4.body, "tcb")));

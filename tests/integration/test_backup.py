@@ -173,14 +173,20 @@ def test_quote_of_another_node_refused(world):
     assert st == 403 and resp["error"]["code"] == "quote_not_bound", resp
 
 
-def test_replayed_request_refused(world):
+def test_replayed_request_gets_the_same_offer_and_no_second_registration(world):
+    """A spent request is answered with the offer it already got (it opens for that backup only), so
+    an interrupted relay can finish; it never makes a second registration."""
     w = world
     b = backup_on(w, "n2")
     req = fetch_request(b)
+    st, first = owner_post(w, "/v1/backups/register", {"request": req})
+    assert st == 200
     r = w["owner"].run("register-backup", b.addr)
     assert r.returncode == 0, r.stderr
-    st, resp = owner_post(w, "/v1/backups/register", {"request": req})
-    assert st == 409 and "replayed request" in resp["error"]["message"]
+    ks = open(w["cas"].db + ".key-store", "rb").read()
+    st, again = owner_post(w, "/v1/backups/register", {"request": req})
+    assert st == 200 and again == first
+    assert open(w["cas"].db + ".key-store", "rb").read() == ks
 
 
 def test_lower_tcb_refused(world, nodes):
