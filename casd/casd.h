@@ -19,6 +19,8 @@
 #define CAS_LOG "cas"
 #define CAS_SEAL_LABEL "cas-db"
 #define CAS_MAX_BODY (1u << 20)
+#define CAS_MAX_URL 8192u                 /* longer request URIs: 414 (JSON) */
+#define CAS_HEADER_MEMORY (128u << 10)    /* libmicrohttpd's per-connection pool */
 
 #define REC_IDENTITY "cas/identity-key"
 #define REC_TOKEN "cas/provisioning-token"

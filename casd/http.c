@@ -118,6 +118,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     struct http_response r = {.status = 200};
+    if (strlen(url) > CAS_MAX_URL) {
+        http_error(&r, 414, "uri_too_long", "request URI of %zu bytes exceeds %u", strlen(url), CAS_MAX_URL);
+        return send_json(conn, &r);
+    }
     if (ctx->too_large) {
         http_error(&r, 413, "body_too_large", "request body exceeds %u bytes", CAS_MAX_BODY);
         return send_json(conn, &r);
@@ -245,7 +249,10 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &cas_http_guard_notify, NULL,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
-        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL, MHD_OPTION_END);
+        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL,
+        /* headers up to this size reach the handlers (which answer 414/431 in JSON); beyond it
+         * libmicrohttpd answers on its own */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CAS_HEADER_MEMORY, MHD_OPTION_END);
     if (!d)
         snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
     return d;

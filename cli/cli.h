@@ -93,3 +93,11 @@ int cli_owner_context(const char *prog, const char *cli_config, const char *cas,
 void cli_context_free(struct cli_context *ctx);
 int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method, const char *path,
                    const char *body, struct cli_response *resp);
+
+/* The option rows every command that talks to a CAS shares (one place, so they cannot drift). */
+#define CLI_OPT_CAS(var)                                                                                      \
+    {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR",                               \
+     "which CAS (default: the CLI configuration's default CAS)", &(var)}
+#define CLI_OPT_CLI_CONFIG(var)                                                                               \
+    {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",                                          \
+     "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config.json]", &(var)}

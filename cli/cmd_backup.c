@@ -23,10 +23,8 @@ int cmd_register_backup(int argc, char **argv)
     const char *cli_config = NULL, *cas = NULL;
     struct custos_strlist pos = {0};
     struct custos_option opts[] = {
-        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR",
-         "the primary CAS (default: the one in the CLI configuration)", &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration (holds the owner identity)",
-         &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     int ret = cli_parse(argv[0], "Register the backup CAS at BACKUP_ADDR (casd --backup on another node) with the "
                         "primary CAS, so that CAS can move to that node.", opts, 2, argc, argv, &pos, 1,
@@ -134,8 +132,8 @@ static int backups_list(int argc, char **argv)
     bool as_json = false;
     struct custos_option opts[] = {
         {"json", 0, NULL, CUSTOS_OPT_BOOL, NULL, 0, 0, NULL, "print JSON", &as_json},
-        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     int ret = custos_options_parse(argv[0], "List the platforms that can open the CAS database (its own and every "
                                    "registered backup).", opts, 3, argc, argv, NULL);
@@ -170,8 +168,8 @@ static int backups_remove(int argc, char **argv)
     const char *cli_config = NULL, *cas = NULL;
     struct custos_strlist pos = {0};
     struct custos_option opts[] = {
-        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     int ret = cli_parse(argv[0], "Remove the backup entry of PLATFORM-ID (not the primary's own).", opts, 2, argc,
                         argv, &pos, 1, "one PLATFORM-ID");
@@ -206,8 +204,8 @@ static int backups_check(int argc, char **argv)
     struct custos_option opts[] = {
         {"nodes", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "N1,N2,...",
          "nodes CAS may come back on (e.g. the servers of a restarted cluster)", &nodes},
-        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     int ret = custos_options_parse(argv[0], "Check that at least one of the given nodes can open the CAS database "
                                    "(holds a registered backup or is the primary's node).", opts, 3, argc, argv, NULL);

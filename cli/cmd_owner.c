@@ -51,9 +51,8 @@ static int owner_show(int argc, char **argv)
 {
     const char *cli_config = NULL, *cas = NULL;
     struct custos_option opts[] = {
-        {"cas", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS (default: the last provisioned)",
-         &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     int ret = custos_options_parse(argv[0], "Show the owner identity and owner configuration of a CAS.", opts,
                                    2, argc, argv, NULL);
@@ -79,8 +78,8 @@ static int owner_allow(int argc, char **argv, const char *what, const char *path
     const char *cli_config = NULL, *cas = NULL;
     struct custos_strlist pos = {0};
     struct custos_option opts[] = {
-        {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     char summary[160];
     snprintf(summary, sizeof(summary), "Allow a backup CAS with this %s to register (owner only).", what);

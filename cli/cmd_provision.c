@@ -50,8 +50,7 @@ int cmd_attest(int argc, char **argv)
     struct custos_option opts[] = {
         {"cas-key-hash", 'c', NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "KEYHASH",
          "expected key hash of the CAS (from its log)", &key_hash},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
-         "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config.json]", &cli_config},
+        CLI_OPT_CLI_CONFIG(cli_config),
         TRUST_OPTIONS(t),
     };
     json_t *cfg = NULL, *evidence = NULL;
@@ -111,8 +110,7 @@ int cmd_provision(int argc, char **argv)
          &config_file},
         {"identity", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
          "owner identity to use (PKCS#8 PEM private key); default: the CLI configuration's", &identity},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
-         "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config.json]", &cli_config},
+        CLI_OPT_CLI_CONFIG(cli_config),
         TRUST_OPTIONS(t),
     };
     json_t *cfg = NULL, *evidence = NULL, *owner_cfg = NULL, *req = NULL;

@@ -39,8 +39,8 @@ static int secret_put(int argc, char **argv)
     struct custos_option opts[] = {
         {"value-file", 0, NULL, CUSTOS_OPT_STRING, "-", 0, 0, "FILE", "file holding the value (- for stdin)",
          &value_file},
-        {"cas", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     int ret = cli_parse(argv[0], "Store a secret value in CAS under NAME (owner only). The value is read from a "
                         "file or stdin, never from the command line.", opts, 3, argc, argv, &pos, 1,
@@ -55,7 +55,13 @@ static int secret_put(int argc, char **argv)
     ret = 1;
     int r = cli_read_input(value_file, 64u << 10, &value, &size);
     if (r < 0) {
-        fprintf(stderr, "%s: cannot read %s: %s\n", argv[0], value_file, strerror(-r));
+        fprintf(stderr, "%s: cannot read %s: %s\n", argv[0], strcmp(value_file, "-") ? value_file : "stdin",
+                r == -EFBIG ? "larger than 64 KiB (the most a secret value may hold)" : strerror(-r));
+        goto out;
+    }
+    if (memchr(value, '\0', size)) {
+        fprintf(stderr, "%s: the value holds a NUL byte (at offset %zu): secret values are UTF-8 text without NUL "
+                "bytes (encode binary values, e.g. with base64)\n", argv[0], (size_t)((char *)memchr(value, '\0', size) - value));
         goto out;
     }
     if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
@@ -91,8 +97,8 @@ static int secret_get(int argc, char **argv)
     const char *cli_config = NULL, *cas = NULL;
     struct custos_strlist pos = {0};
     struct custos_option opts[] = {
-        {"cas", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR", "which CAS", &cas},
-        {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "CLI configuration", &cli_config},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
     };
     int ret = cli_parse(argv[0], "Print the secret value stored under NAME (owner only).", opts, 2, argc, argv,
                         &pos, 1, "one secret NAME");

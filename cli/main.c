@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,43 +45,48 @@ int cli_parse(const char *prog, const char *summary, struct custos_option *opts,
     return -1;
 }
 
-int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_size)
+/* Reads all of fd (a pipe, a terminal, /dev/stdin or a file) up to max_size bytes; -EFBIG beyond. */
+static int read_stream(int fd, size_t max_size, char **out, size_t *out_size)
 {
-    if (strcmp(path, "-") != 0) {
-        uint8_t *buf = NULL;
-        int ret = custos_read_file(path, max_size, &buf, out_size);
-        if (ret == 0)
-            *out = (char *)buf;
-        return ret;
-    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf)
         return -ENOMEM;
     for (;;) {
         if (n == cap) {
-            if (cap >= max_size) {
+            if (cap > max_size) { /* one byte past the limit was read: too large */
+                custos_wipe(buf, n);
                 free(buf);
                 return -EFBIG;
             }
-            cap *= 2;
-            char *nb = realloc(buf, cap + 1);
+            size_t ncap = cap * 2 > max_size + 1 ? max_size + 1 : cap * 2;
+            char *nb = malloc(ncap + 1);
             if (!nb) {
+                custos_wipe(buf, n);
                 free(buf);
                 return -ENOMEM;
             }
-            buf = nb;
-        }
-        ssize_t r = read(0, buf + n, cap - n);
-        if (r < 0) {
+            memcpy(nb, buf, n);
+            custos_wipe(buf, n); /* a secret value: no copy left behind by realloc */
             free(buf);
-            return -errno;
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            custos_wipe(buf, n);
+            free(buf);
+            return -e;
         }
         if (r == 0)
             break;
         n += (size_t)r;
     }
     if (n > max_size) {
+        custos_wipe(buf, n);
         free(buf);
         return -EFBIG;
     }
@@ -87,6 +94,23 @@ int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_si
     *out = buf;
     *out_size = n;
     return 0;
+}
+
+int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_size)
+{
+    if (strcmp(path, "-") == 0)
+        return read_stream(0, max_size, out, out_size);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat sb;
+    int ret = fstat(fd, &sb) < 0 ? -errno : 0;
+    if (ret == 0 && S_ISDIR(sb.st_mode))
+        ret = -EISDIR;
+    if (ret == 0)
+        ret = read_stream(fd, max_size, out, out_size);
+    close(fd);
+    return ret;
 }
 
 static const struct cli_command g_commands[] = {

@@ -34,7 +34,11 @@ int custos_json_parse(const char *text, size_t size, json_t **out, char *err, si
     }
     json_t *j = json_loadb(text, size, JSON_REJECT_DUPLICATES, &e);
     if (!j) {
-        snprintf(err, err_size, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
+        if (strstr(e.text, "JSON_ALLOW_NUL")) /* jansson names its flag; say what is wrong instead */
+            snprintf(err, err_size, "invalid JSON at line %d, column %d: a string holds a NUL character (\\u0000), "
+                     "which is not allowed", e.line, e.column);
+        else
+            snprintf(err, err_size, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
         return -EINVAL;
     }
     if (!depth_ok(j, 0)) {
