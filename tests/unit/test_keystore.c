@@ -681,6 +681,69 @@ static void test_serialize_roundtrip(void **state)
     cas_keystore_free(&ks);
 }
 
+/* Node entries: the private key sealed for the node, the database key wrapped to its public key and
+ * bound to the database ID and generation; the MAC covers all of it. */
+static void test_node_entries(void **state)
+{
+    struct fixture *f = *state;
+    struct cas_keystore ks, back;
+    uint8_t sk[32], other[32], got[32], newkey[32];
+    char err[512] = "";
+    make_store(&ks, 2, DBKEY);
+    seal_key_for(0, sk);
+    seal_key_for(1, other);
+    struct cas_keystore_entry *e = &ks.entries[0];
+    assert_int_equal(cas_keystore_seal_node(e, sk), 0);
+    assert_true(e->node_key);
+    assert_int_equal(cas_keystore_wrap(&ks, e, DBKEY), 0);
+    assert_int_equal(cas_keystore_open(&ks, e, sk, got), 0);
+    assert_memory_equal(got, DBKEY, 32);
+    assert_int_equal(cas_keystore_open(&ks, e, other, got), -EBADMSG); /* another node's seal key */
+    /* the legacy entry still opens with its own key */
+    assert_int_equal(cas_keystore_open(&ks, &ks.entries[1], other, got), 0);
+    assert_memory_equal(got, DBKEY, 32);
+    /* bound to the generation and the database ID */
+    ks.generation++;
+    assert_int_equal(cas_keystore_open(&ks, e, sk, got), -EBADMSG);
+    ks.generation--;
+    ks.database_id[3] ^= 1;
+    assert_int_equal(cas_keystore_open(&ks, e, sk, got), -EBADMSG);
+    ks.database_id[3] ^= 1;
+    /* and to the entry's metadata */
+    e->tcb++;
+    assert_int_equal(cas_keystore_open(&ks, e, sk, got), -EBADMSG);
+    e->tcb--;
+    /* a rotation wraps a new key for the same node without its seal key */
+    memset(newkey, 0x42, sizeof(newkey));
+    ks.generation++;
+    assert_int_equal(cas_keystore_wrap(&ks, e, newkey), 0);
+    assert_int_equal(cas_keystore_open(&ks, e, sk, got), 0);
+    assert_memory_equal(got, newkey, 32);
+    /* round trip through the file, MAC over the new fields */
+    assert_int_equal(cas_keystore_save(f->path, &ks, newkey), 0);
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.version, 2);
+    assert_int_equal(back.generation, ks.generation);
+    assert_memory_equal(back.database_id, ks.database_id, sizeof(ks.database_id));
+    assert_true(back.entries[0].node_key && !back.entries[1].node_key);
+    assert_int_equal(cas_keystore_verify_mac(&back, newkey), 0);
+    assert_int_equal(cas_keystore_open(&back, &back.entries[0], sk, got), 0);
+    assert_memory_equal(got, newkey, 32);
+    uint8_t *fields[] = {back.entries[0].public_key, back.entries[0].wrapped, back.database_id};
+    for (size_t i = 0; i < 3; i++) {
+        fields[i][5] ^= 1;
+        assert_int_equal(cas_keystore_verify_mac(&back, newkey), -EBADMSG);
+        fields[i][5] ^= 1;
+    }
+    back.generation++;
+    assert_int_equal(cas_keystore_verify_mac(&back, newkey), -EBADMSG);
+    back.generation--;
+    back.creating = true;
+    assert_int_equal(cas_keystore_verify_mac(&back, newkey), -EBADMSG);
+    cas_keystore_free(&back);
+    cas_keystore_free(&ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -694,6 +757,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_file_untouched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_safety, setup, teardown),
         cmocka_unit_test(test_serialize_roundtrip),
+        cmocka_unit_test_setup_teardown(test_node_entries, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
