@@ -479,11 +479,8 @@ static int env_open(const char *dir, bool create, struct cas_db **out, char *err
         }
     }
     ret = check_data_file(dir, err, err_size);
-    if (ret == 0 && create) {
-        snprintf(err, err_size, "%s already holds a database: refusing to create one over it", dir);
-        ret = -EEXIST;
-        goto out;
-    }
+    /* create over an existing file only when it holds no record (cas_db_create checks): what a crash
+     * right after LMDB made the file leaves */
     if (ret == -ENOENT && !create)
         snprintf(err, err_size, "%s: no database (data.mdb is missing or empty)", dir);
     if (ret < 0 && !(ret == -ENOENT && create))

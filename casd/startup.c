@@ -46,11 +46,11 @@ static int finish_create(struct cas_state *st, struct cas_keystore *ks, char *er
 {
     struct cas_db_meta meta;
     int ret = cas_db_peek(st->db_dir, &meta, err, err_size);
-    if (ret == -ENOENT) {
+    if (ret == -ENOENT || ret == -ENODATA) { /* none yet, or LMDB's empty file (cas_db_create checks) */
         ret = cas_db_create(st->db_dir, st->dbkey, ks->database_id, &st->db, err, err_size);
     } else if (ret == 0 && memcmp(meta.id, ks->database_id, CAS_KS_ID_SIZE) == 0 && meta.generation == 1) {
         ret = cas_db_open(st->db_dir, st->dbkey, &st->db, err, err_size);
-    } else if (ret == 0 || ret == -ENODATA) {
+    } else if (ret == 0) {
         snprintf(err, err_size, "%s holds another database than the one key-store %s was being created for; "
                  "refusing to touch either", st->db_dir, st->keystore_path);
         ret = -EEXIST;

@@ -81,19 +81,28 @@ class FakeBackup:
                                     self.transcript)
 
     def entry(self, dbkey, **override):
-        """This node's key-store entry, sealed as casd seals it; fields can be overridden."""
+        """This node's key-store node entry, made as casd --backup makes it (an X25519 key pair whose
+        private key is sealed with the node's seal key); fields can be overridden."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
         e = {"platform_id": self.platform_id, "kind": "sim", "node": self.node, "tcb": self.tcb, "time": 1}
         e.update(override)
+        priv = X25519PrivateKey.generate()
+        raw = priv.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        pub = priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         nonce = os.urandom(12)
         key = harness.seal_key(self.secret, harness.casd_measurement())
-        e["nonce"], e["sealed"] = b64(nonce), b64(AESGCM(key).encrypt(nonce, dbkey, harness.keystore_aad(e)))
+        e["public_key"] = b64(pub)
+        e["nonce"], e["sealed"] = b64(nonce), b64(AESGCM(key).encrypt(nonce, raw, harness.keystore_aad(e)))
         return e
 
     def completion(self, dbkey, entry):
         """{"completion": ...} with the proof over the transcript and the entry (casd backup_proof)."""
         msg = (self.transcript + entry["platform_id"].encode() + entry["kind"].encode() + b"\0" +
                entry["node"].encode() + b"\0" + struct.pack(">I", entry["tcb"]) +
-               base64.b64decode(entry["nonce"]) + base64.b64decode(entry["sealed"]))
+               base64.b64decode(entry["nonce"]) + base64.b64decode(entry["sealed"]) +
+               base64.b64decode(entry["public_key"]))
         proof = hmac.new(hkdf(dbkey, b"custos-backup-proof-v1"), msg, hashlib.sha256).digest()
         return {"completion": {"request_id": self.request_id, "entry": entry, "proof": b64(proof)}}
 
