@@ -157,8 +157,13 @@ def test_sigkill_at_every_step_of_a_rotation(world):
             del os.environ["CUSTOS_TEST_STEP_DELAY_MS"]
         remover = subprocess.Popen([harness.binary("cas"), "backups", "remove", w["n3"].platform_id()], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # 6 delayed steps: .next written (4), before the database commit (1), before the rename (1)
-        time.sleep(rng.uniform(0.01, 7 * delay_ms / 1000))
+        # once the rotation has begun (its .next file appears, as a temp file first), kill within its 6
+        # delayed steps: .next written (4), before the database commit (1), before the rename (1), and
+        # a little after; the machine's speed does not decide where the kills land
+        import glob
+        harness.wait_for(lambda: glob.glob(ks_path + ".next*") or remover.poll() is not None,
+                         what="the rotation to begin")
+        time.sleep(((i % 8) + rng.random()) * delay_ms / 1000)  # spread over every step, round by round
         cas.kill()
         remover.communicate(timeout=30)
         mark = len(cas.log())
