@@ -50,6 +50,8 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id)
         (void)unlink(next_path);
         goto out;
     }
+    LOG_MODULE_INFO(CAS_LOG, "database %s re-encrypted under a new key (generation %llu); replacing the key-store",
+                    st->db_dir, (unsigned long long)next.generation);
     /* From here the database is under the new key: memory follows it, whatever the rename does. */
     memcpy(st->dbkey, key, sizeof(key));
     cas_keystore_free(&st->ks);

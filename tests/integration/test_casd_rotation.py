@@ -155,6 +155,7 @@ def test_sigkill_at_every_step_of_a_rotation(world):
             cas.start()
         finally:
             del os.environ["CUSTOS_TEST_STEP_DELAY_MS"]
+        mark_kill = len(cas.log())
         remover = subprocess.Popen([harness.binary("cas"), "backups", "remove", w["n3"].platform_id()], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # once the rotation has begun (its .next file appears, as a temp file first), kill within its 6
@@ -163,7 +164,12 @@ def test_sigkill_at_every_step_of_a_rotation(world):
         import glob
         harness.wait_for(lambda: glob.glob(ks_path + ".next*") or remover.poll() is not None,
                          what="the rotation to begin")
-        time.sleep(((i % 8) + rng.random()) * delay_ms / 1000)  # spread over every step, round by round
+        if i % 2:  # after the database's commit: between it and the key-store's rename, or after
+            harness.wait_for(lambda: "re-encrypted under a new key" in cas.log()[mark_kill:] or
+                             remover.poll() is not None, what="the re-encryption")
+            time.sleep(rng.uniform(0, 2 * delay_ms / 1000))
+        else:  # somewhere in the .next file's steps
+            time.sleep(rng.uniform(0, 5 * delay_ms / 1000))
         cas.kill()
         remover.communicate(timeout=30)
         mark = len(cas.log())
