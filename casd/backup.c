@@ -15,14 +15,14 @@
 
 /* The request stays readable after the completion: a relay that was interrupted asks again and gets
  * the same offer from the primary and the same completion from here. */
-static void get_request(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_get_request(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
     r->body = backup_request_to_json(&st->backup->request);
 }
 
 /* POST /v1/backup/finish: the relay says the primary confirmed; this backup exits. */
-static void post_finish(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_post_finish(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
     if (!atomic_load(&st->backup_done)) {
@@ -33,7 +33,7 @@ static void post_finish(struct cas_state *st, struct http_request *req, struct h
     r->body = json_pack("{s:b}", "finished", 1);
 }
 
-static void post_complete(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_post_complete(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     struct cas_backup_session *b = st->backup;
     json_error_t e;
@@ -125,35 +125,13 @@ out:
     json_decref(body);
 }
 
-static void get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
     r->body = json_pack("{s:s, s:s, s:b}", "status", "ready", "mode", "backup", "done",
                         (int)atomic_load(&st->backup_done));
 }
 
-static void backup_route(struct cas_state *st, struct http_request *req, struct http_response *r)
-{
-    static const struct {
-        const char *method, *path;
-        cas_route_fn fn;
-    } routes[] = {
-        {"GET", "/healthz", get_healthz},
-        {"GET", "/v1/backup/request", get_request},
-        {"POST", "/v1/backup/complete", post_complete},
-        {"POST", "/v1/backup/finish", post_finish},
-    };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        if (!strcmp(routes[i].path, req->url)) {
-            if (!strcmp(routes[i].method, req->method))
-                routes[i].fn(st, req, r);
-            else
-                http_error(r, 405, "method_not_allowed", "%s is not allowed on %s", req->method, req->url);
-            return;
-        }
-    }
-    http_error(r, 404, "not_found", "no such endpoint on a backup CAS: %.200s", req->url);
-}
 
 /* lasd's view of this node, and the quoted request. */
 static int make_request(struct cas_state *st, struct cas_backup_session *b)
@@ -186,7 +164,6 @@ int cas_backup_run(struct cas_state *st, long long timeout_s)
     char err[256];
     int ret;
     st->backup = &session;
-    st->route = backup_route;
     if ((ret = make_request(st, &session)) < 0)
         goto out;
     /* An ephemeral TLS identity: the backup is trusted through its quote, not its certificate. */

@@ -36,6 +36,24 @@ struct http_response;
 struct cas_state;
 typedef void (*cas_route_fn)(struct cas_state *st, struct http_request *req, struct http_response *resp);
 
+/* route.c: the route table and its central checks */
+enum cas_route_flags {
+    ROUTE_OWNER = 1u << 0,   /* the owner's client certificate (401/403; 409 before provisioning) */
+    ROUTE_BODY = 1u << 1,    /* a JSON object body (400 otherwise); routes without it refuse a body */
+    ROUTE_PREFIX = 1u << 2,  /* the path is a prefix; the rest names the resource */
+    ROUTE_PRIMARY = 1u << 3, /* served by a primary CAS */
+    ROUTE_BACKUP = 1u << 4,  /* served by a backup CAS (casd --backup) */
+};
+struct cas_route {
+    const char *method;
+    const char *path;
+    unsigned flags;
+    cas_route_fn fn;
+};
+extern const struct cas_route cas_routes[];
+extern const size_t cas_route_count;
+void cas_dispatch(struct cas_state *st, struct http_request *req, struct http_response *r);
+
 /* A registration between its offer and its confirmation (primary side, memory only). */
 struct cas_pending {
     bool used;
@@ -57,7 +75,6 @@ struct cas_backup_session {
 };
 
 struct cas_state {
-    cas_route_fn route;
     /* configuration */
     const char *las;
     const char *db_dir;
@@ -86,7 +103,7 @@ struct cas_state {
     char key_hash[65];
     /* ownership; guarded by lock */
     pthread_mutex_t lock;
-    bool provisioned;
+    atomic_bool provisioned; /* published after owner_hash (release/acquire) */
     char owner_hash[65];
     atomic_bool cert_changed; /* the certificate's names changed: restart the TLS listener */
     /* backups (primary); guarded by lock */
@@ -116,6 +133,7 @@ struct http_request {
     size_t body_size;
     bool has_caller;
     char caller[65]; /* key hash of the client certificate's public key */
+    json_t *json;    /* the parsed body of a ROUTE_BODY route (owned by cas_dispatch) */
 };
 struct http_response {
     unsigned status;
@@ -143,8 +161,12 @@ void cas_http_guard_mark(struct MHD_Connection *conn, bool waiting);
 unsigned cas_http_guard_reap(void);
 
 /* api.c */
-void cas_route(struct cas_state *st, struct http_request *req, struct http_response *resp);
-bool cas_require_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_post_provision(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
                                  uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
 
@@ -173,4 +195,8 @@ int cas_las_gate_quote(const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE], struc
 extern volatile sig_atomic_t g_stop;
 
 /* backup.c: the ephemeral backup CAS */
+void cas_backup_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backup_get_request(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backup_post_complete(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backup_post_finish(struct cas_state *st, struct http_request *req, struct http_response *r);
 int cas_backup_run(struct cas_state *st, long long timeout_s);

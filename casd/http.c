@@ -35,6 +35,8 @@ json_t *http_json_body(const struct http_request *req, struct http_response *r)
 {
     char err[256];
     json_t *j = NULL;
+    if (req->json)
+        return json_incref(req->json); /* parsed by cas_dispatch */
     if (req->body_size == 0) {
         http_error(r, 400, "invalid_request", "request body is empty; expected a JSON object");
         return NULL;
@@ -129,7 +131,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_request req = {.method = method, .url = url, .conn = conn, .body = ctx->body,
                                .body_size = ctx->size};
     caller_identity(&req);
-    st->route(st, &req, &r);
+    cas_dispatch(st, &req, &r);
     if (!r.body)
         http_error(&r, 500, "internal", "no answer");
     LOG_MODULE_DEBUG(CAS_LOG, "%s %.200s -> %u (client %.16s)", method, url, r.status,

@@ -180,7 +180,6 @@ int main(int argc, char **argv)
         cas_state_wipe(&st);
         return ret < 0 ? 1 : 0;
     }
-    st.route = cas_route;
     ret = cas_open_database(&st);
     if (ret == 0)
         ret = cas_load_identity(&st);
@@ -193,7 +192,7 @@ int main(int argc, char **argv)
         return 1;
     }
     LOG_MODULE_INFO(CAS_LOG, "CAS key hash: %s", st.key_hash);
-    if (st.provisioned)
+    if (atomic_load(&st.provisioned))
         LOG_MODULE_INFO(CAS_LOG, "CAS is provisioned; owner identity %s", st.owner_hash);
     else
         /* The one secret ever logged: single-use, and only while nobody owns this CAS. */

@@ -494,7 +494,7 @@ int cas_load_ownership(struct cas_state *st)
         }
         strcpy(st->owner_hash, hash);
         json_decref(owner);
-        st->provisioned = true;
+        atomic_store_explicit(&st->provisioned, true, memory_order_release);
         return 0;
     }
     if (ret != -ENOENT)
