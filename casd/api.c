@@ -187,12 +187,6 @@ static bool secret_record(const struct http_request *req, char *rec, size_t size
     return true;
 }
 
-size_t cas_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s)
-{
-    (void)cls;
-    (void)conn;
-    return cas_url_unescape(s);
-}
 
 void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
 {

@@ -158,53 +158,57 @@ static int make_request(struct cas_state *st, struct cas_backup_session *b)
     return 0;
 }
 
-int cas_backup_run(struct cas_state *st, long long timeout_s)
+/* The request (quoted by this node's lasd) and an ephemeral TLS identity: the backup is trusted
+ * through its quote, not its certificate. */
+int cas_backup_prepare(struct cas_state *st)
 {
     static struct cas_backup_session session; /* locked in memory with the caller's state */
-    char err[256];
+    uint8_t hash[32];
+    const char *alts[] = {"localhost", st->node_name};
     int ret;
     st->backup = &session;
     if ((ret = make_request(st, &session)) < 0)
-        goto out;
-    /* An ephemeral TLS identity: the backup is trusted through its quote, not its certificate. */
-    uint8_t hash[32];
-    const char *alts[] = {"localhost", st->node_name};
+        return ret;
     if ((ret = custos_key_generate(&st->tls_key)) < 0 || (ret = custos_key_to_pem(st->tls_key, &st->tls_key_pem)) < 0 ||
         (ret = custos_cert_self_signed(st->tls_key, "cas-backup", alts, 2, &st->tls_cert_pem)) < 0 ||
         (ret = custos_key_hash(st->tls_key, hash)) < 0)
-        goto out;
-    struct MHD_Daemon *d = cas_http_start(st, err, sizeof(err));
-    if (!d) {
-        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
-        ret = -EADDRNOTAVAIL;
-        goto out;
-    }
+        return ret;
+    return 0;
+}
+
+int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile sig_atomic_t *stop)
+{
+    int ret;
     LOG_MODULE_INFO(CAS_LOG, "backup CAS for node %s (platform %s, TCB %u) ready on https://%s/, request %.16s",
-                    st->node_name, st->platform_id, st->tcb, st->listen, session.request.id);
+                    st->node_name, st->platform_id, st->tcb, st->listen, st->backup->request.id);
     if (!st->cas_key_hash)
         LOG_MODULE_WARN(CAS_LOG, "no --cas-key-hash: a key offer from any CAS is accepted (anyone who reaches this "
                         "backup can spend its one registration)");
     time_t deadline = time(NULL) + timeout_s;
-    while (!g_stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
+    while (!*stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
         usleep(20000);
     if (atomic_load(&st->backup_done)) {
         /* Until the relay says the primary confirmed (or CAS_BACKUP_LINGER_S pass), a relay that was
          * interrupted can finish the same registration. The database key is already wiped. */
         time_t linger = time(NULL) + CAS_BACKUP_LINGER_S;
-        while (!g_stop && !atomic_load(&st->backup_finished) && time(NULL) < linger)
+        while (!*stop && !atomic_load(&st->backup_finished) && time(NULL) < linger)
             usleep(20000);
         usleep(100000); /* let the last answer leave */
         LOG_MODULE_INFO(CAS_LOG, "registration completed%s; backup CAS exits",
                         atomic_load(&st->backup_finished) ? " and confirmed" : " (no confirmation relayed)");
         ret = 0;
     } else {
-        LOG_MODULE_ERROR(CAS_LOG, "%s", g_stop ? "stopped before any registration"
-                                               : "no registration before the timeout; backup CAS exits");
+        LOG_MODULE_ERROR(CAS_LOG, "%s", *stop ? "stopped before any registration"
+                                              : "no registration before the timeout; backup CAS exits");
         ret = -ETIMEDOUT;
     }
-    MHD_stop_daemon(d);
-out:
-    json_decref(session.completion);
-    custos_wipe(&session, sizeof(session));
     return ret;
+}
+
+void cas_backup_wipe(struct cas_state *st)
+{
+    if (!st->backup)
+        return;
+    json_decref(st->backup->completion);
+    custos_wipe(st->backup, sizeof(*st->backup));
 }

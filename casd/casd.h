@@ -170,14 +170,17 @@ void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_
 void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
                                  uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
 
-/* register.c: the primary's side of backup registration, the key-store and the owner's policy */
+/* policy.c: the owner's trust policy (a default one when none is stored); caller json_decref's */
+json_t *cas_policy_load(struct cas_state *st);
+
+/* register.c, backups.c: the primary's side of backup registration, listing and removal */
 void cas_backups_register(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r);
-/* Appends an audit record (takes details), in one database transaction with the extra ops (at most
- * 6): a change and its record are written together or not at all. */
+/* audit.c: appends an audit record (takes details), in one database transaction with the extra ops
+ * (at most 6): a change and its record are written together or not at all. */
 int cas_audit(struct cas_state *st, const char *event, json_t *details, const struct cas_db_op *extra,
               size_t extra_count);
 
@@ -191,12 +194,14 @@ int cas_las_gate_start(const char *socket);
 int cas_las_gate_quote(const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE], struct custos_quote *out, char *err,
                        size_t err_size);
 
-/* main.c */
-extern volatile sig_atomic_t g_stop;
-
 /* backup.c: the ephemeral backup CAS */
 void cas_backup_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backup_get_request(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backup_post_complete(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backup_post_finish(struct cas_state *st, struct http_request *req, struct http_response *r);
-int cas_backup_run(struct cas_state *st, long long timeout_s);
+/* Makes the quoted request and the TLS identity. */
+int cas_backup_prepare(struct cas_state *st);
+/* While the HTTPS server runs: returns when the registration is done (and relayed as finished, or
+ * after CAS_BACKUP_LINGER_S), at the timeout (-ETIMEDOUT), or when *stop becomes non-zero. */
+int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile sig_atomic_t *stop);
+void cas_backup_wipe(struct cas_state *st);

@@ -10,7 +10,7 @@
 
 #include "casd.h"
 
-volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig)
 {
@@ -97,6 +97,26 @@ static int serve(struct cas_state *st)
     return 0;
 }
 
+/* casd --backup: one registration of this node, then exit. */
+static int run_backup(struct cas_state *st, long long timeout_s)
+{
+    char err[256];
+    int ret = cas_backup_prepare(st);
+    struct MHD_Daemon *d = NULL;
+    if (ret == 0 && !(d = cas_http_start(st, err, sizeof(err)))) {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+        ret = -EADDRNOTAVAIL;
+    }
+    if (ret == 0)
+        ret = cas_backup_wait(st, timeout_s, &g_stop);
+    if (d)
+        MHD_stop_daemon(d);
+    cas_backup_wipe(st);
+    cas_state_wipe(st);
+    cas_http_wipe();
+    return ret < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct cas_state st; /* locked in memory: it holds the database key */
@@ -175,11 +195,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "casd: --cas-key-hash '%s' is not 64 hex digits\n", st.cas_key_hash);
         return 2;
     }
-    if (backup) {
-        ret = cas_backup_run(&st, backup_timeout);
-        cas_state_wipe(&st);
-        return ret < 0 ? 1 : 0;
-    }
+    if (backup)
+        return run_backup(&st, backup_timeout);
     ret = cas_open_database(&st);
     if (ret == 0)
         ret = cas_load_identity(&st);
@@ -204,6 +221,7 @@ int main(int argc, char **argv)
     }
     ret = serve(&st);
     cas_state_wipe(&st);
+    cas_http_wipe();
     LOG_MODULE_INFO(CAS_LOG, "CAS stopped");
     return ret < 0 ? 1 : 0;
 }

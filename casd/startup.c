@@ -520,7 +520,6 @@ void cas_state_wipe(struct cas_state *st)
 {
     if (st->lock_fd > 0)
         close(st->lock_fd);
-    cas_http_wipe();
     cas_keystore_free(&st->ks);
     cas_db_close(st->db);
     st->db = NULL;
