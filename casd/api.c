@@ -26,7 +26,7 @@ void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonc
 
 void cas_get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
-    const char *hex = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "nonce");
+    const char *hex = http_arg(req, "nonce");
     uint8_t nonce[NONCE_MAX], kh[32], rd[CUSTOS_REPORT_DATA_SIZE];
     size_t len = hex ? strlen(hex) : 0;
     if (!hex || len < 16 || len > 2 * NONCE_MAX || len % 2 || custos_hex_decode(hex, nonce, len / 2) < 0) {
@@ -174,7 +174,7 @@ static bool secret_record(const struct http_request *req, char *rec, size_t size
 {
     const char *name = req->url + strlen("/v1/secrets/");
     char err[512];
-    if (MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0) {
+    if (http_arg_count(req) > 0) {
         http_error(r, 400, "invalid_name", "secret name '%.140s' followed by a query string: a '?' in a name "
                    "must be percent-encoded (it is not allowed in a name anyway)", name);
         return false;

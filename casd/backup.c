@@ -89,7 +89,7 @@ void cas_backup_post_complete(struct cas_state *st, struct http_request *req, st
         http_error(r, 400, "bad_offer", "the offer does not open with this backup's key (tampered or misdirected)");
         goto out;
     }
-    if (custos_las_seal_key(st->las, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0) {
+    if (st->las_ops->seal_key(st->las_ctx, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         http_error(r, 503, "las_unavailable", "cannot get this node's seal key: %s", err);
         goto out;
@@ -148,7 +148,7 @@ static int make_request(struct cas_state *st, struct cas_backup_session *b)
     if (custos_x25519_keypair(b->private_key, rq->public_key) < 0)
         return -EIO;
     backup_request_report_data(rq->public_key, rq->created_at, rq->node_name, rd);
-    if (custos_las_quote(st->las, rd, &rq->quote, err, sizeof(err)) < 0) {
+    if (st->las_ops->quote(st->las_ctx, rd, &rq->quote, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         return -EIO;
     }

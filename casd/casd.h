@@ -74,7 +74,18 @@ struct cas_backup_session {
     json_t *completion;    /* sent again to a retry of the same offer (no secret in it) */
 };
 
+/* This node's LAS, behind a table of function pointers (las.c has the real one, on lasd's socket), so
+ * handlers and start-up can be tested with a fake LAS. */
+struct cas_las_ops {
+    int (*quote)(void *ctx, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE], struct custos_quote *out, char *err,
+                 size_t err_size);
+    int (*seal_key)(void *ctx, const char *label, uint8_t out[32], char *err, size_t err_size);
+};
+extern const struct cas_las_ops cas_las_socket; /* ctx: the socket path */
+
 struct cas_state {
+    const struct cas_las_ops *las_ops;
+    void *las_ctx;
     /* configuration */
     const char *las;
     const char *db_dir;
@@ -134,7 +145,11 @@ struct http_request {
     bool has_caller;
     char caller[65]; /* key hash of the client certificate's public key */
     json_t *json;    /* the parsed body of a ROUTE_BODY route (owned by cas_dispatch) */
+    json_t *test_args; /* unit tests (conn NULL): the query arguments */
 };
+/* A query argument (NULL when absent), and how many there are. */
+const char *http_arg(const struct http_request *req, const char *name);
+int http_arg_count(const struct http_request *req);
 struct http_response {
     unsigned status;
     json_t *body;
@@ -190,7 +205,7 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id);
 
 /* las_gate.c: lasd requests of the HTTP workers go through one thread; a worker waits at most 1 s
  * and gets -ETIMEDOUT at once while lasd is stuck. */
-int cas_las_gate_start(const char *socket);
+int cas_las_gate_start(const struct cas_las_ops *ops, void *ctx, const char *what);
 int cas_las_gate_quote(const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE], struct custos_quote *out, char *err,
                        size_t err_size);
 

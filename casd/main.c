@@ -169,6 +169,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "casd: %s\n", aerr);
         return 2;
     }
+    st.las_ops = &cas_las_socket;
+    st.las_ctx = (void *)st.las;
     st.threads = (unsigned)threads;
     st.max_connections = (unsigned)max_conn;
     st.timeout_s = (unsigned)timeout_s;
@@ -214,7 +216,7 @@ int main(int argc, char **argv)
     else
         /* The one secret ever logged: single-use, and only while nobody owns this CAS. */
         LOG_MODULE_INFO(CAS_LOG, "CAS provisioning token: %s", st.token);
-    if (cas_las_gate_start(st.las) < 0) {
+    if (cas_las_gate_start(st.las_ops, st.las_ctx, st.las) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "cannot start the LAS thread");
         cas_state_wipe(&st);
         return 1;

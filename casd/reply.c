@@ -38,3 +38,17 @@ json_t *http_json_body(const struct http_request *req, struct http_response *r)
     }
     return j;
 }
+
+const char *http_arg(const struct http_request *req, const char *name)
+{
+    if (req->conn)
+        return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    return json_string_value(json_object_get(req->test_args, name));
+}
+
+int http_arg_count(const struct http_request *req)
+{
+    if (req->conn)
+        return MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, NULL, NULL);
+    return (int)json_object_size(req->test_args);
+}

@@ -30,8 +30,8 @@ static int node_info(struct cas_state *st, uint8_t seal[32])
     char err[512];
     struct custos_quote q;
     uint8_t zero[CUSTOS_REPORT_DATA_SIZE] = {0};
-    if (custos_las_seal_key(st->las, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0 ||
-        custos_las_quote(st->las, zero, &q, err, sizeof(err)) < 0) {
+    if (st->las_ops->seal_key(st->las_ctx, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0 ||
+        st->las_ops->quote(st->las_ctx, zero, &q, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         return -EIO;
     }
