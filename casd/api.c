@@ -9,20 +9,10 @@
 #include "casd.h"
 #include "toml.h"
 
-#define NONCE_MAX 32
+#define NONCE_MAX CUSTOS_ATTESTATION_NONCE_MAX
 
 /* ---- GET /v1/attestation?nonce=HEX ---------------------------------------------------------- */
 
-/* Report data: key hash of the TLS key (32 bytes) || SHA-256("custos-attestation-v1" || nonce). */
-void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
-                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE])
-{
-    uint8_t buf[21 + NONCE_MAX];
-    memcpy(out, key_hash, 32);
-    memcpy(buf, "custos-attestation-v1", 21);
-    memcpy(buf + 21, nonce, nonce_size);
-    custos_sha256(buf, 21 + nonce_size, out + 32);
-}
 
 void cas_get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
@@ -34,7 +24,7 @@ void cas_get_attestation(struct cas_state *st, struct http_request *req, struct 
         return;
     }
     custos_hex_decode(st->key_hash, kh, sizeof(kh));
-    cas_attestation_report_data(kh, nonce, len / 2, rd);
+    custos_attestation_report_data(kh, nonce, len / 2, rd);
     struct custos_quote q;
     char err[512];
     if (cas_las_gate_quote(rd, &q, err, sizeof(err)) < 0) {

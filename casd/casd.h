@@ -182,8 +182,6 @@ void cas_post_provision(struct cas_state *st, struct http_request *req, struct h
 void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
-void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
-                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
 
 /* policy.c: the owner's trust policy (a default one when none is stored); caller json_decref's */
 json_t *cas_policy_load(struct cas_state *st);

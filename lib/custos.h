@@ -221,6 +221,13 @@ enum custos_las_op { CUSTOS_LAS_OP_QUOTE = 1, CUSTOS_LAS_OP_SEAL_KEY = 2, CUSTOS
 int custos_las_path_check(const char *socket_path, char *err, size_t err_size);
 #define CUSTOS_SEAL_KEY_SIZE 32
 
+/* ---- report-data bindings (binding.c) ------------------------------------------------------- */
+#define CUSTOS_ATTESTATION_NONCE_MAX 32
+/* A CAS's attestation: key hash of its TLS key (32 bytes) || SHA-256("custos-attestation-v1" ||
+ * nonce), nonce 1..CUSTOS_ATTESTATION_NONCE_MAX bytes. -1 on bad arguments. */
+int custos_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
+                                   uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
+
 /* Client: asks the lasd at socket_path for a quote over report_data. */
 int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
                      struct custos_quote *out, char *err, size_t err_size);

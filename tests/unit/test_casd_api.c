@@ -214,7 +214,7 @@ static void test_attestation(void **state)
     assert_int_equal(c.resp.status, 200);
     assert_int_equal(custos_quote_from_json(json_object_get(c.resp.body, "quote"), &q, err, sizeof(err)), 0);
     assert_int_equal(custos_quote_verify_signature(&q), 0);
-    cas_attestation_report_data(kh, nonce, sizeof(nonce), rd);
+    custos_attestation_report_data(kh, nonce, sizeof(nonce), rd);
     assert_memory_equal(q.report_data, rd, sizeof(rd)); /* binds the key hash and the nonce */
     call_done(&c);
     /* a bad nonce never reaches the LAS */
