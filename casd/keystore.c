@@ -136,81 +136,73 @@ static const char *str_field(const json_t *obj, const char *name, size_t *len)
     return strlen(s) == *len ? s : NULL;
 }
 
-static int b64_field(const json_t *obj, const char *name, uint8_t *out, size_t want, size_t index, char *err,
+/* A base64 field of exactly `want` bytes; err prefixed with where. */
+static int b64_field(const json_t *obj, const char *name, uint8_t *out, size_t want, const char *where, char *err,
                      size_t err_size)
 {
-    size_t len, got = 0;
-    uint8_t *buf = NULL;
-    const char *s = str_field(obj, name, &len);
-    if (!s) {
-        snprintf(err, err_size, "entry %zu: field \"%s\": not a string", index, name);
-        return -EBADMSG;
-    }
-    int ret = custos_base64_decode(s, &buf, &got);
-    if (ret == -ENOMEM)
-        return ret;
-    if (ret < 0) {
-        snprintf(err, err_size, "entry %zu: field \"%s\": not base64", index, name);
-        return -EBADMSG;
-    }
-    if (got != want) {
-        snprintf(err, err_size, "entry %zu: field \"%s\": %zu bytes, want %zu", index, name, got, want);
-        ret = -EBADMSG;
-    } else {
-        memcpy(out, buf, want);
-    }
-    free(buf);
-    return ret;
+    char e[200];
+    int ret = custos_json_b64_bytes(obj, name, out, want, want, NULL, e, sizeof(e));
+    if (ret < 0)
+        snprintf(err, err_size, "%s%s", where, e);
+    return ret == -EINVAL ? -EBADMSG : ret;
 }
 
-static int parse_entry(const json_t *j, int version, size_t index, struct cas_keystore_entry *e, char *err,
-                       size_t err_size)
+int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const char *where,
+                                 struct cas_keystore_entry *e, char *err, size_t err_size)
 {
     static const char *const names[] = {"platform_id", "kind", "node", "tcb", "time", "nonce", "sealed"};
-    static const char *const node_names[] = {"public_key", "wrapped"};
-    char where[48];
+    static const char *const file_names[] = {"public_key", "wrapped"}, *const backup_names[] = {"public_key"};
     size_t len;
     const char *s;
     const json_t *v;
     int ret;
-    snprintf(where, sizeof(where), "entry %zu: ", index);
+    memset(e, 0, sizeof(*e));
     if (!json_is_object(j)) {
-        snprintf(err, err_size, "entry %zu: not an object", index);
+        snprintf(err, err_size, "%snot an object", where);
         return -EBADMSG;
     }
-    ret = check_fields_opt(j, names, sizeof(names) / sizeof(names[0]), node_names, version >= 2 ? 2 : 0, where,
-                           err, err_size);
+    if (form == CAS_KS_FORM_BACKUP) {
+        ret = check_fields_opt(j, names, 7, backup_names, 1, where, err, err_size);
+        if (ret == 0 && !json_object_get(j, "public_key")) {
+            snprintf(err, err_size, "%smissing field \"public_key\"", where);
+            ret = -EBADMSG;
+        }
+    } else {
+        ret = check_fields_opt(j, names, 7, file_names, form == CAS_KS_FORM_V2 ? 2 : 0, where, err, err_size);
+    }
     if (ret < 0)
         return ret;
     e->node_key = json_object_get(j, "public_key") != NULL;
-    if (e->node_key != (json_object_get(j, "wrapped") != NULL)) {
-        snprintf(err, err_size, "entry %zu: fields \"public_key\" and \"wrapped\" go together", index);
+    if (form == CAS_KS_FORM_V2 && e->node_key != (json_object_get(j, "wrapped") != NULL)) {
+        snprintf(err, err_size, "%sfields \"public_key\" and \"wrapped\" go together", where);
         return -EBADMSG;
     }
     if (e->node_key) {
-        if ((ret = b64_field(j, "public_key", e->public_key, sizeof(e->public_key), index, err, err_size)) < 0 ||
-            (ret = b64_field(j, "wrapped", e->wrapped, sizeof(e->wrapped), index, err, err_size)) < 0)
+        if ((ret = b64_field(j, "public_key", e->public_key, sizeof(e->public_key), where, err, err_size)) < 0)
+            return ret;
+        if (form == CAS_KS_FORM_V2 &&
+            (ret = b64_field(j, "wrapped", e->wrapped, sizeof(e->wrapped), where, err, err_size)) < 0)
             return ret;
     }
 
     s = str_field(j, "platform_id", &len);
     if (!s || len != CUSTOS_PLATFORM_ID_LEN || !platform_id_valid(s)) {
-        snprintf(err, err_size, "entry %zu: field \"platform_id\": not 66 uppercase hex digits of a compressed "
-                 "P-256 key (02/03 prefix)", index);
+        snprintf(err, err_size, "%sfield \"platform_id\": not 66 uppercase hex digits of a compressed "
+                 "P-256 key (02/03 prefix)", where);
         return -EBADMSG;
     }
     memcpy(e->platform_id, s, len + 1);
 
     s = str_field(j, "kind", &len);
     if (!s || len >= sizeof(e->kind) || !kind_valid(s, len + 1)) {
-        snprintf(err, err_size, "entry %zu: field \"kind\": not one of sim, tpm2, sgx", index);
+        snprintf(err, err_size, "%sfield \"kind\": not one of sim, tpm2, sgx", where);
         return -EBADMSG;
     }
     memcpy(e->kind, s, len + 1);
 
     s = str_field(j, "node", &len);
     if (!s || len >= sizeof(e->node) || !node_valid(s, len + 1)) {
-        snprintf(err, err_size, "entry %zu: field \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", index,
+        snprintf(err, err_size, "%sfield \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", where,
                  CAS_KS_NODE_MAX);
         return -EBADMSG;
     }
@@ -218,22 +210,22 @@ static int parse_entry(const json_t *j, int version, size_t index, struct cas_ke
 
     v = json_object_get(j, "tcb");
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)UINT32_MAX) {
-        snprintf(err, err_size, "entry %zu: field \"tcb\": not an integer in 0..%u", index, UINT32_MAX);
+        snprintf(err, err_size, "%sfield \"tcb\": not an integer in 0..%u", where, UINT32_MAX);
         return -EBADMSG;
     }
     e->tcb = (uint32_t)json_integer_value(v);
 
     v = json_object_get(j, "time");
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        snprintf(err, err_size, "entry %zu: field \"time\": not a non-negative integer", index);
+        snprintf(err, err_size, "%sfield \"time\": not a non-negative integer", where);
         return -EBADMSG;
     }
     e->time = (int64_t)json_integer_value(v);
 
-    ret = b64_field(j, "nonce", e->nonce, sizeof(e->nonce), index, err, err_size);
+    ret = b64_field(j, "nonce", e->nonce, sizeof(e->nonce), where, err, err_size);
     if (ret < 0)
         return ret;
-    return b64_field(j, "sealed", e->sealed, sizeof(e->sealed), index, err, err_size);
+    return b64_field(j, "sealed", e->sealed, sizeof(e->sealed), where, err, err_size);
 }
 
 int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, char *err, size_t err_size)
@@ -325,7 +317,10 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
         ks.count = count;
     }
     for (size_t i = 0; i < count; i++) {
-        ret = parse_entry(json_array_get(entries, i), ks.version, i, &ks.entries[i], err, err_size);
+        char where[48];
+        snprintf(where, sizeof(where), "entry %zu: ", i);
+        ret = cas_keystore_entry_from_json(json_array_get(entries, i), ks.version >= 2 ? CAS_KS_FORM_V2 : CAS_KS_FORM_V1,
+                                           where, &ks.entries[i], err, err_size);
         if (ret < 0) {
             if (ret == -ENOMEM)
                 snprintf(err, err_size, "out of memory");
@@ -496,6 +491,22 @@ static int set_b64(json_t *obj, const char *name, const uint8_t *data, size_t si
     return ret;
 }
 
+json_t *cas_keystore_entry_to_json(const struct cas_keystore_entry *e, bool with_wrapped)
+{
+    json_t *o = json_object();
+    if (!o || set_new(o, "platform_id", json_string(e->platform_id)) < 0 ||
+        set_new(o, "kind", json_string(e->kind)) < 0 || set_new(o, "node", json_string(e->node)) < 0 ||
+        set_new(o, "tcb", json_integer((json_int_t)e->tcb)) < 0 ||
+        set_new(o, "time", json_integer((json_int_t)e->time)) < 0 || set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 ||
+        set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0 ||
+        (e->node_key && set_b64(o, "public_key", e->public_key, sizeof(e->public_key)) < 0) ||
+        (e->node_key && with_wrapped && set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32], char **text, size_t *size)
 {
     int ret;
@@ -519,19 +530,8 @@ int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32
     if (!root || !arr)
         goto out;
     for (size_t i = 0; i < ks->count; i++) {
-        const struct cas_keystore_entry *e = &ks->entries[i];
-        json_t *o = json_object();
+        json_t *o = cas_keystore_entry_to_json(&ks->entries[i], true);
         if (!o || json_array_append_new(arr, o) != 0)
-            goto out;
-        if (set_new(o, "platform_id", json_string(e->platform_id)) < 0 ||
-            set_new(o, "kind", json_string(e->kind)) < 0 || set_new(o, "node", json_string(e->node)) < 0 ||
-            set_new(o, "tcb", json_integer((json_int_t)e->tcb)) < 0 ||
-            set_new(o, "time", json_integer((json_int_t)e->time)) < 0 ||
-            set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 ||
-            set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0)
-            goto out;
-        if (e->node_key && (set_b64(o, "public_key", e->public_key, sizeof(e->public_key)) < 0 ||
-                            set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0))
             goto out;
     }
     custos_hex_encode(mac, sizeof(mac), mac_hex, false);

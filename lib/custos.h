@@ -160,6 +160,10 @@ int custos_yaml_parse(const char *text, size_t size, json_t **out, char *err, si
 int custos_json_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
 /* Gets a base64 field and decodes it into exactly want bytes (want==0: any, result malloc'ed). */
 int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *out_size);
+/* Field `name` of obj as base64 of min..max bytes into out (*out_size, may be NULL, gets the length).
+ * -EINVAL with err naming the field and the problem (missing, not a string, not base64, length). */
+int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max,
+                          size_t *out_size, char *err, size_t err_size);
 
 /* ---- quotes (quote.c) ----------------------------------------------------------------------- */
 #define CUSTOS_REPORT_DATA_SIZE 64
