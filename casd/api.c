@@ -23,7 +23,7 @@ void cas_get_attestation(struct cas_state *st, struct http_request *req, struct 
         http_error(r, 400, "invalid_nonce", "query parameter 'nonce' must be 16 to 64 hex digits");
         return;
     }
-    custos_hex_decode(st->key_hash, kh, sizeof(kh));
+    custos_hex_decode(st->tls.key_hash, kh, sizeof(kh));
     custos_attestation_report_data(kh, nonce, len / 2, rd);
     struct custos_quote q;
     char err[512];
@@ -36,12 +36,12 @@ void cas_get_attestation(struct cas_state *st, struct http_request *req, struct 
         return;
     }
     char m[65];
-    custos_hex_encode(st->measurement, sizeof(st->measurement), m, false);
+    custos_hex_encode(st->node.measurement, sizeof(st->node.measurement), m, false);
     pthread_mutex_lock(&st->lock);
     r->body = json_pack("{s:o, s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "quote", custos_quote_to_json(&q),
-                        "key_hash", st->key_hash, "certificate", st->tls_cert_pem, "platform_id",
-                        st->platform_id, "platform_kind", st->platform_kind, "tcb", (int)st->tcb,
-                        "measurement", m, "provisioned", (int)atomic_load(&st->provisioned));
+                        "key_hash", st->tls.key_hash, "certificate", st->tls.cert_pem, "platform_id",
+                        st->node.platform_id, "platform_kind", st->node.platform_kind, "tcb", (int)st->node.tcb,
+                        "measurement", m, "provisioned", (int)atomic_load(&st->pri.provisioned));
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -91,7 +91,7 @@ void cas_post_provision(struct cas_state *st, struct http_request *req, struct h
     }
     pthread_mutex_lock(&st->lock);
     /* One answer for "wrong token" and "already provisioned": the token is single-use. */
-    bool ok = !atomic_load(&st->provisioned) && strlen(token) == 64 && custos_ct_equal(token, st->token, 64);
+    bool ok = !atomic_load(&st->pri.provisioned) && strlen(token) == 64 && custos_ct_equal(token, st->pri.token, 64);
     if (!ok) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_WARN(CAS_LOG, "provisioning refused for identity %s", req->caller);
@@ -114,13 +114,13 @@ void cas_post_provision(struct cas_state *st, struct http_request *req, struct h
         http_error(r, 500, "storage", "cannot store the owner: %s", strerror(-ret));
         goto out;
     }
-    strcpy(st->owner_hash, req->caller);
-    atomic_store_explicit(&st->provisioned, true, memory_order_release); /* after owner_hash */
-    custos_wipe(st->token, sizeof(st->token));
+    strcpy(st->pri.owner_hash, req->caller);
+    atomic_store_explicit(&st->pri.provisioned, true, memory_order_release); /* after owner_hash */
+    custos_wipe(st->pri.token, sizeof(st->pri.token));
     pthread_mutex_unlock(&st->lock);
-    atomic_store(&st->cert_changed, true);
+    atomic_store(&st->pri.cert_changed, true);
     LOG_MODULE_INFO(CAS_LOG, "CAS provisioned; owner identity %s", req->caller);
-    r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->key_hash,
+    r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->tls.key_hash,
                         "ignored_sections", ignored);
 out:
     free(text);
@@ -142,11 +142,11 @@ void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_r
     size_t size = 0;
     json_t *owner = NULL;
     char err[128];
-    if (cas_db_get(st->db, REC_OWNER, &raw, &size) < 0 ||
+    if (cas_db_get(st->pri.db, REC_OWNER, &raw, &size) < 0 ||
         custos_json_parse((const char *)raw, size, &owner, err, sizeof(err)) < 0) {
         http_error(r, 500, "storage", "cannot read the owner record");
     } else {
-        json_object_set_new(owner, "cas_key_hash", json_string(st->key_hash));
+        json_object_set_new(owner, "cas_key_hash", json_string(st->tls.key_hash));
         r->body = json_incref(owner);
     }
     if (raw)
@@ -193,7 +193,7 @@ void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_
     } else if (strlen(value) > SECRET_VALUE_MAX) {
         http_error(r, 413, "value_too_large", "secret value exceeds %u bytes", SECRET_VALUE_MAX);
     } else {
-        int ret = cas_db_put(st->db, rec, value, strlen(value));
+        int ret = cas_db_put(st->pri.db, rec, value, strlen(value));
         if (ret < 0)
             http_error(r, 500, "storage", "cannot store the secret: %s", strerror(-ret));
         else
@@ -209,7 +209,7 @@ void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_
     size_t size = 0;
     if (!secret_record(req, rec, sizeof(rec), r))
         return;
-    int ret = cas_db_get(st->db, rec, &value, &size);
+    int ret = cas_db_get(st->pri.db, rec, &value, &size);
     if (ret == -ENOENT) {
         http_error(r, 404, "not_found", "no secret named '%s'", rec + 7);
         return;
@@ -227,5 +227,5 @@ void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_
 void cas_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
-    r->body = json_pack("{s:s, s:b}", "status", "ok", "provisioned", (int)atomic_load(&st->provisioned));
+    r->body = json_pack("{s:s, s:b}", "status", "ok", "provisioned", (int)atomic_load(&st->pri.provisioned));
 }

@@ -25,7 +25,7 @@ int cas_audit(struct cas_state *st, const char *event, json_t *details, const st
         return -E2BIG;
     }
     pthread_mutex_lock(&audit_lock); /* the counter is read and advanced by one writer at a time */
-    if (cas_db_get(st->db, REC_AUDIT_NEXT, &raw, &size) == 0) {
+    if (cas_db_get(st->pri.db, REC_AUDIT_NEXT, &raw, &size) == 0) {
         char buf[32] = "";
         memcpy(buf, raw, size < sizeof(buf) - 1 ? size : sizeof(buf) - 1);
         seq = strtoull(buf, NULL, 10);
@@ -43,7 +43,7 @@ int cas_audit(struct cas_state *st, const char *event, json_t *details, const st
             memcpy(ops, extra, extra_count * sizeof(*ops));
         ops[extra_count] = (struct cas_db_op){name, text, strlen(text)};
         ops[extra_count + 1] = (struct cas_db_op){REC_AUDIT_NEXT, next, strlen(next)};
-        ret = cas_db_write(st->db, ops, extra_count + 2);
+        ret = cas_db_write(st->pri.db, ops, extra_count + 2);
         free(text);
     }
     pthread_mutex_unlock(&audit_lock);

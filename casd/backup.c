@@ -74,10 +74,10 @@ void cas_backup_post_complete(struct cas_state *st, struct http_request *req, st
         http_error(r, 403, "bad_signature", "the offer is not signed by the CAS key it names");
         goto out;
     }
-    if (st->cas_key_hash && strcasecmp(st->cas_key_hash, offer.primary_key_hash) != 0) {
+    if (st->cfg.cas_key_hash && strcasecmp(st->cfg.cas_key_hash, offer.primary_key_hash) != 0) {
         http_error(r, 403, "unexpected_cas",
                    "the offer comes from CAS %s; this backup takes offers from CAS %s only (--cas-key-hash)",
-                   offer.primary_key_hash, st->cas_key_hash);
+                   offer.primary_key_hash, st->cfg.cas_key_hash);
         goto out;
     }
     ret = custos_x25519(b->private_key, offer.ephemeral_key, shared);
@@ -89,14 +89,14 @@ void cas_backup_post_complete(struct cas_state *st, struct http_request *req, st
         http_error(r, 400, "bad_offer", "the offer does not open with this backup's key (tampered or misdirected)");
         goto out;
     }
-    if (st->las_ops->seal_key(st->las_ctx, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0) {
+    if (st->node.las_ops->seal_key(st->node.las_ctx, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         http_error(r, 503, "las_unavailable", "cannot get this node's seal key: %s", err);
         goto out;
     }
     struct cas_keystore_entry *en = &c.entry;
-    strcpy(en->platform_id, st->platform_id);
-    strcpy(en->kind, st->platform_kind);
+    strcpy(en->platform_id, st->node.platform_id);
+    strcpy(en->kind, st->node.platform_kind);
     snprintf(en->node, sizeof(en->node), "%s", b->request.node_name);
     en->tcb = b->request.quote.tcb;
     en->time = (int64_t)time(NULL);
@@ -139,16 +139,16 @@ static int make_request(struct cas_state *st, struct cas_backup_session *b)
     char err[512];
     uint8_t rd[CUSTOS_REPORT_DATA_SIZE], h[32];
     struct backup_request *rq = &b->request;
-    if (strlen(st->node_name) > BACKUP_NODE_MAX) {
-        LOG_MODULE_ERROR(CAS_LOG, "node name too long: %s", st->node_name);
+    if (strlen(st->cfg.node_name) > BACKUP_NODE_MAX) {
+        LOG_MODULE_ERROR(CAS_LOG, "node name too long: %s", st->cfg.node_name);
         return -EINVAL;
     }
-    snprintf(rq->node_name, sizeof(rq->node_name), "%s", st->node_name);
+    snprintf(rq->node_name, sizeof(rq->node_name), "%s", st->cfg.node_name);
     rq->created_at = (int64_t)time(NULL);
     if (custos_x25519_keypair(b->private_key, rq->public_key) < 0)
         return -EIO;
     backup_request_report_data(rq->public_key, rq->created_at, rq->node_name, rd);
-    if (st->las_ops->quote(st->las_ctx, rd, &rq->quote, err, sizeof(err)) < 0) {
+    if (st->node.las_ops->quote(st->node.las_ctx, rd, &rq->quote, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         return -EIO;
     }
@@ -164,14 +164,14 @@ int cas_backup_prepare(struct cas_state *st)
 {
     static struct cas_backup_session session; /* locked in memory with the caller's state */
     uint8_t hash[32];
-    const char *alts[] = {"localhost", st->node_name};
+    const char *alts[] = {"localhost", st->cfg.node_name};
     int ret;
     st->backup = &session;
     if ((ret = make_request(st, &session)) < 0)
         return ret;
-    if ((ret = custos_key_generate(&st->tls_key)) < 0 || (ret = custos_key_to_pem(st->tls_key, &st->tls_key_pem)) < 0 ||
-        (ret = custos_cert_self_signed(st->tls_key, "cas-backup", alts, 2, &st->tls_cert_pem)) < 0 ||
-        (ret = custos_key_hash(st->tls_key, hash)) < 0)
+    if ((ret = custos_key_generate(&st->tls.key)) < 0 || (ret = custos_key_to_pem(st->tls.key, &st->tls.key_pem)) < 0 ||
+        (ret = custos_cert_self_signed(st->tls.key, "cas-backup", alts, 2, &st->tls.cert_pem)) < 0 ||
+        (ret = custos_key_hash(st->tls.key, hash)) < 0)
         return ret;
     return 0;
 }
@@ -180,8 +180,8 @@ int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile si
 {
     int ret;
     LOG_MODULE_INFO(CAS_LOG, "backup CAS for node %s (platform %s, TCB %u) ready on https://%s/, request %.16s",
-                    st->node_name, st->platform_id, st->tcb, st->listen, st->backup->request.id);
-    if (!st->cas_key_hash)
+                    st->cfg.node_name, st->node.platform_id, st->node.tcb, st->cfg.listen, st->backup->request.id);
+    if (!st->cfg.cas_key_hash)
         LOG_MODULE_WARN(CAS_LOG, "no --cas-key-hash: a key offer from any CAS is accepted (anyone who reaches this "
                         "backup can spend its one registration)");
     time_t deadline = time(NULL) + timeout_s;

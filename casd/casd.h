@@ -83,45 +83,60 @@ struct cas_las_ops {
 };
 extern const struct cas_las_ops cas_las_socket; /* ctx: the socket path */
 
-struct cas_state {
-    const struct cas_las_ops *las_ops;
-    void *las_ctx;
-    /* configuration */
+/* What casd was told at start (both modes). */
+struct cas_config {
     const char *las;
     const char *db_dir;
     const char *node_name;
     const char *listen;
     const char *cas_key_hash; /* backup mode: accept offers of this CAS only (NULL: any) */
     unsigned threads, max_connections, timeout_s, header_timeout_s, max_per_address;
-    char keystore_path[PATH_MAX];
-    int lock_fd; /* flock on DIR.lock: one casd per database */
-    /* this node, as lasd reports it */
+};
+
+/* This node, as its lasd reports it (both modes). */
+struct cas_node {
+    const struct cas_las_ops *las_ops;
+    void *las_ctx;
     char platform_id[CUSTOS_PLATFORM_ID_LEN + 1];
     char platform_kind[8];
     uint32_t tcb;
     uint32_t uid; /* the user casd runs as, as lasd sees it */
     uint8_t measurement[CUSTOS_MEASUREMENT_SIZE];
+};
+
+/* The TLS identity (both modes; a primary's key lives in its database, a backup's is ephemeral). */
+struct cas_tls {
+    EVP_PKEY *key;
+    char *key_pem;
+    char *cert_pem;      /* guarded by cas_state.lock once serving */
+    char *old_certs[8];  /* replaced certificates, kept until exit (a reader may hold one) */
+    size_t old_cert_count;
+    char key_hash[65];
+};
+
+/* A primary CAS: its database, key-store, owner and pending registrations. */
+struct cas_primary {
+    char keystore_path[PATH_MAX];
+    int lock_fd; /* flock on DIR.lock: one casd per database */
     /* secrets (mlock'ed with the structure, wiped at exit) */
     uint8_t dbkey[32];
     char token[65];
     struct cas_db *db;
-    /* TLS identity */
-    EVP_PKEY *tls_key;
-    char *tls_key_pem;
-    char *tls_cert_pem;      /* guarded by lock once serving */
-    char *old_certs[8];      /* replaced certificates, kept until exit (a reader may hold one) */
-    size_t old_cert_count;
-    char key_hash[65];
-    /* ownership; guarded by lock */
-    pthread_mutex_t lock;
     atomic_bool provisioned; /* published after owner_hash (release/acquire) */
     char owner_hash[65];
-    atomic_bool cert_changed; /* the certificate's names changed: restart the TLS listener */
-    /* backups (primary); guarded by lock */
+    atomic_bool cert_changed; /* the certificate's names changed: renew it */
+    /* guarded by cas_state.lock */
     struct cas_keystore ks;
     struct cas_pending pending[CAS_PENDING_MAX];
-    /* backup mode */
-    struct cas_backup_session *backup;
+};
+
+struct cas_state {
+    struct cas_config cfg;
+    struct cas_node node;
+    struct cas_tls tls;
+    pthread_mutex_t lock;
+    struct cas_primary pri;              /* primary mode */
+    struct cas_backup_session *backup;   /* backup mode (NULL on a primary) */
     atomic_bool backup_done, backup_finished;
 };
 

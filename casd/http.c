@@ -159,8 +159,8 @@ int cas_http_set_certificate(struct cas_state *st)
     if (g_tls_count == TLS_GENERATIONS)
         return -ENOSPC;
     struct tls_generation *g = &g_tls[g_tls_count];
-    gnutls_datum_t cert = {(unsigned char *)st->tls_cert_pem, (unsigned int)strlen(st->tls_cert_pem)};
-    gnutls_datum_t key = {(unsigned char *)st->tls_key_pem, (unsigned int)strlen(st->tls_key_pem)};
+    gnutls_datum_t cert = {(unsigned char *)st->tls.cert_pem, (unsigned int)strlen(st->tls.cert_pem)};
+    gnutls_datum_t key = {(unsigned char *)st->tls.key_pem, (unsigned int)strlen(st->tls.key_pem)};
     if (gnutls_pcert_import_x509_raw(&g->pcert, &cert, GNUTLS_X509_FMT_PEM, 0) < 0)
         return -EINVAL;
     if (gnutls_privkey_init(&g->key) < 0 ||
@@ -206,8 +206,8 @@ static int tls_certificate(gnutls_session_t session, const gnutls_datum_t *req_c
 struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_size)
 {
     struct sockaddr_in sa;
-    if (cas_listen_parse(st->listen, &sa) < 0) {
-        snprintf(err, err_size, "--listen '%s' is not IPv4-ADDRESS:PORT", st->listen);
+    if (cas_listen_parse(st->cfg.listen, &sa) < 0) {
+        snprintf(err, err_size, "--listen '%s' is not IPv4-ADDRESS:PORT", st->cfg.listen);
         return NULL;
     }
     if (atomic_load(&g_tls_current) < 0 && cas_http_set_certificate(st) < 0) {
@@ -220,15 +220,15 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         &on_request, st, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
-        &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
-        st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls.cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
+        st->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &cas_http_guard_notify, NULL,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->cfg.max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
         "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL,
         /* headers up to this size reach the handlers (which answer 414/431 in JSON); beyond it
          * libmicrohttpd answers on its own */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CAS_HEADER_MEMORY, MHD_OPTION_END);
     if (!d)
-        snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
+        snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->cfg.listen);
     return d;
 }

@@ -17,7 +17,7 @@ json_t *cas_policy_load(struct cas_state *st)
     size_t size = 0;
     json_t *p = NULL;
     char err[64];
-    if (cas_db_get(st->db, REC_POLICY, &raw, &size) == 0) {
+    if (cas_db_get(st->pri.db, REC_POLICY, &raw, &size) == 0) {
         custos_json_parse((const char *)raw, size, &p, err, sizeof(err));
         cas_db_value_free(raw, size);
     }

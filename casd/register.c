@@ -24,14 +24,14 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
     bool ok = false;
     char err[1024];
     json_array_foreach(json_object_get(policy, "platforms"), i, v) if (np < 256) platforms[np++] = json_string_value(v);
-    memcpy(ms[nm++], st->measurement, CUSTOS_MEASUREMENT_SIZE); /* the primary's own measurement */
+    memcpy(ms[nm++], st->node.measurement, CUSTOS_MEASUREMENT_SIZE); /* the primary's own measurement */
     json_array_foreach(json_object_get(policy, "measurements"), i, v) {
         if (nm < 257 && custos_hex_decode(json_string_value(v), ms[nm], CUSTOS_MEASUREMENT_SIZE) == 0)
             nm++;
     }
     platforms[np] = NULL;
     /* The primary's own platform is trusted: it runs on it. */
-    platforms[np++] = st->platform_id;
+    platforms[np++] = st->node.platform_id;
     struct custos_quote_policy pol = {
         .platforms = platforms,
         .platform_count = np,
@@ -52,16 +52,16 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
                        : "");
         goto out;
     }
-    if (rq->quote.uid != st->uid) {
+    if (rq->quote.uid != st->node.uid) {
         http_error(r, 403, "uid_mismatch",
                    "backup refused: it runs as uid %u, the primary as uid %u (a backup must run as the same user)",
-                   rq->quote.uid, st->uid);
+                   rq->quote.uid, st->node.uid);
         goto out;
     }
-    if (rq->quote.tcb < st->tcb) {
+    if (rq->quote.tcb < st->node.tcb) {
         http_error(r, 403, "tcb_too_low",
                    "backup refused: its TCB %u is lower than the primary's TCB %u (a backup must have an equal "
-                   "or better TCB)", rq->quote.tcb, st->tcb);
+                   "or better TCB)", rq->quote.tcb, st->node.tcb);
         goto out;
     }
     ok = true;
@@ -80,7 +80,7 @@ static struct cas_pending *pending_find(struct cas_state *st, const char *id)
 {
     time_t now = time(NULL);
     for (size_t i = 0; i < CAS_PENDING_MAX; i++) {
-        struct cas_pending *p = &st->pending[i];
+        struct cas_pending *p = &st->pri.pending[i];
         if (p->used && p->expires < now)
             pending_clear(p);
         if (p->used && strcmp(p->request_id, id) == 0)
@@ -91,13 +91,13 @@ static struct cas_pending *pending_find(struct cas_state *st, const char *id)
 
 static struct cas_pending *pending_slot(struct cas_state *st)
 {
-    struct cas_pending *oldest = &st->pending[0];
+    struct cas_pending *oldest = &st->pri.pending[0];
     pending_find(st, ""); /* expires old entries */
     for (size_t i = 0; i < CAS_PENDING_MAX; i++) {
-        if (!st->pending[i].used)
-            return &st->pending[i];
-        if (st->pending[i].expires < oldest->expires)
-            oldest = &st->pending[i];
+        if (!st->pri.pending[i].used)
+            return &st->pri.pending[i];
+        if (st->pri.pending[i].expires < oldest->expires)
+            oldest = &st->pri.pending[i];
     }
     return oldest;
 }
@@ -108,7 +108,7 @@ static bool request_used(struct cas_state *st, const char *id)
     uint8_t *raw = NULL;
     size_t size = 0;
     snprintf(name, sizeof(name), "backup/used/%s", id);
-    if (cas_db_get(st->db, name, &raw, &size) == 0) {
+    if (cas_db_get(st->pri.db, name, &raw, &size) == 0) {
         cas_db_value_free(raw, size);
         return true;
     }
@@ -119,33 +119,33 @@ static bool request_used(struct cas_state *st, const char *id)
  * crash-safely; the in-memory list changes only once the file is written. Call with st->lock held. */
 static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry *add, const char *remove_id)
 {
-    struct cas_keystore next = st->ks;
+    struct cas_keystore next = st->pri.ks;
     int ret = -ENOMEM;
-    next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
+    next.entries = calloc(st->pri.ks.count + 1, sizeof(*next.entries));
     if (next.entries) {
-        memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
-        next.count = st->ks.count;
+        memcpy(next.entries, st->pri.ks.entries, st->pri.ks.count * sizeof(*next.entries));
+        next.count = st->pri.ks.count;
         ret = add ? cas_keystore_upsert(&next, add) : cas_keystore_remove(&next, remove_id);
     }
     if (ret == 0)
-        ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
+        ret = cas_keystore_save(st->pri.keystore_path, &next, st->pri.dbkey);
     cas_keystore_free(&next);
     if (ret == -ENOENT || ret == -ENOMEM)
         return ret;
     /* Whatever happened (a failure may come after the rename), memory follows the file. */
     struct cas_keystore disk = {0};
     char err[512];
-    int lret = cas_keystore_load(st->keystore_path, &disk, err, sizeof(err));
+    int lret = cas_keystore_load(st->pri.keystore_path, &disk, err, sizeof(err));
     if (lret == 0)
-        lret = cas_keystore_verify_mac(&disk, st->dbkey);
+        lret = cas_keystore_verify_mac(&disk, st->pri.dbkey);
     if (lret < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "cannot read back key-store %s after writing it: %s", st->keystore_path,
+        LOG_MODULE_ERROR(CAS_LOG, "cannot read back key-store %s after writing it: %s", st->pri.keystore_path,
                          lret == -EBADMSG ? "MAC mismatch" : err);
         cas_keystore_free(&disk);
         return ret < 0 ? ret : lret;
     }
-    cas_keystore_free(&st->ks);
-    st->ks = disk;
+    cas_keystore_free(&st->pri.ks);
+    st->pri.ks = disk;
     return ret;
 }
 
@@ -219,26 +219,26 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
     if (ret == 0)
         ret = custos_x25519(eph_priv, rq.public_key, shared);
     if (ret == 0) {
-        backup_transcript(&rq, st->platform_id, st->key_hash, offer.ephemeral_key, transcript);
+        backup_transcript(&rq, st->node.platform_id, st->tls.key_hash, offer.ephemeral_key, transcript);
         ret = backup_wrap_key(shared, transcript, wrap);
     }
     if (ret == 0)
         ret = custos_random(offer.nonce, sizeof(offer.nonce));
     /* Signed with the CAS identity, so a backup that knows the CAS key hash takes offers from it only. */
     if (ret == 0)
-        ret = custos_key_spki(st->tls_key, offer.primary_spki, sizeof(offer.primary_spki), &offer.primary_spki_size);
+        ret = custos_key_spki(st->tls.key, offer.primary_spki, sizeof(offer.primary_spki), &offer.primary_spki_size);
     if (ret == 0)
-        ret = custos_key_sign(st->tls_key, transcript, 32, offer.signature, &offer.signature_size);
+        ret = custos_key_sign(st->tls.key, transcript, 32, offer.signature, &offer.signature_size);
     if (ret == 0)
-        ret = custos_aead_seal(wrap, offer.nonce, transcript, 32, st->dbkey, 32, offer.wrapped);
+        ret = custos_aead_seal(wrap, offer.nonce, transcript, 32, st->pri.dbkey, 32, offer.wrapped);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 400, "invalid_key", "backup refused: its public key is not usable");
         goto out;
     }
     strcpy(offer.request_id, rq.id);
-    strcpy(offer.primary_platform_id, st->platform_id);
-    strcpy(offer.primary_key_hash, st->key_hash);
+    strcpy(offer.primary_platform_id, st->node.platform_id);
+    strcpy(offer.primary_key_hash, st->tls.key_hash);
     struct cas_pending *p = pending_slot(st);
     pending_clear(p);
     p->used = true;
@@ -275,7 +275,7 @@ static int load_spent(struct cas_state *st, const char *id, struct backup_reques
     const char *th = NULL;
     char err[256];
     snprintf(name, sizeof(name), "backup/used/%s", id);
-    int ret = cas_db_get(st->db, name, &raw, &size);
+    int ret = cas_db_get(st->pri.db, name, &raw, &size);
     if (ret < 0)
         return ret;
     ret = custos_json_parse((const char *)raw, size, &j, err, sizeof(err));
@@ -325,7 +325,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         goto out;
     }
     custos_platform_id(rq->quote.platform_pub, id);
-    if (backup_proof(st->dbkey, transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
+    if (backup_proof(st->pri.dbkey, transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 403, "bad_proof", "backup refused: its proof does not match (it does not hold the key)");
         goto out;
@@ -339,7 +339,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
                    rq->node_name, rq->quote.tcb);
         goto out;
     }
-    const struct cas_keystore_entry *have = cas_keystore_find(&st->ks, id);
+    const struct cas_keystore_entry *have = cas_keystore_find(&st->pri.ks, id);
     bool same = have && have->node_key && memcmp(have->public_key, c.entry.public_key, 32) == 0;
     if (!p && same) { /* a retry of a committed confirmation: change nothing */
         r->body = json_pack("{s:s, s:s, s:i, s:b}", "registered", id, "node", have->node, "tcb", (int)have->tcb,
@@ -353,7 +353,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
                    "same platform replaced it", c.request_id, have->node);
         goto out;
     }
-    int ret = cas_keystore_wrap(&st->ks, &c.entry, st->dbkey);
+    int ret = cas_keystore_wrap(&st->pri.ks, &c.entry, st->pri.dbkey);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 400, "invalid_key", "backup refused: its node public key is not usable");
@@ -379,7 +379,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         ret = keystore_commit(st, &c.entry, NULL);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
-        LOG_MODULE_ERROR(CAS_LOG, "cannot register the backup (key-store %s): %s", st->keystore_path,
+        LOG_MODULE_ERROR(CAS_LOG, "cannot register the backup (key-store %s): %s", st->pri.keystore_path,
                          strerror(-ret));
         http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
         goto out;

@@ -34,8 +34,8 @@ const size_t cas_route_count = sizeof(cas_routes) / sizeof(cas_routes[0]);
  * the owner's hash is written before `provisioned` is published (release/acquire). */
 static bool require_owner(struct cas_state *st, const struct http_request *req, struct http_response *r)
 {
-    bool provisioned = atomic_load_explicit(&st->provisioned, memory_order_acquire);
-    bool owner = provisioned && req->has_caller && custos_ct_equal(req->caller, st->owner_hash, 64);
+    bool provisioned = atomic_load_explicit(&st->pri.provisioned, memory_order_acquire);
+    bool owner = provisioned && req->has_caller && custos_ct_equal(req->caller, st->pri.owner_hash, 64);
     if (!provisioned)
         http_error(r, 409, "not_provisioned", "this CAS has no owner yet; provision it first");
     else if (!req->has_caller)

@@ -132,12 +132,12 @@ static void test_every_owner_route_is_guarded(void **state)
         owner_routes++;
         snprintf(url, sizeof(url), "%s%s", rt->path, rt->flags & ROUTE_PREFIX ? "x" : "");
         struct call c;
-        atomic_store(&st.provisioned, false);
+        atomic_store(&st.pri.provisioned, false);
         call(&st, &c, rt->method, url, OWNER, NULL);
         assert_int_equal(c.resp.status, 409);
         call_done(&c);
-        strcpy(st.owner_hash, OWNER);
-        atomic_store(&st.provisioned, true);
+        strcpy(st.pri.owner_hash, OWNER);
+        atomic_store(&st.pri.provisioned, true);
         call(&st, &c, rt->method, url, NULL, NULL);
         assert_int_equal(c.resp.status, 401);
         call_done(&c);
@@ -154,8 +154,8 @@ static void test_bodies_methods_and_modes(void **state)
     (void)state;
     static struct cas_state st;
     static struct cas_backup_session session;
-    strcpy(st.owner_hash, OWNER);
-    atomic_store(&st.provisioned, true);
+    strcpy(st.pri.owner_hash, OWNER);
+    atomic_store(&st.pri.provisioned, true);
     struct call c;
     for (size_t i = 0; i < cas_route_count; i++) {
         const struct cas_route *rt = &cas_routes[i];
@@ -201,9 +201,9 @@ static void test_attestation(void **state)
     fake_init(&g_gate_las, "gate node");
     assert_int_equal(cas_las_gate_start(&fake_ops, &g_gate_las, "fake LAS"), 0);
     memset(kh, 0x11, sizeof(kh));
-    custos_hex_encode(kh, 32, st.key_hash, false);
-    st.tls_cert_pem = "CERT";
-    strcpy(st.platform_kind, "sim");
+    custos_hex_encode(kh, 32, st.tls.key_hash, false);
+    st.tls.cert_pem = "CERT";
+    strcpy(st.node.platform_kind, "sim");
     memset(nonce, 0x5c, sizeof(nonce));
     memset(&c, 0, sizeof(c));
     c.req.method = "GET";
@@ -261,37 +261,37 @@ static void primary_init(struct node *p)
     uint8_t zero[CUSTOS_REPORT_DATA_SIZE] = {0};
     struct cas_state *st = &p->st;
     fake_init(&p->las, "primary node");
-    st->las_ops = &fake_ops;
-    st->las_ctx = &p->las;
+    st->node.las_ops = &fake_ops;
+    st->node.las_ctx = &p->las;
     pthread_mutex_init(&st->lock, NULL);
-    st->node_name = "n1";
+    st->cfg.node_name = "n1";
     assert_int_equal(fake_quote(&p->las, zero, &q, err, sizeof(err)), 0);
     cas_node_from_quote(st, &q);
     snprintf(g_dir, sizeof(g_dir), "/tmp/custos-test-api-XXXXXX");
     assert_non_null(mkdtemp(g_dir));
     char db[300];
     snprintf(db, sizeof(db), "%s/db", g_dir);
-    st->db_dir = strdup(db);
-    assert_int_equal(cas_keystore_path(db, st->keystore_path, sizeof(st->keystore_path)), 0);
-    assert_int_equal(custos_random(st->dbkey, 32), 0);
-    assert_int_equal(cas_db_create(db, st->dbkey, id, &st->db, err, sizeof(err)), 0);
+    st->cfg.db_dir = strdup(db);
+    assert_int_equal(cas_keystore_path(db, st->pri.keystore_path, sizeof(st->pri.keystore_path)), 0);
+    assert_int_equal(custos_random(st->pri.dbkey, 32), 0);
+    assert_int_equal(cas_db_create(db, st->pri.dbkey, id, &st->pri.db, err, sizeof(err)), 0);
     struct cas_keystore_entry e = {.tcb = 1, .time = 1};
-    strcpy(e.platform_id, st->platform_id);
+    strcpy(e.platform_id, st->node.platform_id);
     strcpy(e.kind, "sim");
     strcpy(e.node, "n1");
-    st->ks.version = 2;
-    st->ks.generation = 1;
-    memcpy(st->ks.database_id, id, sizeof(id));
+    st->pri.ks.version = 2;
+    st->pri.ks.generation = 1;
+    memcpy(st->pri.ks.database_id, id, sizeof(id));
     fake_seal_key(&p->las, "cas-db", seal, err, sizeof(err));
     assert_int_equal(cas_keystore_seal_node(&e, seal), 0);
-    assert_int_equal(cas_keystore_wrap(&st->ks, &e, st->dbkey), 0);
-    assert_int_equal(cas_keystore_upsert(&st->ks, &e), 0);
-    assert_int_equal(cas_keystore_save(st->keystore_path, &st->ks, st->dbkey), 0);
-    assert_int_equal(custos_key_generate(&st->tls_key), 0);
-    assert_int_equal(custos_key_hash(st->tls_key, kh), 0);
-    custos_hex_encode(kh, 32, st->key_hash, false);
-    strcpy(st->owner_hash, OWNER);
-    atomic_store(&st->provisioned, true);
+    assert_int_equal(cas_keystore_wrap(&st->pri.ks, &e, st->pri.dbkey), 0);
+    assert_int_equal(cas_keystore_upsert(&st->pri.ks, &e), 0);
+    assert_int_equal(cas_keystore_save(st->pri.keystore_path, &st->pri.ks, st->pri.dbkey), 0);
+    assert_int_equal(custos_key_generate(&st->tls.key), 0);
+    assert_int_equal(custos_key_hash(st->tls.key, kh), 0);
+    custos_hex_encode(kh, 32, st->tls.key_hash, false);
+    strcpy(st->pri.owner_hash, OWNER);
+    atomic_store(&st->pri.provisioned, true);
 }
 
 static void test_registration_with_fake_las(void **state)
@@ -304,9 +304,9 @@ static void test_registration_with_fake_las(void **state)
     primary_init(&primary);
     struct cas_state *b = &backup.st;
     fake_init(&backup.las, "backup node");
-    b->las_ops = &fake_ops;
-    b->las_ctx = &backup.las;
-    b->node_name = "n2";
+    b->node.las_ops = &fake_ops;
+    b->node.las_ctx = &backup.las;
+    b->cfg.node_name = "n2";
     pthread_mutex_init(&b->lock, NULL);
     assert_int_equal(cas_backup_prepare(b), 0);
 
@@ -318,7 +318,7 @@ static void test_registration_with_fake_las(void **state)
     call_done(&c2);
     /* allowed: the owner trusts any platform */
     const char *policy = "{\"allow_debug\":false,\"measurements\":[],\"platforms\":[],\"trust_any_platform\":true}";
-    assert_int_equal(cas_db_put(primary.st.db, REC_POLICY, policy, strlen(policy)), 0);
+    assert_int_equal(cas_db_put(primary.st.pri.db, REC_POLICY, policy, strlen(policy)), 0);
     call(&primary.st, &c2, "POST", "/v1/backups/register", OWNER, json_pack("{s:O}", "request", c1.resp.body));
     assert_int_equal(c2.resp.status, 200);
     call(b, &c3, "POST", "/v1/backup/complete", NULL, json_pack("{s:O}", "offer", json_object_get(c2.resp.body, "offer")));
@@ -328,21 +328,21 @@ static void test_registration_with_fake_las(void **state)
     assert_int_equal(c4.resp.status, 200);
     assert_string_equal(json_string_value(json_object_get(c4.resp.body, "node")), "n2");
     /* the backup's entry opens with the backup node's seal key only, to the primary's database key */
-    assert_int_equal(primary.st.ks.count, 2);
-    const struct cas_keystore_entry *e = cas_keystore_find(&primary.st.ks, b->platform_id);
+    assert_int_equal(primary.st.pri.ks.count, 2);
+    const struct cas_keystore_entry *e = cas_keystore_find(&primary.st.pri.ks, b->node.platform_id);
     assert_non_null(e);
-    assert_int_equal(cas_keystore_open(&primary.st.ks, e, backup.las.seal, got), 0);
-    assert_memory_equal(got, primary.st.dbkey, 32);
-    assert_int_equal(cas_keystore_open(&primary.st.ks, e, primary.las.seal, got), -EBADMSG);
+    assert_int_equal(cas_keystore_open(&primary.st.pri.ks, e, backup.las.seal, got), 0);
+    assert_memory_equal(got, primary.st.pri.dbkey, 32);
+    assert_int_equal(cas_keystore_open(&primary.st.pri.ks, e, primary.las.seal, got), -EBADMSG);
     /* a retried confirmation changes nothing and says so */
     call(&primary.st, &c5, "POST", "/v1/backups/confirm", OWNER,
          json_pack("{s:O}", "completion", json_object_get(c3.resp.body, "completion")));
     assert_int_equal(c5.resp.status, 200);
     assert_true(json_is_true(json_object_get(c5.resp.body, "already")));
     struct cas_keystore disk;
-    assert_int_equal(cas_keystore_load(primary.st.keystore_path, &disk, err, sizeof(err)), 0);
+    assert_int_equal(cas_keystore_load(primary.st.pri.keystore_path, &disk, err, sizeof(err)), 0);
     assert_int_equal(disk.count, 2);
-    assert_int_equal(cas_keystore_verify_mac(&disk, primary.st.dbkey), 0);
+    assert_int_equal(cas_keystore_verify_mac(&disk, primary.st.pri.dbkey), 0);
     cas_keystore_free(&disk);
     call_done(&c1);
     call_done(&c2);
