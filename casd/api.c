@@ -9,34 +9,22 @@
 #include "casd.h"
 #include "toml.h"
 
-#define NONCE_MAX 32
-
-typedef void (*handler_fn)(struct cas_state *st, struct http_request *req, struct http_response *r);
+#define NONCE_MAX CUSTOS_ATTESTATION_NONCE_MAX
 
 /* ---- GET /v1/attestation?nonce=HEX ---------------------------------------------------------- */
 
-/* Report data: key hash of the TLS key (32 bytes) || SHA-256("custos-attestation-v1" || nonce). */
-void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
-                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE])
-{
-    uint8_t buf[21 + NONCE_MAX];
-    memcpy(out, key_hash, 32);
-    memcpy(buf, "custos-attestation-v1", 21);
-    memcpy(buf + 21, nonce, nonce_size);
-    custos_sha256(buf, 21 + nonce_size, out + 32);
-}
 
-static void get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
-    const char *hex = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "nonce");
+    const char *hex = http_arg(req, "nonce");
     uint8_t nonce[NONCE_MAX], kh[32], rd[CUSTOS_REPORT_DATA_SIZE];
     size_t len = hex ? strlen(hex) : 0;
     if (!hex || len < 16 || len > 2 * NONCE_MAX || len % 2 || custos_hex_decode(hex, nonce, len / 2) < 0) {
         http_error(r, 400, "invalid_nonce", "query parameter 'nonce' must be 16 to 64 hex digits");
         return;
     }
-    custos_hex_decode(st->key_hash, kh, sizeof(kh));
-    cas_attestation_report_data(kh, nonce, len / 2, rd);
+    custos_hex_decode(st->tls.key_hash, kh, sizeof(kh));
+    custos_attestation_report_data(kh, nonce, len / 2, rd);
     struct custos_quote q;
     char err[512];
     if (cas_las_gate_quote(rd, &q, err, sizeof(err)) < 0) {
@@ -48,18 +36,18 @@ static void get_attestation(struct cas_state *st, struct http_request *req, stru
         return;
     }
     char m[65];
-    custos_hex_encode(st->measurement, sizeof(st->measurement), m, false);
+    custos_hex_encode(st->node.measurement, sizeof(st->node.measurement), m, false);
     pthread_mutex_lock(&st->lock);
     r->body = json_pack("{s:o, s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "quote", custos_quote_to_json(&q),
-                        "key_hash", st->key_hash, "certificate", st->tls_cert_pem, "platform_id",
-                        st->platform_id, "platform_kind", st->platform_kind, "tcb", (int)st->tcb,
-                        "measurement", m, "provisioned", st->provisioned);
+                        "key_hash", st->tls.key_hash, "certificate", st->tls.cert_pem, "platform_id",
+                        st->node.platform_id, "platform_kind", st->node.platform_kind, "tcb", (int)st->node.tcb,
+                        "measurement", m, "provisioned", (int)atomic_load(&st->pri.provisioned));
     pthread_mutex_unlock(&st->lock);
 }
 
 /* ---- POST /v1/provision --------------------------------------------------------------------- */
 
-static void post_provision(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_post_provision(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     json_t *body = http_json_body(req, r), *cfg = NULL, *ignored = json_array(), *owner = NULL;
     json_t *policy_in = NULL, *policy = NULL;
@@ -103,7 +91,7 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
     }
     pthread_mutex_lock(&st->lock);
     /* One answer for "wrong token" and "already provisioned": the token is single-use. */
-    bool ok = !st->provisioned && strlen(token) == 64 && custos_ct_equal(token, st->token, 64);
+    bool ok = !atomic_load(&st->pri.provisioned) && strlen(token) == 64 && custos_ct_equal(token, st->pri.token, 64);
     if (!ok) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_WARN(CAS_LOG, "provisioning refused for identity %s", req->caller);
@@ -126,13 +114,13 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
         http_error(r, 500, "storage", "cannot store the owner: %s", strerror(-ret));
         goto out;
     }
-    st->provisioned = true;
-    strcpy(st->owner_hash, req->caller);
-    custos_wipe(st->token, sizeof(st->token));
+    strcpy(st->pri.owner_hash, req->caller);
+    atomic_store_explicit(&st->pri.provisioned, true, memory_order_release); /* after owner_hash */
+    custos_wipe(st->pri.token, sizeof(st->pri.token));
     pthread_mutex_unlock(&st->lock);
-    atomic_store(&st->cert_changed, true);
+    atomic_store(&st->pri.cert_changed, true);
     LOG_MODULE_INFO(CAS_LOG, "CAS provisioned; owner identity %s", req->caller);
-    r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->key_hash,
+    r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->tls.key_hash,
                         "ignored_sections", ignored);
 out:
     free(text);
@@ -146,34 +134,19 @@ out:
 
 /* ---- owner-only endpoints ------------------------------------------------------------------- */
 
-bool cas_require_owner(struct cas_state *st, struct http_request *req, struct http_response *r)
-{
-    pthread_mutex_lock(&st->lock);
-    bool provisioned = st->provisioned;
-    bool owner = provisioned && req->has_caller && custos_ct_equal(req->caller, st->owner_hash, 64);
-    pthread_mutex_unlock(&st->lock);
-    if (!provisioned)
-        http_error(r, 409, "not_provisioned", "this CAS has no owner yet; provision it first");
-    else if (!req->has_caller)
-        http_error(r, 401, "no_client_certificate", "this request needs the owner's client certificate");
-    else if (!owner)
-        http_error(r, 403, "forbidden", "only the CAS owner may do this; your identity is %s", req->caller);
-    return owner;
-}
 
-static void get_owner(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
-    if (!cas_require_owner(st, req, r))
-        return;
+    (void)req;
     uint8_t *raw = NULL;
     size_t size = 0;
     json_t *owner = NULL;
     char err[128];
-    if (cas_db_get(st->db, REC_OWNER, &raw, &size) < 0 ||
+    if (cas_db_get(st->pri.db, REC_OWNER, &raw, &size) < 0 ||
         custos_json_parse((const char *)raw, size, &owner, err, sizeof(err)) < 0) {
         http_error(r, 500, "storage", "cannot read the owner record");
     } else {
-        json_object_set_new(owner, "cas_key_hash", json_string(st->key_hash));
+        json_object_set_new(owner, "cas_key_hash", json_string(st->tls.key_hash));
         r->body = json_incref(owner);
     }
     if (raw)
@@ -191,7 +164,7 @@ static bool secret_record(const struct http_request *req, char *rec, size_t size
 {
     const char *name = req->url + strlen("/v1/secrets/");
     char err[512];
-    if (MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0) {
+    if (http_arg_count(req) > 0) {
         http_error(r, 400, "invalid_name", "secret name '%.140s' followed by a query string: a '?' in a name "
                    "must be percent-encoded (it is not allowed in a name anyway)", name);
         return false;
@@ -204,19 +177,13 @@ static bool secret_record(const struct http_request *req, char *rec, size_t size
     return true;
 }
 
-size_t cas_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s)
-{
-    (void)cls;
-    (void)conn;
-    return cas_url_unescape(s);
-}
 
-static void put_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     char rec[CAS_SECRET_NAME_MAX + 16];
     const char *value = NULL;
     json_error_t e;
-    if (!cas_require_owner(st, req, r) || !secret_record(req, rec, sizeof(rec), r))
+    if (!secret_record(req, rec, sizeof(rec), r))
         return;
     json_t *body = http_json_body(req, r);
     if (!body)
@@ -226,7 +193,7 @@ static void put_secret(struct cas_state *st, struct http_request *req, struct ht
     } else if (strlen(value) > SECRET_VALUE_MAX) {
         http_error(r, 413, "value_too_large", "secret value exceeds %u bytes", SECRET_VALUE_MAX);
     } else {
-        int ret = cas_db_put(st->db, rec, value, strlen(value));
+        int ret = cas_db_put(st->pri.db, rec, value, strlen(value));
         if (ret < 0)
             http_error(r, 500, "storage", "cannot store the secret: %s", strerror(-ret));
         else
@@ -235,14 +202,14 @@ static void put_secret(struct cas_state *st, struct http_request *req, struct ht
     json_decref(body);
 }
 
-static void get_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     char rec[CAS_SECRET_NAME_MAX + 16];
     uint8_t *value = NULL;
     size_t size = 0;
-    if (!cas_require_owner(st, req, r) || !secret_record(req, rec, sizeof(rec), r))
+    if (!secret_record(req, rec, sizeof(rec), r))
         return;
-    int ret = cas_db_get(st->db, rec, &value, &size);
+    int ret = cas_db_get(st->pri.db, rec, &value, &size);
     if (ret == -ENOENT) {
         http_error(r, 404, "not_found", "no secret named '%s'", rec + 7);
         return;
@@ -257,60 +224,8 @@ static void get_secret(struct cas_state *st, struct http_request *req, struct ht
         http_error(r, 500, "storage", "the stored secret is not valid UTF-8");
 }
 
-static void get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
-    pthread_mutex_lock(&st->lock);
-    bool provisioned = st->provisioned;
-    pthread_mutex_unlock(&st->lock);
-    r->body = json_pack("{s:s, s:b}", "status", "ok", "provisioned", provisioned);
-}
-
-/* ---- routing -------------------------------------------------------------------------------- */
-
-struct route {
-    const char *method;
-    const char *path; /* a trailing '*' matches any rest of the path */
-    handler_fn fn;
-};
-
-static const struct route g_routes[] = {
-    {"GET", "/healthz", get_healthz},
-    {"GET", "/v1/attestation", get_attestation},
-    {"POST", "/v1/provision", post_provision},
-    {"GET", "/v1/owner", get_owner},
-    {"PUT", "/v1/secrets/*", put_secret},
-    {"POST", "/v1/backups/register", cas_backups_register},
-    {"POST", "/v1/backups/confirm", cas_backups_confirm},
-    {"GET", "/v1/backups", cas_backups_list},
-    {"DELETE", "/v1/backups/*", cas_backups_remove},
-    {"POST", "/v1/owner/allowed-measurements", cas_policy_allow},
-    {"POST", "/v1/owner/allowed-platforms", cas_policy_allow},
-    {"GET", "/v1/secrets/*", get_secret},
-};
-
-static bool path_matches(const char *pattern, const char *url)
-{
-    size_t n = strlen(pattern);
-    if (n && pattern[n - 1] == '*')
-        return strncmp(pattern, url, n - 1) == 0;
-    return strcmp(pattern, url) == 0;
-}
-
-void cas_route(struct cas_state *st, struct http_request *req, struct http_response *r)
-{
-    bool path_known = false;
-    for (size_t i = 0; i < sizeof(g_routes) / sizeof(g_routes[0]); i++) {
-        if (!path_matches(g_routes[i].path, req->url))
-            continue;
-        path_known = true;
-        if (strcmp(g_routes[i].method, req->method) == 0) {
-            g_routes[i].fn(st, req, r);
-            return;
-        }
-    }
-    if (path_known)
-        http_error(r, 405, "method_not_allowed", "%s is not allowed on %s", req->method, req->url);
-    else
-        http_error(r, 404, "not_found", "no such endpoint: %.200s", req->url);
+    r->body = json_pack("{s:s, s:b}", "status", "ok", "provisioned", (int)atomic_load(&st->pri.provisioned));
 }

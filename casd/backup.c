@@ -15,14 +15,14 @@
 
 /* The request stays readable after the completion: a relay that was interrupted asks again and gets
  * the same offer from the primary and the same completion from here. */
-static void get_request(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_get_request(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
     r->body = backup_request_to_json(&st->backup->request);
 }
 
 /* POST /v1/backup/finish: the relay says the primary confirmed; this backup exits. */
-static void post_finish(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_post_finish(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
     if (!atomic_load(&st->backup_done)) {
@@ -33,7 +33,7 @@ static void post_finish(struct cas_state *st, struct http_request *req, struct h
     r->body = json_pack("{s:b}", "finished", 1);
 }
 
-static void post_complete(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_post_complete(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     struct cas_backup_session *b = st->backup;
     json_error_t e;
@@ -74,10 +74,10 @@ static void post_complete(struct cas_state *st, struct http_request *req, struct
         http_error(r, 403, "bad_signature", "the offer is not signed by the CAS key it names");
         goto out;
     }
-    if (st->cas_key_hash && strcasecmp(st->cas_key_hash, offer.primary_key_hash) != 0) {
+    if (st->cfg.cas_key_hash && strcasecmp(st->cfg.cas_key_hash, offer.primary_key_hash) != 0) {
         http_error(r, 403, "unexpected_cas",
                    "the offer comes from CAS %s; this backup takes offers from CAS %s only (--cas-key-hash)",
-                   offer.primary_key_hash, st->cas_key_hash);
+                   offer.primary_key_hash, st->cfg.cas_key_hash);
         goto out;
     }
     ret = custos_x25519(b->private_key, offer.ephemeral_key, shared);
@@ -89,14 +89,14 @@ static void post_complete(struct cas_state *st, struct http_request *req, struct
         http_error(r, 400, "bad_offer", "the offer does not open with this backup's key (tampered or misdirected)");
         goto out;
     }
-    if (custos_las_seal_key(st->las, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0) {
+    if (st->node.las_ops->seal_key(st->node.las_ctx, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         http_error(r, 503, "las_unavailable", "cannot get this node's seal key: %s", err);
         goto out;
     }
     struct cas_keystore_entry *en = &c.entry;
-    strcpy(en->platform_id, st->platform_id);
-    strcpy(en->kind, st->platform_kind);
+    strcpy(en->platform_id, st->node.platform_id);
+    strcpy(en->kind, st->node.platform_kind);
     snprintf(en->node, sizeof(en->node), "%s", b->request.node_name);
     en->tcb = b->request.quote.tcb;
     en->time = (int64_t)time(NULL);
@@ -125,35 +125,13 @@ out:
     json_decref(body);
 }
 
-static void get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
+void cas_backup_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
     r->body = json_pack("{s:s, s:s, s:b}", "status", "ready", "mode", "backup", "done",
                         (int)atomic_load(&st->backup_done));
 }
 
-static void backup_route(struct cas_state *st, struct http_request *req, struct http_response *r)
-{
-    static const struct {
-        const char *method, *path;
-        cas_route_fn fn;
-    } routes[] = {
-        {"GET", "/healthz", get_healthz},
-        {"GET", "/v1/backup/request", get_request},
-        {"POST", "/v1/backup/complete", post_complete},
-        {"POST", "/v1/backup/finish", post_finish},
-    };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        if (!strcmp(routes[i].path, req->url)) {
-            if (!strcmp(routes[i].method, req->method))
-                routes[i].fn(st, req, r);
-            else
-                http_error(r, 405, "method_not_allowed", "%s is not allowed on %s", req->method, req->url);
-            return;
-        }
-    }
-    http_error(r, 404, "not_found", "no such endpoint on a backup CAS: %.200s", req->url);
-}
 
 /* lasd's view of this node, and the quoted request. */
 static int make_request(struct cas_state *st, struct cas_backup_session *b)
@@ -161,16 +139,16 @@ static int make_request(struct cas_state *st, struct cas_backup_session *b)
     char err[512];
     uint8_t rd[CUSTOS_REPORT_DATA_SIZE], h[32];
     struct backup_request *rq = &b->request;
-    if (strlen(st->node_name) > BACKUP_NODE_MAX) {
-        LOG_MODULE_ERROR(CAS_LOG, "node name too long: %s", st->node_name);
+    if (strlen(st->cfg.node_name) > BACKUP_NODE_MAX) {
+        LOG_MODULE_ERROR(CAS_LOG, "node name too long: %s", st->cfg.node_name);
         return -EINVAL;
     }
-    snprintf(rq->node_name, sizeof(rq->node_name), "%s", st->node_name);
+    snprintf(rq->node_name, sizeof(rq->node_name), "%s", st->cfg.node_name);
     rq->created_at = (int64_t)time(NULL);
     if (custos_x25519_keypair(b->private_key, rq->public_key) < 0)
         return -EIO;
     backup_request_report_data(rq->public_key, rq->created_at, rq->node_name, rd);
-    if (custos_las_quote(st->las, rd, &rq->quote, err, sizeof(err)) < 0) {
+    if (st->node.las_ops->quote(st->node.las_ctx, rd, &rq->quote, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         return -EIO;
     }
@@ -180,54 +158,57 @@ static int make_request(struct cas_state *st, struct cas_backup_session *b)
     return 0;
 }
 
-int cas_backup_run(struct cas_state *st, long long timeout_s)
+/* The request (quoted by this node's lasd) and an ephemeral TLS identity: the backup is trusted
+ * through its quote, not its certificate. */
+int cas_backup_prepare(struct cas_state *st)
 {
     static struct cas_backup_session session; /* locked in memory with the caller's state */
-    char err[256];
+    uint8_t hash[32];
+    const char *alts[] = {"localhost", st->cfg.node_name};
     int ret;
     st->backup = &session;
-    st->route = backup_route;
     if ((ret = make_request(st, &session)) < 0)
-        goto out;
-    /* An ephemeral TLS identity: the backup is trusted through its quote, not its certificate. */
-    uint8_t hash[32];
-    const char *alts[] = {"localhost", st->node_name};
-    if ((ret = custos_key_generate(&st->tls_key)) < 0 || (ret = custos_key_to_pem(st->tls_key, &st->tls_key_pem)) < 0 ||
-        (ret = custos_cert_self_signed(st->tls_key, "cas-backup", alts, 2, &st->tls_cert_pem)) < 0 ||
-        (ret = custos_key_hash(st->tls_key, hash)) < 0)
-        goto out;
-    struct MHD_Daemon *d = cas_http_start(st, err, sizeof(err));
-    if (!d) {
-        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
-        ret = -EADDRNOTAVAIL;
-        goto out;
-    }
+        return ret;
+    if ((ret = custos_key_generate(&st->tls.key)) < 0 || (ret = custos_key_to_pem(st->tls.key, &st->tls.key_pem)) < 0 ||
+        (ret = custos_cert_self_signed(st->tls.key, "cas-backup", alts, 2, &st->tls.cert_pem)) < 0 ||
+        (ret = custos_key_hash(st->tls.key, hash)) < 0)
+        return ret;
+    return 0;
+}
+
+int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile sig_atomic_t *stop)
+{
+    int ret;
     LOG_MODULE_INFO(CAS_LOG, "backup CAS for node %s (platform %s, TCB %u) ready on https://%s/, request %.16s",
-                    st->node_name, st->platform_id, st->tcb, st->listen, session.request.id);
-    if (!st->cas_key_hash)
+                    st->cfg.node_name, st->node.platform_id, st->node.tcb, st->cfg.listen, st->backup->request.id);
+    if (!st->cfg.cas_key_hash)
         LOG_MODULE_WARN(CAS_LOG, "no --cas-key-hash: a key offer from any CAS is accepted (anyone who reaches this "
                         "backup can spend its one registration)");
     time_t deadline = time(NULL) + timeout_s;
-    while (!g_stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
+    while (!*stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
         usleep(20000);
     if (atomic_load(&st->backup_done)) {
         /* Until the relay says the primary confirmed (or CAS_BACKUP_LINGER_S pass), a relay that was
          * interrupted can finish the same registration. The database key is already wiped. */
         time_t linger = time(NULL) + CAS_BACKUP_LINGER_S;
-        while (!g_stop && !atomic_load(&st->backup_finished) && time(NULL) < linger)
+        while (!*stop && !atomic_load(&st->backup_finished) && time(NULL) < linger)
             usleep(20000);
         usleep(100000); /* let the last answer leave */
         LOG_MODULE_INFO(CAS_LOG, "registration completed%s; backup CAS exits",
                         atomic_load(&st->backup_finished) ? " and confirmed" : " (no confirmation relayed)");
         ret = 0;
     } else {
-        LOG_MODULE_ERROR(CAS_LOG, "%s", g_stop ? "stopped before any registration"
-                                               : "no registration before the timeout; backup CAS exits");
+        LOG_MODULE_ERROR(CAS_LOG, "%s", *stop ? "stopped before any registration"
+                                              : "no registration before the timeout; backup CAS exits");
         ret = -ETIMEDOUT;
     }
-    MHD_stop_daemon(d);
-out:
-    json_decref(session.completion);
-    custos_wipe(&session, sizeof(session));
     return ret;
+}
+
+void cas_backup_wipe(struct cas_state *st)
+{
+    if (!st->backup)
+        return;
+    json_decref(st->backup->completion);
+    custos_wipe(st->backup, sizeof(*st->backup));
 }

@@ -31,22 +31,17 @@ static json_t *b64(const uint8_t *p, size_t n)
 }
 
 /* A base64 field of exactly `size` bytes. */
+
 static int get_b64(const json_t *obj, const char *name, uint8_t *out, size_t size, char *err, size_t err_size)
 {
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    int ret = custos_json_b64(obj, name, &buf, &n);
-    if (ret < 0 || n != size) {
-        snprintf(err, err_size, "field '%s' must be base64 of %zu bytes", name, size);
-        free(buf);
-        return -EINVAL;
-    }
-    memcpy(out, buf, size);
-    custos_wipe(buf, n);
-    free(buf);
-    return 0;
+    return custos_json_b64_bytes(obj, name, out, size, size, NULL, err, err_size);
 }
 
+static int get_b64_var(const json_t *obj, const char *name, uint8_t *out, size_t cap, size_t *size, char *err,
+                       size_t err_size)
+{
+    return custos_json_b64_bytes(obj, name, out, 1, cap, size, err, err_size);
+}
 
 static bool valid_hex64(const char *s)
 {
@@ -115,22 +110,6 @@ json_t *backup_offer_to_json(const struct backup_offer *o)
 }
 
 /* A base64 field of 1..cap bytes. */
-static int get_b64_var(const json_t *obj, const char *name, uint8_t *out, size_t cap, size_t *size, char *err,
-                       size_t err_size)
-{
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    if (custos_json_b64(obj, name, &buf, &n) < 0 || n == 0 || n > cap) {
-        snprintf(err, err_size, "field '%s' must be base64 of 1 to %zu bytes", name, cap);
-        free(buf);
-        return -EINVAL;
-    }
-    memcpy(out, buf, n);
-    *size = n;
-    free(buf);
-    return 0;
-}
-
 int backup_offer_verify(const struct backup_offer *o, const uint8_t transcript[32])
 {
     return custos_spki_verify(o->primary_spki, o->primary_spki_size, transcript, 32, o->signature, o->signature_size);
@@ -179,50 +158,9 @@ int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err,
 
 /* A backup's entry is a node entry: its sealed private key and public key; the primary wraps the
  * database key for it. */
-json_t *backup_entry_to_json(const struct cas_keystore_entry *e)
-{
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "platform_id", e->platform_id, "kind", e->kind,
-                     "node", e->node, "tcb", (json_int_t)e->tcb, "time", (json_int_t)e->time, "nonce",
-                     b64(e->nonce, 12), "sealed", b64(e->sealed, 48), "public_key", b64(e->public_key, 32));
-}
-
-int backup_entry_from_json(const json_t *j, struct cas_keystore_entry *out, char *err, size_t err_size)
-{
-    const char *pid = NULL, *kind = NULL, *node = NULL, *s1, *s2, *s3;
-    json_int_t tcb = 0, t = 0;
-    json_error_t e;
-    struct cas_keystore_entry en;
-    memset(&en, 0, sizeof(en));
-    if (!json_is_object(j) ||
-        json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "platform_id", &pid,
-                       "kind", &kind, "node", &node, "tcb", &tcb, "time", &t, "nonce", &s1, "sealed", &s2,
-                       "public_key", &s3) < 0) {
-        snprintf(err, err_size, "key-store entry: %s", json_is_object(j) ? e.text : "not a JSON object");
-        return -EINVAL;
-    }
-    if (strlen(pid) >= sizeof(en.platform_id) || strlen(kind) >= sizeof(en.kind) ||
-        strlen(node) >= sizeof(en.node) || tcb < 0 || tcb > 0xffffffffLL || t < 0) {
-        snprintf(err, err_size, "key-store entry: a field is out of range");
-        return -EINVAL;
-    }
-    strcpy(en.platform_id, pid);
-    strcpy(en.kind, kind);
-    strcpy(en.node, node);
-    en.tcb = (uint32_t)tcb;
-    en.time = (int64_t)t;
-    if (get_b64(j, "nonce", en.nonce, 12, err, err_size) < 0 || get_b64(j, "sealed", en.sealed, 48, err, err_size) < 0 ||
-        get_b64(j, "public_key", en.public_key, 32, err, err_size) < 0)
-        return -EINVAL;
-    en.node_key = true;
-    if (cas_keystore_entry_check(&en, err, err_size) < 0)
-        return -EINVAL;
-    *out = en;
-    return 0;
-}
-
 json_t *backup_completion_to_json(const struct backup_completion *c)
 {
-    return json_pack("{s:s, s:o, s:o}", "request_id", c->request_id, "entry", backup_entry_to_json(&c->entry),
+    return json_pack("{s:s, s:o, s:o}", "request_id", c->request_id, "entry", cas_keystore_entry_to_json(&c->entry, false),
                      "proof", b64(c->proof, 32));
 }
 
@@ -242,7 +180,8 @@ int backup_completion_from_json(const json_t *j, struct backup_completion *out, 
         snprintf(err, err_size, "backup completion: field 'request_id' must be 64 hex digits");
         return -EINVAL;
     }
-    if (backup_entry_from_json(entry, &c.entry, err, err_size) < 0 ||
+    if (cas_keystore_entry_from_json(entry, CAS_KS_FORM_BACKUP, "backup completion: entry: ", &c.entry, err,
+                                     err_size) < 0 ||
         get_b64(j, "proof", c.proof, 32, err, err_size) < 0)
         return -EINVAL;
     strcpy(c.request_id, rid);

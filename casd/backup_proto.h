@@ -66,8 +66,6 @@ json_t *backup_offer_to_json(const struct backup_offer *o);
 int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err, size_t err_size);
 int backup_offer_verify(const struct backup_offer *o, const uint8_t transcript[32]);
 
-json_t *backup_entry_to_json(const struct cas_keystore_entry *e);
-int backup_entry_from_json(const json_t *j, struct cas_keystore_entry *out, char *err, size_t err_size);
 json_t *backup_completion_to_json(const struct backup_completion *c);
 int backup_completion_from_json(const json_t *j, struct backup_completion *out, char *err, size_t err_size);
 

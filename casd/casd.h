@@ -36,6 +36,24 @@ struct http_response;
 struct cas_state;
 typedef void (*cas_route_fn)(struct cas_state *st, struct http_request *req, struct http_response *resp);
 
+/* route.c: the route table and its central checks */
+enum cas_route_flags {
+    ROUTE_OWNER = 1u << 0,   /* the owner's client certificate (401/403; 409 before provisioning) */
+    ROUTE_BODY = 1u << 1,    /* a JSON object body (400 otherwise); routes without it refuse a body */
+    ROUTE_PREFIX = 1u << 2,  /* the path is a prefix; the rest names the resource */
+    ROUTE_PRIMARY = 1u << 3, /* served by a primary CAS */
+    ROUTE_BACKUP = 1u << 4,  /* served by a backup CAS (casd --backup) */
+};
+struct cas_route {
+    const char *method;
+    const char *path;
+    unsigned flags;
+    cas_route_fn fn;
+};
+extern const struct cas_route cas_routes[];
+extern const size_t cas_route_count;
+void cas_dispatch(struct cas_state *st, struct http_request *req, struct http_response *r);
+
 /* A registration between its offer and its confirmation (primary side, memory only). */
 struct cas_pending {
     bool used;
@@ -56,44 +74,69 @@ struct cas_backup_session {
     json_t *completion;    /* sent again to a retry of the same offer (no secret in it) */
 };
 
-struct cas_state {
-    cas_route_fn route;
-    /* configuration */
+/* This node's LAS, behind a table of function pointers (las.c has the real one, on lasd's socket), so
+ * handlers and start-up can be tested with a fake LAS. */
+struct cas_las_ops {
+    int (*quote)(void *ctx, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE], struct custos_quote *out, char *err,
+                 size_t err_size);
+    int (*seal_key)(void *ctx, const char *label, uint8_t out[32], char *err, size_t err_size);
+};
+extern const struct cas_las_ops cas_las_socket; /* ctx: the socket path */
+
+/* What casd was told at start (both modes). */
+struct cas_config {
     const char *las;
     const char *db_dir;
     const char *node_name;
     const char *listen;
     const char *cas_key_hash; /* backup mode: accept offers of this CAS only (NULL: any) */
     unsigned threads, max_connections, timeout_s, header_timeout_s, max_per_address;
-    char keystore_path[PATH_MAX];
-    int lock_fd; /* flock on DIR.lock: one casd per database */
-    /* this node, as lasd reports it */
+};
+
+/* This node, as its lasd reports it (both modes). */
+struct cas_node {
+    const struct cas_las_ops *las_ops;
+    void *las_ctx;
     char platform_id[CUSTOS_PLATFORM_ID_LEN + 1];
     char platform_kind[8];
     uint32_t tcb;
     uint32_t uid; /* the user casd runs as, as lasd sees it */
     uint8_t measurement[CUSTOS_MEASUREMENT_SIZE];
+};
+
+/* The TLS identity (both modes; a primary's key lives in its database, a backup's is ephemeral). */
+struct cas_tls {
+    EVP_PKEY *key;
+    char *key_pem;
+    char *cert_pem;      /* guarded by cas_state.lock once serving */
+    char *old_certs[8];  /* replaced certificates, kept until exit (a reader may hold one) */
+    size_t old_cert_count;
+    char key_hash[65];
+};
+
+/* A primary CAS: its database, key-store, owner and pending registrations. */
+struct cas_primary {
+    char keystore_path[PATH_MAX];
+    int lock_fd; /* flock on DIR.lock: one casd per database */
     /* secrets (mlock'ed with the structure, wiped at exit) */
     uint8_t dbkey[32];
     char token[65];
     struct cas_db *db;
-    /* TLS identity */
-    EVP_PKEY *tls_key;
-    char *tls_key_pem;
-    char *tls_cert_pem;      /* guarded by lock once serving */
-    char *old_certs[8];      /* replaced certificates, kept until exit (a reader may hold one) */
-    size_t old_cert_count;
-    char key_hash[65];
-    /* ownership; guarded by lock */
-    pthread_mutex_t lock;
-    bool provisioned;
+    atomic_bool provisioned; /* published after owner_hash (release/acquire) */
     char owner_hash[65];
-    atomic_bool cert_changed; /* the certificate's names changed: restart the TLS listener */
-    /* backups (primary); guarded by lock */
+    atomic_bool cert_changed; /* the certificate's names changed: renew it */
+    /* guarded by cas_state.lock */
     struct cas_keystore ks;
     struct cas_pending pending[CAS_PENDING_MAX];
-    /* backup mode */
-    struct cas_backup_session *backup;
+};
+
+struct cas_state {
+    struct cas_config cfg;
+    struct cas_node node;
+    struct cas_tls tls;
+    pthread_mutex_t lock;
+    struct cas_primary pri;              /* primary mode */
+    struct cas_backup_session *backup;   /* backup mode (NULL on a primary) */
     atomic_bool backup_done, backup_finished;
 };
 
@@ -116,7 +159,12 @@ struct http_request {
     size_t body_size;
     bool has_caller;
     char caller[65]; /* key hash of the client certificate's public key */
+    json_t *json;    /* the parsed body of a ROUTE_BODY route (owned by cas_dispatch) */
+    json_t *test_args; /* unit tests (conn NULL): the query arguments */
 };
+/* A query argument (NULL when absent), and how many there are. */
+const char *http_arg(const struct http_request *req, const char *name);
+int http_arg_count(const struct http_request *req);
 struct http_response {
     unsigned status;
     json_t *body;
@@ -143,19 +191,24 @@ void cas_http_guard_mark(struct MHD_Connection *conn, bool waiting);
 unsigned cas_http_guard_reap(void);
 
 /* api.c */
-void cas_route(struct cas_state *st, struct http_request *req, struct http_response *resp);
-bool cas_require_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
-void cas_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
-                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
+void cas_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_post_provision(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
 
-/* register.c: the primary's side of backup registration, the key-store and the owner's policy */
+/* policy.c: the owner's trust policy (a default one when none is stored); caller json_decref's */
+json_t *cas_policy_load(struct cas_state *st);
+
+/* register.c, backups.c: the primary's side of backup registration, listing and removal */
 void cas_backups_register(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r);
-/* Appends an audit record (takes details), in one database transaction with the extra ops (at most
- * 6): a change and its record are written together or not at all. */
+/* audit.c: appends an audit record (takes details), in one database transaction with the extra ops
+ * (at most 6): a change and its record are written together or not at all. */
 int cas_audit(struct cas_state *st, const char *event, json_t *details, const struct cas_db_op *extra,
               size_t extra_count);
 
@@ -165,12 +218,18 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id);
 
 /* las_gate.c: lasd requests of the HTTP workers go through one thread; a worker waits at most 1 s
  * and gets -ETIMEDOUT at once while lasd is stuck. */
-int cas_las_gate_start(const char *socket);
+int cas_las_gate_start(const struct cas_las_ops *ops, void *ctx, const char *what);
 int cas_las_gate_quote(const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE], struct custos_quote *out, char *err,
                        size_t err_size);
 
-/* main.c */
-extern volatile sig_atomic_t g_stop;
-
 /* backup.c: the ephemeral backup CAS */
-int cas_backup_run(struct cas_state *st, long long timeout_s);
+void cas_backup_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backup_get_request(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backup_post_complete(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backup_post_finish(struct cas_state *st, struct http_request *req, struct http_response *r);
+/* Makes the quoted request and the TLS identity. */
+int cas_backup_prepare(struct cas_state *st);
+/* While the HTTPS server runs: returns when the registration is done (and relayed as finished, or
+ * after CAS_BACKUP_LINGER_S), at the timeout (-ETIMEDOUT), or when *stop becomes non-zero. */
+int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile sig_atomic_t *stop);
+void cas_backup_wipe(struct cas_state *st);

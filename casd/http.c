@@ -19,38 +19,6 @@ struct conn_ctx {
     bool too_large;
 };
 
-void http_error(struct http_response *r, unsigned status, const char *code, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    json_decref(r->body);
-    r->status = status;
-    r->body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-}
-
-json_t *http_json_body(const struct http_request *req, struct http_response *r)
-{
-    char err[256];
-    json_t *j = NULL;
-    if (req->body_size == 0) {
-        http_error(r, 400, "invalid_request", "request body is empty; expected a JSON object");
-        return NULL;
-    }
-    if (custos_json_parse(req->body, req->body_size, &j, err, sizeof(err)) < 0) {
-        http_error(r, 400, "invalid_json", "%s", err);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        http_error(r, 400, "invalid_request", "request body must be a JSON object");
-        return NULL;
-    }
-    return j;
-}
-
 static void caller_identity(struct http_request *req)
 {
     const union MHD_ConnectionInfo *ci =
@@ -84,6 +52,13 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, struct http_respon
     enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+size_t cas_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return cas_url_unescape(s);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -129,7 +104,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_request req = {.method = method, .url = url, .conn = conn, .body = ctx->body,
                                .body_size = ctx->size};
     caller_identity(&req);
-    st->route(st, &req, &r);
+    cas_dispatch(st, &req, &r);
     if (!r.body)
         http_error(&r, 500, "internal", "no answer");
     LOG_MODULE_DEBUG(CAS_LOG, "%s %.200s -> %u (client %.16s)", method, url, r.status,
@@ -184,8 +159,8 @@ int cas_http_set_certificate(struct cas_state *st)
     if (g_tls_count == TLS_GENERATIONS)
         return -ENOSPC;
     struct tls_generation *g = &g_tls[g_tls_count];
-    gnutls_datum_t cert = {(unsigned char *)st->tls_cert_pem, (unsigned int)strlen(st->tls_cert_pem)};
-    gnutls_datum_t key = {(unsigned char *)st->tls_key_pem, (unsigned int)strlen(st->tls_key_pem)};
+    gnutls_datum_t cert = {(unsigned char *)st->tls.cert_pem, (unsigned int)strlen(st->tls.cert_pem)};
+    gnutls_datum_t key = {(unsigned char *)st->tls.key_pem, (unsigned int)strlen(st->tls.key_pem)};
     if (gnutls_pcert_import_x509_raw(&g->pcert, &cert, GNUTLS_X509_FMT_PEM, 0) < 0)
         return -EINVAL;
     if (gnutls_privkey_init(&g->key) < 0 ||
@@ -231,8 +206,8 @@ static int tls_certificate(gnutls_session_t session, const gnutls_datum_t *req_c
 struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_size)
 {
     struct sockaddr_in sa;
-    if (cas_listen_parse(st->listen, &sa) < 0) {
-        snprintf(err, err_size, "--listen '%s' is not IPv4-ADDRESS:PORT", st->listen);
+    if (cas_listen_parse(st->cfg.listen, &sa) < 0) {
+        snprintf(err, err_size, "--listen '%s' is not IPv4-ADDRESS:PORT", st->cfg.listen);
         return NULL;
     }
     if (atomic_load(&g_tls_current) < 0 && cas_http_set_certificate(st) < 0) {
@@ -245,15 +220,15 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         &on_request, st, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
-        &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls_cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->threads, MHD_OPTION_CONNECTION_LIMIT,
-        st->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls.cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
+        st->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &cas_http_guard_notify, NULL,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->cfg.max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
         "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL,
         /* headers up to this size reach the handlers (which answer 414/431 in JSON); beyond it
          * libmicrohttpd answers on its own */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CAS_HEADER_MEMORY, MHD_OPTION_END);
     if (!d)
-        snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->listen);
+        snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->cfg.listen);
     return d;
 }

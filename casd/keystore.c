@@ -20,37 +20,18 @@
 #define KS_VERSION 2
 #define MAC_INFO_V1 "custos-keystore-mac-v1"
 #define MAC_INFO "custos-keystore-mac-v2"
-#define SEAL_AAD_PREFIX "custos-keystore-v1"
-#define NODE_AAD_PREFIX "custos-keystore-node-v2"
-#define WRAP_INFO "custos-keystore-wrap-v2"
 #define DBKEY_SIZE 32
-#define STALE_TEMP_SECONDS 600
 /* Canonical form: per entry platform_id, len+kind, len+node, tcb, time, nonce, sealed. */
 #define CANON_ENTRY_MAX (66 + 1 + 7 + 1 + CAS_KS_NODE_MAX + 4 + 8 + 12 + 48 + 1 + 32 + CAS_KS_WRAPPED_SIZE)
-#define AAD_MAX (sizeof(WRAP_INFO) - 1 + CAS_KS_ID_SIZE + 8 + 66 + 7 + 1 + CAS_KS_NODE_MAX + 1 + 4)
-
-int cas_keystore_path(const char *db_dir, char *out, size_t out_size)
-{
-    size_t len = db_dir ? strlen(db_dir) : 0;
-    while (len > 0 && db_dir[len - 1] == '/')
-        len--;
-    if (len == 0 || !out)
-        return -EINVAL;
-    if (len > PATH_MAX || len + sizeof(".key-store") > out_size)
-        return -ENAMETOOLONG;
-    memcpy(out, db_dir, len);
-    memcpy(out + len, ".key-store", sizeof(".key-store"));
-    return 0;
-}
 
 static bool platform_id_valid(const char *id)
 {
-    if (strnlen(id, CUSTOS_PLATFORM_ID_LEN + 1) != CUSTOS_PLATFORM_ID_LEN)
+    uint8_t pub[CUSTOS_P256_PUB_SIZE];
+    char canon[CUSTOS_PLATFORM_ID_LEN + 1];
+    if (strnlen(id, CUSTOS_PLATFORM_ID_LEN + 1) != CUSTOS_PLATFORM_ID_LEN || custos_platform_id_parse(id, pub) < 0)
         return false;
-    for (size_t i = 0; i < CUSTOS_PLATFORM_ID_LEN; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'A' && id[i] <= 'F')))
-            return false;
-    return id[0] == '0' && (id[1] == '2' || id[1] == '3');
+    custos_platform_id(pub, canon);
+    return strcmp(canon, id) == 0;
 }
 
 static bool kind_valid(const char *kind, size_t cap)
@@ -136,81 +117,73 @@ static const char *str_field(const json_t *obj, const char *name, size_t *len)
     return strlen(s) == *len ? s : NULL;
 }
 
-static int b64_field(const json_t *obj, const char *name, uint8_t *out, size_t want, size_t index, char *err,
+/* A base64 field of exactly `want` bytes; err prefixed with where. */
+static int b64_field(const json_t *obj, const char *name, uint8_t *out, size_t want, const char *where, char *err,
                      size_t err_size)
 {
-    size_t len, got = 0;
-    uint8_t *buf = NULL;
-    const char *s = str_field(obj, name, &len);
-    if (!s) {
-        snprintf(err, err_size, "entry %zu: field \"%s\": not a string", index, name);
-        return -EBADMSG;
-    }
-    int ret = custos_base64_decode(s, &buf, &got);
-    if (ret == -ENOMEM)
-        return ret;
-    if (ret < 0) {
-        snprintf(err, err_size, "entry %zu: field \"%s\": not base64", index, name);
-        return -EBADMSG;
-    }
-    if (got != want) {
-        snprintf(err, err_size, "entry %zu: field \"%s\": %zu bytes, want %zu", index, name, got, want);
-        ret = -EBADMSG;
-    } else {
-        memcpy(out, buf, want);
-    }
-    free(buf);
-    return ret;
+    char e[200];
+    int ret = custos_json_b64_bytes(obj, name, out, want, want, NULL, e, sizeof(e));
+    if (ret < 0)
+        snprintf(err, err_size, "%s%s", where, e);
+    return ret == -EINVAL ? -EBADMSG : ret;
 }
 
-static int parse_entry(const json_t *j, int version, size_t index, struct cas_keystore_entry *e, char *err,
-                       size_t err_size)
+int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const char *where,
+                                 struct cas_keystore_entry *e, char *err, size_t err_size)
 {
     static const char *const names[] = {"platform_id", "kind", "node", "tcb", "time", "nonce", "sealed"};
-    static const char *const node_names[] = {"public_key", "wrapped"};
-    char where[48];
+    static const char *const file_names[] = {"public_key", "wrapped"}, *const backup_names[] = {"public_key"};
     size_t len;
     const char *s;
     const json_t *v;
     int ret;
-    snprintf(where, sizeof(where), "entry %zu: ", index);
+    memset(e, 0, sizeof(*e));
     if (!json_is_object(j)) {
-        snprintf(err, err_size, "entry %zu: not an object", index);
+        snprintf(err, err_size, "%snot an object", where);
         return -EBADMSG;
     }
-    ret = check_fields_opt(j, names, sizeof(names) / sizeof(names[0]), node_names, version >= 2 ? 2 : 0, where,
-                           err, err_size);
+    if (form == CAS_KS_FORM_BACKUP) {
+        ret = check_fields_opt(j, names, 7, backup_names, 1, where, err, err_size);
+        if (ret == 0 && !json_object_get(j, "public_key")) {
+            snprintf(err, err_size, "%smissing field \"public_key\"", where);
+            ret = -EBADMSG;
+        }
+    } else {
+        ret = check_fields_opt(j, names, 7, file_names, form == CAS_KS_FORM_V2 ? 2 : 0, where, err, err_size);
+    }
     if (ret < 0)
         return ret;
     e->node_key = json_object_get(j, "public_key") != NULL;
-    if (e->node_key != (json_object_get(j, "wrapped") != NULL)) {
-        snprintf(err, err_size, "entry %zu: fields \"public_key\" and \"wrapped\" go together", index);
+    if (form == CAS_KS_FORM_V2 && e->node_key != (json_object_get(j, "wrapped") != NULL)) {
+        snprintf(err, err_size, "%sfields \"public_key\" and \"wrapped\" go together", where);
         return -EBADMSG;
     }
     if (e->node_key) {
-        if ((ret = b64_field(j, "public_key", e->public_key, sizeof(e->public_key), index, err, err_size)) < 0 ||
-            (ret = b64_field(j, "wrapped", e->wrapped, sizeof(e->wrapped), index, err, err_size)) < 0)
+        if ((ret = b64_field(j, "public_key", e->public_key, sizeof(e->public_key), where, err, err_size)) < 0)
+            return ret;
+        if (form == CAS_KS_FORM_V2 &&
+            (ret = b64_field(j, "wrapped", e->wrapped, sizeof(e->wrapped), where, err, err_size)) < 0)
             return ret;
     }
 
     s = str_field(j, "platform_id", &len);
     if (!s || len != CUSTOS_PLATFORM_ID_LEN || !platform_id_valid(s)) {
-        snprintf(err, err_size, "entry %zu: field \"platform_id\": not 66 uppercase hex digits of a compressed "
-                 "P-256 key (02/03 prefix)", index);
+        snprintf(err, err_size, "%sfield \"platform_id\": not 66 uppercase hex digits of a compressed "
+                 "P-256 key (02/03 prefix)", where);
         return -EBADMSG;
     }
     memcpy(e->platform_id, s, len + 1);
 
     s = str_field(j, "kind", &len);
     if (!s || len >= sizeof(e->kind) || !kind_valid(s, len + 1)) {
-        snprintf(err, err_size, "entry %zu: field \"kind\": not one of sim, tpm2, sgx", index);
+        snprintf(err, err_size, "%sfield \"kind\": not one of sim, tpm2, sgx", where);
         return -EBADMSG;
     }
     memcpy(e->kind, s, len + 1);
 
     s = str_field(j, "node", &len);
     if (!s || len >= sizeof(e->node) || !node_valid(s, len + 1)) {
-        snprintf(err, err_size, "entry %zu: field \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", index,
+        snprintf(err, err_size, "%sfield \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", where,
                  CAS_KS_NODE_MAX);
         return -EBADMSG;
     }
@@ -218,22 +191,22 @@ static int parse_entry(const json_t *j, int version, size_t index, struct cas_ke
 
     v = json_object_get(j, "tcb");
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)UINT32_MAX) {
-        snprintf(err, err_size, "entry %zu: field \"tcb\": not an integer in 0..%u", index, UINT32_MAX);
+        snprintf(err, err_size, "%sfield \"tcb\": not an integer in 0..%u", where, UINT32_MAX);
         return -EBADMSG;
     }
     e->tcb = (uint32_t)json_integer_value(v);
 
     v = json_object_get(j, "time");
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        snprintf(err, err_size, "entry %zu: field \"time\": not a non-negative integer", index);
+        snprintf(err, err_size, "%sfield \"time\": not a non-negative integer", where);
         return -EBADMSG;
     }
     e->time = (int64_t)json_integer_value(v);
 
-    ret = b64_field(j, "nonce", e->nonce, sizeof(e->nonce), index, err, err_size);
+    ret = b64_field(j, "nonce", e->nonce, sizeof(e->nonce), where, err, err_size);
     if (ret < 0)
         return ret;
-    return b64_field(j, "sealed", e->sealed, sizeof(e->sealed), index, err, err_size);
+    return b64_field(j, "sealed", e->sealed, sizeof(e->sealed), where, err, err_size);
 }
 
 int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, char *err, size_t err_size)
@@ -325,7 +298,10 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
         ks.count = count;
     }
     for (size_t i = 0; i < count; i++) {
-        ret = parse_entry(json_array_get(entries, i), ks.version, i, &ks.entries[i], err, err_size);
+        char where[48];
+        snprintf(where, sizeof(where), "entry %zu: ", i);
+        ret = cas_keystore_entry_from_json(json_array_get(entries, i), ks.version >= 2 ? CAS_KS_FORM_V2 : CAS_KS_FORM_V1,
+                                           where, &ks.entries[i], err, err_size);
         if (ret < 0) {
             if (ret == -ENOMEM)
                 snprintf(err, err_size, "out of memory");
@@ -346,45 +322,6 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
 out:
     cas_keystore_free(&ks);
     json_decref(root);
-    return ret;
-}
-
-int cas_keystore_load(const char *path, struct cas_keystore *out, char *err, size_t err_size)
-{
-    uint8_t *buf = NULL;
-    size_t size = 0;
-    char perr[320];
-    if (!path || !out) {
-        snprintf(err, err_size, "cas_keystore_load: missing argument");
-        return -EINVAL;
-    }
-    struct stat sb;
-    if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_uid != geteuid() || (sb.st_mode & 077))) {
-        snprintf(err, err_size,
-                 "%s: the key-store is %s (owner uid %u, mode %03o): it must be owned by uid %u and not readable "
-                 "or writable by others; check who changed it, then chown %u and chmod 600 it", path,
-                 sb.st_uid != geteuid() ? "owned by another user" : "accessible to other users", (unsigned)sb.st_uid,
-                 (unsigned)(sb.st_mode & 0777), (unsigned)geteuid(), (unsigned)geteuid());
-        return -EPERM;
-    }
-    int ret = custos_read_file(path, CAS_KS_MAX_FILE, &buf, &size);
-    if (ret == -ENOENT) {
-        snprintf(err, err_size, "%s: no key-store (a new database)", path);
-        return ret;
-    }
-    if (ret == -EFBIG) {
-        snprintf(err, err_size, "%s: corrupt key-store: larger than %zu bytes", path, CAS_KS_MAX_FILE);
-        return -EBADMSG;
-    }
-    if (ret < 0) {
-        snprintf(err, err_size, "%s: cannot read the key-store: %s%s", path, strerror(-ret),
-                 ret == -ELOOP ? " (a symbolic link)" : ret == -EINVAL ? " (not a regular file)" : "");
-        return ret;
-    }
-    ret = cas_keystore_parse((const char *)buf, size, out, perr, sizeof(perr));
-    if (ret < 0)
-        snprintf(err, err_size, "%s: %s%s", path, ret == -EBADMSG ? "corrupt key-store: " : "", perr);
-    free(buf);
     return ret;
 }
 
@@ -496,6 +433,22 @@ static int set_b64(json_t *obj, const char *name, const uint8_t *data, size_t si
     return ret;
 }
 
+json_t *cas_keystore_entry_to_json(const struct cas_keystore_entry *e, bool with_wrapped)
+{
+    json_t *o = json_object();
+    if (!o || set_new(o, "platform_id", json_string(e->platform_id)) < 0 ||
+        set_new(o, "kind", json_string(e->kind)) < 0 || set_new(o, "node", json_string(e->node)) < 0 ||
+        set_new(o, "tcb", json_integer((json_int_t)e->tcb)) < 0 ||
+        set_new(o, "time", json_integer((json_int_t)e->time)) < 0 || set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 ||
+        set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0 ||
+        (e->node_key && set_b64(o, "public_key", e->public_key, sizeof(e->public_key)) < 0) ||
+        (e->node_key && with_wrapped && set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32], char **text, size_t *size)
 {
     int ret;
@@ -519,19 +472,8 @@ int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32
     if (!root || !arr)
         goto out;
     for (size_t i = 0; i < ks->count; i++) {
-        const struct cas_keystore_entry *e = &ks->entries[i];
-        json_t *o = json_object();
+        json_t *o = cas_keystore_entry_to_json(&ks->entries[i], true);
         if (!o || json_array_append_new(arr, o) != 0)
-            goto out;
-        if (set_new(o, "platform_id", json_string(e->platform_id)) < 0 ||
-            set_new(o, "kind", json_string(e->kind)) < 0 || set_new(o, "node", json_string(e->node)) < 0 ||
-            set_new(o, "tcb", json_integer((json_int_t)e->tcb)) < 0 ||
-            set_new(o, "time", json_integer((json_int_t)e->time)) < 0 ||
-            set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 ||
-            set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0)
-            goto out;
-        if (e->node_key && (set_b64(o, "public_key", e->public_key, sizeof(e->public_key)) < 0 ||
-                            set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0))
             goto out;
     }
     custos_hex_encode(mac, sizeof(mac), mac_hex, false);
@@ -565,259 +507,4 @@ out:
     json_decref(arr);
     json_decref(root);
     return ret;
-}
-
-/* Removes "<base>.tmp-<12 hex>" siblings of path older than STALE_TEMP_SECONDS: what a save that
- * crashed before its rename leaves behind. Recent ones may belong to a save in progress. */
-static void remove_stale_temps(const char *path)
-{
-    char dcopy[PATH_MAX], bcopy[PATH_MAX], prefix[NAME_MAX + 8];
-    if (strlen(path) >= sizeof(dcopy))
-        return;
-    strcpy(dcopy, path);
-    strcpy(bcopy, path);
-    const char *base = basename(bcopy);
-    if (snprintf(prefix, sizeof(prefix), "%s.tmp-", base) >= (int)sizeof(prefix))
-        return;
-    size_t plen = strlen(prefix);
-    DIR *d = opendir(dirname(dcopy));
-    if (!d)
-        return;
-    time_t now = time(NULL);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        struct stat st;
-        const char *name = de->d_name;
-        if (strncmp(name, prefix, plen) || strlen(name + plen) != 12 ||
-            strspn(name + plen, "0123456789abcdef") != 12)
-            continue;
-        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (now - st.st_mtime >= STALE_TEMP_SECONDS)
-            (void)unlinkat(dirfd(d), name, 0);
-    }
-    closedir(d);
-}
-
-int cas_keystore_save(const char *path, const struct cas_keystore *ks, const uint8_t dbkey[32])
-{
-    char *text = NULL;
-    size_t size = 0;
-    if (!path || !*path)
-        return -EINVAL;
-    int ret = cas_keystore_serialize(ks, dbkey, &text, &size);
-    if (ret < 0)
-        return ret;
-    remove_stale_temps(path);
-    ret = custos_write_file_atomic(path, text, size, 0600);
-    free(text);
-    return ret;
-}
-
-/* ---- sealing ------------------------------------------------------------------------------- */
-
-/* prefix || [database ID || generation] || platform_id || kind || 0 || node || 0 || tcb */
-static size_t build_aad_ex(const char *prefix, const struct cas_keystore *ks, const struct cas_keystore_entry *e,
-                           uint8_t out[AAD_MAX])
-{
-    uint8_t *p = out;
-    size_t kind_len = strlen(e->kind), node_len = strlen(e->node); /* checked by the caller */
-    memcpy(p, prefix, strlen(prefix));
-    p += strlen(prefix);
-    if (ks) {
-        memcpy(p, ks->database_id, CAS_KS_ID_SIZE);
-        p += CAS_KS_ID_SIZE;
-        p = custos_put_be(p, ks->generation, 8);
-    }
-    memcpy(p, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
-    p += CUSTOS_PLATFORM_ID_LEN;
-    memcpy(p, e->kind, kind_len + 1);
-    p += kind_len + 1;
-    memcpy(p, e->node, node_len + 1);
-    p += node_len + 1;
-    p = custos_put_be(p, e->tcb, 4);
-    return (size_t)(p - out);
-}
-
-static size_t build_aad(const struct cas_keystore_entry *e, uint8_t out[AAD_MAX])
-{
-    return build_aad_ex(SEAL_AAD_PREFIX, NULL, e, out);
-}
-
-int cas_keystore_seal(struct cas_keystore_entry *e, const uint8_t seal_key[32], const uint8_t dbkey[32])
-{
-    uint8_t aad[AAD_MAX], nonce[12], sealed[48];
-    char err[160];
-    if (!seal_key || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
-        return -EINVAL;
-    size_t aad_size = build_aad(e, aad);
-    int ret = custos_random(nonce, sizeof(nonce));
-    if (ret == 0)
-        ret = custos_aead_seal(seal_key, nonce, aad, aad_size, dbkey, DBKEY_SIZE, sealed);
-    if (ret == 0) {
-        memcpy(e->nonce, nonce, sizeof(nonce));
-        memcpy(e->sealed, sealed, sizeof(sealed));
-    }
-    return ret;
-}
-
-int cas_keystore_unseal(const struct cas_keystore_entry *e, const uint8_t seal_key[32], uint8_t dbkey[32])
-{
-    uint8_t aad[AAD_MAX], key[DBKEY_SIZE];
-    char err[160];
-    if (!seal_key || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
-        return -EINVAL;
-    size_t aad_size = build_aad(e, aad);
-    int ret = custos_aead_open(seal_key, e->nonce, aad, aad_size, e->sealed, sizeof(e->sealed), key);
-    if (ret == 0)
-        memcpy(dbkey, key, sizeof(key));
-    custos_wipe(key, sizeof(key));
-    return ret;
-}
-
-int cas_keystore_seal_node(struct cas_keystore_entry *e, const uint8_t seal_key[32])
-{
-    uint8_t aad[AAD_MAX], priv[32], pub[32], nonce[12];
-    char err[160];
-    if (!seal_key || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
-        return -EINVAL;
-    size_t aad_size = build_aad_ex(NODE_AAD_PREFIX, NULL, e, aad);
-    int ret = custos_x25519_keypair(priv, pub);
-    if (ret == 0)
-        ret = custos_random(nonce, sizeof(nonce));
-    if (ret == 0)
-        ret = custos_aead_seal(seal_key, nonce, aad, aad_size, priv, sizeof(priv), e->sealed);
-    if (ret == 0) {
-        memcpy(e->nonce, nonce, sizeof(nonce));
-        memcpy(e->public_key, pub, sizeof(pub));
-        memset(e->wrapped, 0, sizeof(e->wrapped));
-        e->node_key = true;
-    }
-    custos_wipe(priv, sizeof(priv));
-    return ret;
-}
-
-static int wrap_key(const uint8_t shared[32], const uint8_t eph_pub[32], const uint8_t node_pub[32], uint8_t out[32])
-{
-    uint8_t salt[64];
-    memcpy(salt, eph_pub, 32);
-    memcpy(salt + 32, node_pub, 32);
-    return custos_hkdf_sha256(shared, 32, salt, sizeof(salt), (const uint8_t *)WRAP_INFO, strlen(WRAP_INFO), out, 32);
-}
-
-int cas_keystore_wrap(const struct cas_keystore *ks, struct cas_keystore_entry *e, const uint8_t dbkey[32])
-{
-    uint8_t aad[AAD_MAX], eph[32], shared[32], key[32];
-    char err[160];
-    if (!ks || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0 || !e->node_key)
-        return -EINVAL;
-    size_t aad_size = build_aad_ex(WRAP_INFO, ks, e, aad);
-    uint8_t *w = e->wrapped;
-    int ret = custos_x25519_keypair(eph, w);
-    if (ret == 0)
-        ret = custos_x25519(eph, e->public_key, shared);
-    if (ret == 0)
-        ret = wrap_key(shared, w, e->public_key, key);
-    if (ret == 0)
-        ret = custos_random(w + 32, 12);
-    if (ret == 0)
-        ret = custos_aead_seal(key, w + 32, aad, aad_size, dbkey, DBKEY_SIZE, w + 44);
-    custos_wipe(eph, sizeof(eph));
-    custos_wipe(shared, sizeof(shared));
-    custos_wipe(key, sizeof(key));
-    return ret;
-}
-
-int cas_keystore_open(const struct cas_keystore *ks, const struct cas_keystore_entry *e,
-                      const uint8_t seal_key[32], uint8_t dbkey[32])
-{
-    uint8_t aad[AAD_MAX], priv[32], shared[32], key[32], out[32];
-    char err[160];
-    if (!ks || !seal_key || !dbkey || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
-        return -EINVAL;
-    if (!e->node_key)
-        return cas_keystore_unseal(e, seal_key, dbkey);
-    size_t aad_size = build_aad_ex(NODE_AAD_PREFIX, NULL, e, aad);
-    int ret = custos_aead_open(seal_key, e->nonce, aad, aad_size, e->sealed, sizeof(e->sealed), priv);
-    if (ret == 0)
-        ret = custos_x25519(priv, e->wrapped, shared);
-    if (ret == 0)
-        ret = wrap_key(shared, e->wrapped, e->public_key, key);
-    if (ret == 0) {
-        aad_size = build_aad_ex(WRAP_INFO, ks, e, aad);
-        ret = custos_aead_open(key, e->wrapped + 32, aad, aad_size, e->wrapped + 44, DBKEY_SIZE + 16, out);
-    }
-    if (ret == 0)
-        memcpy(dbkey, out, sizeof(out));
-    custos_wipe(priv, sizeof(priv));
-    custos_wipe(shared, sizeof(shared));
-    custos_wipe(key, sizeof(key));
-    custos_wipe(out, sizeof(out));
-    return ret < 0 ? -EBADMSG : 0;
-}
-
-/* ---- editing ------------------------------------------------------------------------------- */
-
-static ssize_t find_index(const struct cas_keystore *ks, const char *platform_id)
-{
-    if (!ks || !platform_id || (ks->count && !ks->entries))
-        return -1;
-    for (size_t i = 0; i < ks->count; i++)
-        if (!strncmp(ks->entries[i].platform_id, platform_id, sizeof(ks->entries[i].platform_id)))
-            return (ssize_t)i;
-    return -1;
-}
-
-const struct cas_keystore_entry *cas_keystore_find(const struct cas_keystore *ks, const char *platform_id)
-{
-    ssize_t i = find_index(ks, platform_id);
-    return i < 0 ? NULL : &ks->entries[i];
-}
-
-int cas_keystore_upsert(struct cas_keystore *ks, const struct cas_keystore_entry *e)
-{
-    char err[160];
-    if (!ks || (ks->count && !ks->entries) || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
-        return -EINVAL;
-    ssize_t i = find_index(ks, e->platform_id);
-    if (i >= 0) {
-        ks->entries[i] = *e;
-        return 0;
-    }
-    if (ks->count >= CAS_KS_MAX_ENTRIES)
-        return -E2BIG;
-    struct cas_keystore_entry *grown = realloc(ks->entries, (ks->count + 1) * sizeof(*grown));
-    if (!grown)
-        return -ENOMEM;
-    ks->entries = grown;
-    ks->entries[ks->count++] = *e;
-    return 0;
-}
-
-int cas_keystore_remove(struct cas_keystore *ks, const char *platform_id)
-{
-    ssize_t i = find_index(ks, platform_id);
-    if (!ks || !platform_id)
-        return -EINVAL;
-    if (i < 0)
-        return -ENOENT;
-    memmove(&ks->entries[i], &ks->entries[i + 1], (ks->count - (size_t)i - 1) * sizeof(ks->entries[0]));
-    ks->count--;
-    custos_wipe(&ks->entries[ks->count], sizeof(ks->entries[0]));
-    if (ks->count == 0) {
-        free(ks->entries);
-        ks->entries = NULL;
-    }
-    return 0;
-}
-
-void cas_keystore_free(struct cas_keystore *ks)
-{
-    if (!ks)
-        return;
-    if (ks->entries) {
-        custos_wipe(ks->entries, ks->count * sizeof(ks->entries[0]));
-        free(ks->entries);
-    }
-    custos_wipe(ks, sizeof(*ks));
 }

@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "custos.h"
+
 #define CAS_KS_MAX_ENTRIES 1024
 #define CAS_KS_MAX_FILE ((size_t)1 << 20)
 #define CAS_KS_NODE_MAX 253
@@ -73,6 +75,19 @@ int cas_keystore_path(const char *db_dir, char *out, size_t out_size);
 
 /* Checks one entry's fields (platform_id form, kind, node, time). -EINVAL with the field named. */
 int cas_keystore_entry_check(const struct cas_keystore_entry *e, char *err, size_t err_size);
+
+/* The one codec of an entry's JSON form, for the file and for backup completions. */
+enum cas_ks_form {
+    CAS_KS_FORM_V1,     /* a version 1 file: no public_key/wrapped */
+    CAS_KS_FORM_V2,     /* a version 2 file: public_key and wrapped together, or neither (legacy) */
+    CAS_KS_FORM_BACKUP, /* a backup's completion: public_key required, no wrapped (the primary wraps) */
+};
+/* Strict: unknown fields refused, every field checked; -EBADMSG with err = where + the field and the
+ * problem. */
+int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const char *where,
+                                 struct cas_keystore_entry *e, char *err, size_t err_size);
+/* NULL when out of memory. with_wrapped: include `wrapped` (the file form). */
+json_t *cas_keystore_entry_to_json(const struct cas_keystore_entry *e, bool with_wrapped);
 
 /* Strict parse of the file's text; every field validated, no unknown fields, no duplicate platform
  * IDs, at most CAS_KS_MAX_ENTRIES entries and CAS_KS_MAX_FILE bytes. -EBADMSG with an error naming the

@@ -28,7 +28,9 @@ static struct {
     struct las_job *queue[CAS_LAS_QUEUE];
     size_t head, count;
     struct timespec busy_since; /* zero: idle */
-    const char *socket;
+    const struct cas_las_ops *ops;
+    void *ctx;
+    const char *socket; /* for messages */
     bool started;
 } g_las = {.lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
@@ -51,7 +53,7 @@ static void *las_thread(void *arg)
         g_las.count--;
         clock_gettime(CLOCK_MONOTONIC, &g_las.busy_since);
         pthread_mutex_unlock(&g_las.lock);
-        job->ret = custos_las_quote(g_las.socket, job->report_data, &job->quote, job->err, sizeof(job->err));
+        job->ret = g_las.ops->quote(g_las.ctx, job->report_data, &job->quote, job->err, sizeof(job->err));
         pthread_mutex_lock(&g_las.lock);
         g_las.busy_since = (struct timespec){0};
         if (job->abandoned) {
@@ -64,10 +66,12 @@ static void *las_thread(void *arg)
     return NULL;
 }
 
-int cas_las_gate_start(const char *socket)
+int cas_las_gate_start(const struct cas_las_ops *ops, void *ctx, const char *what)
 {
     pthread_t t;
-    g_las.socket = socket;
+    g_las.ops = ops;
+    g_las.ctx = ctx;
+    g_las.socket = what;
     if (pthread_create(&t, NULL, las_thread, NULL) != 0)
         return -EAGAIN;
     pthread_detach(t); /* at exit it may be inside a request to a stuck lasd: never waited for */

@@ -10,7 +10,7 @@
 
 #include "casd.h"
 
-volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig)
 {
@@ -72,19 +72,19 @@ static int serve(struct cas_state *st)
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         return -EADDRNOTAVAIL;
     }
-    LOG_MODULE_INFO(CAS_LOG, "CAS listening on https://%s/", st->listen);
+    LOG_MODULE_INFO(CAS_LOG, "CAS listening on https://%s/", st->cfg.listen);
     while (!g_stop) {
         usleep(50000);
         unsigned cut = cas_http_guard_reap();
         if (cut)
             LOG_MODULE_WARN(CAS_LOG, "closed %u connection(s) that did not send complete request headers within "
-                            "%u s", cut, st->header_timeout_s);
+                            "%u s", cut, st->cfg.header_timeout_s);
         if (g_hup) {
             g_hup = 0;
             LOG_MODULE_INFO(CAS_LOG, "SIGHUP received: nothing to reload (configuration is read at start); "
                             "carrying on");
         }
-        if (!atomic_exchange(&st->cert_changed, false))
+        if (!atomic_exchange(&st->pri.cert_changed, false))
             continue;
         /* The owner's names go into the certificate: same key, new certificate, same listener. */
         if (cas_make_certificate(st) < 0 || cas_http_set_certificate(st) < 0) {
@@ -97,6 +97,26 @@ static int serve(struct cas_state *st)
     return 0;
 }
 
+/* casd --backup: one registration of this node, then exit. */
+static int run_backup(struct cas_state *st, long long timeout_s)
+{
+    char err[256];
+    int ret = cas_backup_prepare(st);
+    struct MHD_Daemon *d = NULL;
+    if (ret == 0 && !(d = cas_http_start(st, err, sizeof(err)))) {
+        LOG_MODULE_ERROR(CAS_LOG, "%s", err);
+        ret = -EADDRNOTAVAIL;
+    }
+    if (ret == 0)
+        ret = cas_backup_wait(st, timeout_s, &g_stop);
+    if (d)
+        MHD_stop_daemon(d);
+    cas_backup_wipe(st);
+    cas_state_wipe(st);
+    cas_http_wipe();
+    return ret < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct cas_state st; /* locked in memory: it holds the database key */
@@ -105,13 +125,13 @@ int main(int argc, char **argv)
     bool backup = false;
     struct custos_option opts[] = {
         {"db", 0, "CAS_DB", CUSTOS_OPT_STRING, "/var/lib/custos/cas/db", 0, 0, "DIR",
-         "database directory (its key-store is DIR.key-store)", &st.db_dir},
+         "database directory (its key-store is DIR.key-store)", &st.cfg.db_dir},
         {"las", 0, "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH",
-         "this node's lasd socket", &st.las},
+         "this node's lasd socket", &st.cfg.las},
         {"listen", 0, "CAS_LISTEN", CUSTOS_OPT_STRING, "0.0.0.0:8081", 0, 0, "ADDR:PORT",
-         "HTTPS API address", &st.listen},
+         "HTTPS API address", &st.cfg.listen},
         {"node-name", 0, "NODE_NAME", CUSTOS_OPT_STRING, "localhost", 0, 0, "NAME",
-         "this node's name (recorded in the key-store)", &st.node_name},
+         "this node's name (recorded in the key-store)", &st.cfg.node_name},
         {"threads", 0, NULL, CUSTOS_OPT_INT, "2", 1, 64, "N", "HTTPS worker threads", &threads},
         {"max-connections", 0, NULL, CUSTOS_OPT_INT, "256", 1, 65536, "N", "concurrent connections",
          &max_conn},
@@ -128,7 +148,7 @@ int main(int argc, char **argv)
         {"timeout", 0, "CAS_BACKUP_TIMEOUT", CUSTOS_OPT_INT, "600", 1, 86400, "SECONDS",
          "backup mode: exit after this long without a registration", &backup_timeout},
         {"cas-key-hash", 0, "CAS_KEY_HASH", CUSTOS_OPT_STRING, NULL, 0, 0, "KEYHASH",
-         "backup mode: accept key offers only from the CAS with this key hash (recommended)", &st.cas_key_hash},
+         "backup mode: accept key offers only from the CAS with this key hash (recommended)", &st.cfg.cas_key_hash},
         {"log", 0, "CUSTOS_LOG", CUSTOS_OPT_STRING, "info", 0, 0, "SPEC", "log levels, e.g. info,cas=debug",
          &log_spec},
     };
@@ -141,20 +161,22 @@ int main(int argc, char **argv)
         return 2;
     }
     char aerr[1024];
-    if (!backup && cas_args_check(st.db_dir, st.listen, st.node_name, st.las, aerr, sizeof(aerr)) < 0) {
+    if (!backup && cas_args_check(st.cfg.db_dir, st.cfg.listen, st.cfg.node_name, st.cfg.las, aerr, sizeof(aerr)) < 0) {
         fprintf(stderr, "casd: %s\n", aerr);
         return 2;
     }
-    if (backup && (cas_args_check(CAS_ARGS_NO_DB, st.listen, st.node_name, st.las, aerr, sizeof(aerr)) < 0)) {
+    if (backup && (cas_args_check(CAS_ARGS_NO_DB, st.cfg.listen, st.cfg.node_name, st.cfg.las, aerr, sizeof(aerr)) < 0)) {
         fprintf(stderr, "casd: %s\n", aerr);
         return 2;
     }
-    st.threads = (unsigned)threads;
-    st.max_connections = (unsigned)max_conn;
-    st.timeout_s = (unsigned)timeout_s;
-    st.header_timeout_s = (unsigned)header_timeout;
-    st.max_per_address = (unsigned)per_address;
-    if (cas_http_guard_init(st.max_connections, st.header_timeout_s) < 0)
+    st.node.las_ops = &cas_las_socket;
+    st.node.las_ctx = (void *)st.cfg.las;
+    st.cfg.threads = (unsigned)threads;
+    st.cfg.max_connections = (unsigned)max_conn;
+    st.cfg.timeout_s = (unsigned)timeout_s;
+    st.cfg.header_timeout_s = (unsigned)header_timeout;
+    st.cfg.max_per_address = (unsigned)per_address;
+    if (cas_http_guard_init(st.cfg.max_connections, st.cfg.header_timeout_s) < 0)
         return 1;
     pthread_mutex_init(&st.lock, NULL);
     custos_harden_process();
@@ -165,22 +187,18 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     struct sigaction sh = {.sa_handler = on_hup};
     sigaction(SIGHUP, &sh, NULL);
-    g_db_dir = st.db_dir;
+    g_db_dir = st.cfg.db_dir;
     struct sigaction sf = {.sa_handler = on_fault, .sa_flags = SA_RESETHAND};
     sigaction(SIGBUS, &sf, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     uint8_t kh[32];
-    if (st.cas_key_hash && custos_hex_decode(st.cas_key_hash, kh, sizeof(kh)) < 0) {
-        fprintf(stderr, "casd: --cas-key-hash '%s' is not 64 hex digits\n", st.cas_key_hash);
+    if (st.cfg.cas_key_hash && custos_hex_decode(st.cfg.cas_key_hash, kh, sizeof(kh)) < 0) {
+        fprintf(stderr, "casd: --cas-key-hash '%s' is not 64 hex digits\n", st.cfg.cas_key_hash);
         return 2;
     }
-    if (backup) {
-        ret = cas_backup_run(&st, backup_timeout);
-        cas_state_wipe(&st);
-        return ret < 0 ? 1 : 0;
-    }
-    st.route = cas_route;
+    if (backup)
+        return run_backup(&st, backup_timeout);
     ret = cas_open_database(&st);
     if (ret == 0)
         ret = cas_load_identity(&st);
@@ -192,19 +210,20 @@ int main(int argc, char **argv)
         cas_state_wipe(&st);
         return 1;
     }
-    LOG_MODULE_INFO(CAS_LOG, "CAS key hash: %s", st.key_hash);
-    if (st.provisioned)
-        LOG_MODULE_INFO(CAS_LOG, "CAS is provisioned; owner identity %s", st.owner_hash);
+    LOG_MODULE_INFO(CAS_LOG, "CAS key hash: %s", st.tls.key_hash);
+    if (atomic_load(&st.pri.provisioned))
+        LOG_MODULE_INFO(CAS_LOG, "CAS is provisioned; owner identity %s", st.pri.owner_hash);
     else
         /* The one secret ever logged: single-use, and only while nobody owns this CAS. */
-        LOG_MODULE_INFO(CAS_LOG, "CAS provisioning token: %s", st.token);
-    if (cas_las_gate_start(st.las) < 0) {
+        LOG_MODULE_INFO(CAS_LOG, "CAS provisioning token: %s", st.pri.token);
+    if (cas_las_gate_start(st.node.las_ops, st.node.las_ctx, st.cfg.las) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "cannot start the LAS thread");
         cas_state_wipe(&st);
         return 1;
     }
     ret = serve(&st);
     cas_state_wipe(&st);
+    cas_http_wipe();
     LOG_MODULE_INFO(CAS_LOG, "CAS stopped");
     return ret < 0 ? 1 : 0;
 }

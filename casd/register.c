@@ -11,121 +11,12 @@
 
 #include "casd.h"
 
-/* ---- the owner's policy (checked in validate.c) ---------------------------------------------- */
-
-static json_t *load_policy(struct cas_state *st)
-{
-    uint8_t *raw = NULL;
-    size_t size = 0;
-    json_t *p = NULL;
-    char err[64];
-    if (cas_db_get(st->db, REC_POLICY, &raw, &size) == 0) {
-        custos_json_parse((const char *)raw, size, &p, err, sizeof(err));
-        cas_db_value_free(raw, size);
-    }
-    return p ? p : json_pack("{s:b, s:b, s:[], s:[]}", "trust_any_platform", 0, "allow_debug", 0, "platforms",
-                             "measurements");
-}
-
-/* POST /v1/owner/allowed-measurements {"measurement": HEX} or /v1/owner/allowed-platforms
- * {"platform_id": ID}: adds to the owner's policy. */
-void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r)
-{
-    if (!cas_require_owner(st, req, r))
-        return;
-    bool measurement = strstr(req->url, "measurements") != NULL;
-    const char *field = measurement ? "measurement" : "platform_id";
-    const char *value = NULL;
-    json_error_t e;
-    char err[256];
-    json_t *body = http_json_body(req, r), *policy = NULL, *checked = NULL;
-    if (!body)
-        return;
-    if (json_unpack_ex(body, &e, JSON_STRICT, "{s:s}", field, &value) < 0) {
-        http_error(r, 400, "invalid_request", "%s (expected one field: %s)", e.text, field);
-        goto out;
-    }
-    pthread_mutex_lock(&st->lock);
-    policy = load_policy(st);
-    json_t *list = json_object_get(policy, measurement ? "measurements" : "platforms");
-    size_t i;
-    json_t *v;
-    bool present = false;
-    json_array_foreach(list, i, v) present |= strcasecmp(json_string_value(v), value) == 0;
-    if (!present)
-        json_array_append_new(list, json_string(value));
-    if (cas_policy_check(policy, &checked, err, sizeof(err)) < 0) {
-        pthread_mutex_unlock(&st->lock);
-        http_error(r, 400, "invalid_value", "%s", err);
-        goto out;
-    }
-    char *text = json_dumps(checked, JSON_COMPACT | JSON_SORT_KEYS);
-    struct cas_db_op op = {REC_POLICY, text, text ? strlen(text) : 0};
-    int ret = text ? cas_audit(st, measurement ? "measurement allowed" : "platform allowed",
-                               json_pack("{s:s}", field, value), &op, 1)
-                   : -ENOMEM;
-    free(text);
-    pthread_mutex_unlock(&st->lock);
-    if (ret < 0) {
-        http_error(r, 500, "storage", "cannot store the policy: %s", strerror(-ret));
-        goto out;
-    }
-    r->body = json_incref(checked);
-out:
-    json_decref(checked);
-    json_decref(policy);
-    json_decref(body);
-}
-
-/* ---- audit ---------------------------------------------------------------------------------- */
-
-int cas_audit(struct cas_state *st, const char *event, json_t *details, const struct cas_db_op *extra,
-              size_t extra_count)
-{
-    static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
-    uint8_t *raw = NULL;
-    size_t size = 0;
-    unsigned long long seq = 0;
-    char name[64], next[32];
-    struct cas_db_op ops[8];
-    if (extra_count > 6) {
-        json_decref(details);
-        return -E2BIG;
-    }
-    pthread_mutex_lock(&audit_lock); /* the counter is read and advanced by one writer at a time */
-    if (cas_db_get(st->db, REC_AUDIT_NEXT, &raw, &size) == 0) {
-        char buf[32] = "";
-        memcpy(buf, raw, size < sizeof(buf) - 1 ? size : sizeof(buf) - 1);
-        seq = strtoull(buf, NULL, 10);
-        cas_db_value_free(raw, size);
-    }
-    json_t *rec = json_pack("{s:I, s:I, s:s, s:o}", "seq", (json_int_t)seq, "time", (json_int_t)time(NULL), "event",
-                            event, "details", details ? details : json_object());
-    char *text = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(rec);
-    int ret = -ENOMEM;
-    if (text) {
-        snprintf(name, sizeof(name), "audit/%020llu", seq);
-        snprintf(next, sizeof(next), "%llu", seq + 1);
-        if (extra_count)
-            memcpy(ops, extra, extra_count * sizeof(*ops));
-        ops[extra_count] = (struct cas_db_op){name, text, strlen(text)};
-        ops[extra_count + 1] = (struct cas_db_op){REC_AUDIT_NEXT, next, strlen(next)};
-        ret = cas_db_write(st->db, ops, extra_count + 2);
-        free(text);
-    }
-    pthread_mutex_unlock(&audit_lock);
-    if (ret < 0)
-        LOG_MODULE_ERROR(CAS_LOG, "cannot write the audit record '%s': %s", event, strerror(-ret));
-    return ret;
-}
-
 /* ---- registration --------------------------------------------------------------------------- */
 
 /* Trust checks of the primary; fills the response with a 4xx naming the check and both values. */
 static bool check_backup_quote(struct cas_state *st, const struct backup_request *rq, struct http_response *r)
 {
-    json_t *policy = load_policy(st);
+    json_t *policy = cas_policy_load(st);
     const char *platforms[257];
     uint8_t ms[257][CUSTOS_MEASUREMENT_SIZE];
     size_t np = 0, nm = 0, i;
@@ -133,14 +24,14 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
     bool ok = false;
     char err[1024];
     json_array_foreach(json_object_get(policy, "platforms"), i, v) if (np < 256) platforms[np++] = json_string_value(v);
-    memcpy(ms[nm++], st->measurement, CUSTOS_MEASUREMENT_SIZE); /* the primary's own measurement */
+    memcpy(ms[nm++], st->node.measurement, CUSTOS_MEASUREMENT_SIZE); /* the primary's own measurement */
     json_array_foreach(json_object_get(policy, "measurements"), i, v) {
         if (nm < 257 && custos_hex_decode(json_string_value(v), ms[nm], CUSTOS_MEASUREMENT_SIZE) == 0)
             nm++;
     }
     platforms[np] = NULL;
     /* The primary's own platform is trusted: it runs on it. */
-    platforms[np++] = st->platform_id;
+    platforms[np++] = st->node.platform_id;
     struct custos_quote_policy pol = {
         .platforms = platforms,
         .platform_count = np,
@@ -161,16 +52,16 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
                        : "");
         goto out;
     }
-    if (rq->quote.uid != st->uid) {
+    if (rq->quote.uid != st->node.uid) {
         http_error(r, 403, "uid_mismatch",
                    "backup refused: it runs as uid %u, the primary as uid %u (a backup must run as the same user)",
-                   rq->quote.uid, st->uid);
+                   rq->quote.uid, st->node.uid);
         goto out;
     }
-    if (rq->quote.tcb < st->tcb) {
+    if (rq->quote.tcb < st->node.tcb) {
         http_error(r, 403, "tcb_too_low",
                    "backup refused: its TCB %u is lower than the primary's TCB %u (a backup must have an equal "
-                   "or better TCB)", rq->quote.tcb, st->tcb);
+                   "or better TCB)", rq->quote.tcb, st->node.tcb);
         goto out;
     }
     ok = true;
@@ -189,7 +80,7 @@ static struct cas_pending *pending_find(struct cas_state *st, const char *id)
 {
     time_t now = time(NULL);
     for (size_t i = 0; i < CAS_PENDING_MAX; i++) {
-        struct cas_pending *p = &st->pending[i];
+        struct cas_pending *p = &st->pri.pending[i];
         if (p->used && p->expires < now)
             pending_clear(p);
         if (p->used && strcmp(p->request_id, id) == 0)
@@ -200,13 +91,13 @@ static struct cas_pending *pending_find(struct cas_state *st, const char *id)
 
 static struct cas_pending *pending_slot(struct cas_state *st)
 {
-    struct cas_pending *oldest = &st->pending[0];
+    struct cas_pending *oldest = &st->pri.pending[0];
     pending_find(st, ""); /* expires old entries */
     for (size_t i = 0; i < CAS_PENDING_MAX; i++) {
-        if (!st->pending[i].used)
-            return &st->pending[i];
-        if (st->pending[i].expires < oldest->expires)
-            oldest = &st->pending[i];
+        if (!st->pri.pending[i].used)
+            return &st->pri.pending[i];
+        if (st->pri.pending[i].expires < oldest->expires)
+            oldest = &st->pri.pending[i];
     }
     return oldest;
 }
@@ -217,7 +108,7 @@ static bool request_used(struct cas_state *st, const char *id)
     uint8_t *raw = NULL;
     size_t size = 0;
     snprintf(name, sizeof(name), "backup/used/%s", id);
-    if (cas_db_get(st->db, name, &raw, &size) == 0) {
+    if (cas_db_get(st->pri.db, name, &raw, &size) == 0) {
         cas_db_value_free(raw, size);
         return true;
     }
@@ -228,33 +119,33 @@ static bool request_used(struct cas_state *st, const char *id)
  * crash-safely; the in-memory list changes only once the file is written. Call with st->lock held. */
 static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry *add, const char *remove_id)
 {
-    struct cas_keystore next = st->ks;
+    struct cas_keystore next = st->pri.ks;
     int ret = -ENOMEM;
-    next.entries = calloc(st->ks.count + 1, sizeof(*next.entries));
+    next.entries = calloc(st->pri.ks.count + 1, sizeof(*next.entries));
     if (next.entries) {
-        memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
-        next.count = st->ks.count;
+        memcpy(next.entries, st->pri.ks.entries, st->pri.ks.count * sizeof(*next.entries));
+        next.count = st->pri.ks.count;
         ret = add ? cas_keystore_upsert(&next, add) : cas_keystore_remove(&next, remove_id);
     }
     if (ret == 0)
-        ret = cas_keystore_save(st->keystore_path, &next, st->dbkey);
+        ret = cas_keystore_save(st->pri.keystore_path, &next, st->pri.dbkey);
     cas_keystore_free(&next);
     if (ret == -ENOENT || ret == -ENOMEM)
         return ret;
     /* Whatever happened (a failure may come after the rename), memory follows the file. */
     struct cas_keystore disk = {0};
     char err[512];
-    int lret = cas_keystore_load(st->keystore_path, &disk, err, sizeof(err));
+    int lret = cas_keystore_load(st->pri.keystore_path, &disk, err, sizeof(err));
     if (lret == 0)
-        lret = cas_keystore_verify_mac(&disk, st->dbkey);
+        lret = cas_keystore_verify_mac(&disk, st->pri.dbkey);
     if (lret < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "cannot read back key-store %s after writing it: %s", st->keystore_path,
+        LOG_MODULE_ERROR(CAS_LOG, "cannot read back key-store %s after writing it: %s", st->pri.keystore_path,
                          lret == -EBADMSG ? "MAC mismatch" : err);
         cas_keystore_free(&disk);
         return ret < 0 ? ret : lret;
     }
-    cas_keystore_free(&st->ks);
-    st->ks = disk;
+    cas_keystore_free(&st->pri.ks);
+    st->pri.ks = disk;
     return ret;
 }
 
@@ -271,8 +162,6 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
     struct backup_offer offer;
     uint8_t eph_priv[32], shared[32], wrap[32], transcript[32];
     memset(&offer, 0, sizeof(offer));
-    if (!cas_require_owner(st, req, r))
-        return;
     json_t *body = http_json_body(req, r);
     if (!body)
         return;
@@ -330,26 +219,26 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
     if (ret == 0)
         ret = custos_x25519(eph_priv, rq.public_key, shared);
     if (ret == 0) {
-        backup_transcript(&rq, st->platform_id, st->key_hash, offer.ephemeral_key, transcript);
+        backup_transcript(&rq, st->node.platform_id, st->tls.key_hash, offer.ephemeral_key, transcript);
         ret = backup_wrap_key(shared, transcript, wrap);
     }
     if (ret == 0)
         ret = custos_random(offer.nonce, sizeof(offer.nonce));
     /* Signed with the CAS identity, so a backup that knows the CAS key hash takes offers from it only. */
     if (ret == 0)
-        ret = custos_key_spki(st->tls_key, offer.primary_spki, sizeof(offer.primary_spki), &offer.primary_spki_size);
+        ret = custos_key_spki(st->tls.key, offer.primary_spki, sizeof(offer.primary_spki), &offer.primary_spki_size);
     if (ret == 0)
-        ret = custos_key_sign(st->tls_key, transcript, 32, offer.signature, &offer.signature_size);
+        ret = custos_key_sign(st->tls.key, transcript, 32, offer.signature, &offer.signature_size);
     if (ret == 0)
-        ret = custos_aead_seal(wrap, offer.nonce, transcript, 32, st->dbkey, 32, offer.wrapped);
+        ret = custos_aead_seal(wrap, offer.nonce, transcript, 32, st->pri.dbkey, 32, offer.wrapped);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 400, "invalid_key", "backup refused: its public key is not usable");
         goto out;
     }
     strcpy(offer.request_id, rq.id);
-    strcpy(offer.primary_platform_id, st->platform_id);
-    strcpy(offer.primary_key_hash, st->key_hash);
+    strcpy(offer.primary_platform_id, st->node.platform_id);
+    strcpy(offer.primary_key_hash, st->tls.key_hash);
     struct cas_pending *p = pending_slot(st);
     pending_clear(p);
     p->used = true;
@@ -386,7 +275,7 @@ static int load_spent(struct cas_state *st, const char *id, struct backup_reques
     const char *th = NULL;
     char err[256];
     snprintf(name, sizeof(name), "backup/used/%s", id);
-    int ret = cas_db_get(st->db, name, &raw, &size);
+    int ret = cas_db_get(st->pri.db, name, &raw, &size);
     if (ret < 0)
         return ret;
     ret = custos_json_parse((const char *)raw, size, &j, err, sizeof(err));
@@ -411,8 +300,6 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
     struct backup_request spent_rq;
     uint8_t proof[32], spent_transcript[32];
     char *record = NULL;
-    if (!cas_require_owner(st, req, r))
-        return;
     json_t *body = http_json_body(req, r);
     if (!body)
         return;
@@ -438,7 +325,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         goto out;
     }
     custos_platform_id(rq->quote.platform_pub, id);
-    if (backup_proof(st->dbkey, transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
+    if (backup_proof(st->pri.dbkey, transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 403, "bad_proof", "backup refused: its proof does not match (it does not hold the key)");
         goto out;
@@ -452,7 +339,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
                    rq->node_name, rq->quote.tcb);
         goto out;
     }
-    const struct cas_keystore_entry *have = cas_keystore_find(&st->ks, id);
+    const struct cas_keystore_entry *have = cas_keystore_find(&st->pri.ks, id);
     bool same = have && have->node_key && memcmp(have->public_key, c.entry.public_key, 32) == 0;
     if (!p && same) { /* a retry of a committed confirmation: change nothing */
         r->body = json_pack("{s:s, s:s, s:i, s:b}", "registered", id, "node", have->node, "tcb", (int)have->tcb,
@@ -466,7 +353,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
                    "same platform replaced it", c.request_id, have->node);
         goto out;
     }
-    int ret = cas_keystore_wrap(&st->ks, &c.entry, st->dbkey);
+    int ret = cas_keystore_wrap(&st->pri.ks, &c.entry, st->pri.dbkey);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 400, "invalid_key", "backup refused: its node public key is not usable");
@@ -492,7 +379,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         ret = keystore_commit(st, &c.entry, NULL);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
-        LOG_MODULE_ERROR(CAS_LOG, "cannot register the backup (key-store %s): %s", st->keystore_path,
+        LOG_MODULE_ERROR(CAS_LOG, "cannot register the backup (key-store %s): %s", st->pri.keystore_path,
                          strerror(-ret));
         http_error(r, 500, "storage", "cannot save the key-store: %s", strerror(-ret));
         goto out;
@@ -506,75 +393,4 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
 out:
     free(record);
     json_decref(body);
-}
-
-/* ---- listing and removal -------------------------------------------------------------------- */
-
-void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r)
-{
-    if (!cas_require_owner(st, req, r))
-        return;
-    json_t *list = json_array();
-    pthread_mutex_lock(&st->lock);
-    for (size_t i = 0; i < st->ks.count; i++) {
-        const struct cas_keystore_entry *e = &st->ks.entries[i];
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "platform_id", e->platform_id,
-                                              "platform_kind", e->kind, "node", e->node, "tcb", (json_int_t)e->tcb,
-                                              "registered_at", (json_int_t)e->time, "primary",
-                                              strcmp(e->platform_id, st->platform_id) == 0));
-        /* A legacy entry (registered before key rotation) cannot follow one: register it again. */
-        json_object_set_new(json_array_get(list, json_array_size(list) - 1), "rotatable", json_boolean(e->node_key));
-    }
-    pthread_mutex_unlock(&st->lock);
-    r->body = json_pack("{s:o, s:s}", "backups", list, "primary_platform_id", st->platform_id);
-}
-
-void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r)
-{
-    if (!cas_require_owner(st, req, r))
-        return;
-    const char *id = req->url + strlen("/v1/backups/");
-    uint8_t pub[CUSTOS_P256_PUB_SIZE];
-    char norm[CUSTOS_PLATFORM_ID_LEN + 1];
-    if (custos_platform_id_parse(id, pub) < 0) {
-        http_error(r, 400, "invalid_platform_id", "'%.80s' is not a platform ID (66 hex digits)", id);
-        return;
-    }
-    custos_platform_id(pub, norm);
-    if (strcmp(norm, st->platform_id) == 0) {
-        http_error(r, 409, "primary_entry",
-                   "the entry of the platform this CAS runs on (%s) cannot be removed", norm);
-        return;
-    }
-    pthread_mutex_lock(&st->lock);
-    int ret = cas_keystore_find(&st->ks, norm) ? 0 : -ENOENT;
-    for (size_t i = 0; ret == 0 && i < st->ks.count; i++) {
-        const struct cas_keystore_entry *e = &st->ks.entries[i];
-        if (!e->node_key && strcmp(e->platform_id, norm) != 0) {
-            pthread_mutex_unlock(&st->lock);
-            http_error(r, 409, "legacy_entry",
-                       "removing a backup rotates the database key, and the entry of platform %s (node %s) was "
-                       "registered before rotation existed: it could not open the database afterwards. Register "
-                       "that node again (cas register-backup), then remove this one", e->platform_id, e->node);
-            return;
-        }
-    }
-    if (ret == 0)
-        ret = cas_audit(st, "backup removing", json_pack("{s:s}", "platform_id", norm), NULL, 0);
-    uint64_t generation = st->ks.generation;
-    if (ret == 0)
-        ret = cas_rotate_key(st, norm);
-    pthread_mutex_unlock(&st->lock);
-    if (ret == -ENOENT) {
-        http_error(r, 404, "not_found", "no backup is registered for platform %s", norm);
-        return;
-    }
-    if (ret < 0) {
-        http_error(r, 500, "storage", "cannot remove the backup (the database key was not rotated): %s",
-                   strerror(-ret));
-        return;
-    }
-    LOG_MODULE_INFO(CAS_LOG, "backup of platform %s removed; database key rotated (generation %llu -> %llu)", norm,
-                    (unsigned long long)generation, (unsigned long long)st->ks.generation);
-    r->body = json_pack("{s:s, s:I}", "removed", norm, "generation", (json_int_t)st->ks.generation);
 }

@@ -22,18 +22,18 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id)
 {
     uint8_t key[32];
     char next_path[PATH_MAX + 8];
-    struct cas_keystore next = st->ks;
+    struct cas_keystore next = st->pri.ks;
     int ret = -ENOMEM;
-    next.entries = calloc(st->ks.count ? st->ks.count : 1, sizeof(*next.entries));
+    next.entries = calloc(st->pri.ks.count ? st->pri.ks.count : 1, sizeof(*next.entries));
     if (!next.entries)
         return ret;
-    memcpy(next.entries, st->ks.entries, st->ks.count * sizeof(*next.entries));
+    memcpy(next.entries, st->pri.ks.entries, st->pri.ks.count * sizeof(*next.entries));
     if ((ret = cas_keystore_remove(&next, remove_id)) < 0)
         goto out;
     next.generation++;
     next.creating = false;
     next.version = 2;
-    snprintf(next_path, sizeof(next_path), "%s.next", st->keystore_path);
+    snprintf(next_path, sizeof(next_path), "%s.next", st->pri.keystore_path);
     ret = custos_random(key, sizeof(key));
     for (size_t i = 0; ret == 0 && i < next.count; i++)
         ret = cas_keystore_wrap(&next, &next.entries[i], key);
@@ -44,8 +44,8 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id)
         (void)unlink(next_path);
         goto out;
     }
-    if ((ret = cas_db_rekey(st->db, key, next.generation)) < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "cannot re-encrypt database %s under a new key: %s (nothing changed)", st->db_dir,
+    if ((ret = cas_db_rekey(st->pri.db, key, next.generation)) < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "cannot re-encrypt database %s under a new key: %s (nothing changed)", st->cfg.db_dir,
                          strerror(-ret));
         (void)unlink(next_path);
         goto out;
@@ -53,15 +53,15 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id)
     LOG_MODULE_INFO(CAS_LOG, "database %s re-encrypted under a new key (generation %llu); replacing the key-store",
                     st->db_dir, (unsigned long long)next.generation);
     /* From here the database is under the new key: memory follows it, whatever the rename does. */
-    memcpy(st->dbkey, key, sizeof(key));
-    cas_keystore_free(&st->ks);
-    st->ks = next;
+    memcpy(st->pri.dbkey, key, sizeof(key));
+    cas_keystore_free(&st->pri.ks);
+    st->pri.ks = next;
     next = (struct cas_keystore){0};
     if (custos_atomic_write_hook)
         custos_atomic_write_hook(11);
-    if ((ret = custos_rename_durable(next_path, st->keystore_path)) < 0)
+    if ((ret = custos_rename_durable(next_path, st->pri.keystore_path)) < 0)
         LOG_MODULE_ERROR(CAS_LOG, "the database key was rotated but %s could not replace %s: %s; the next start "
-                         "finishes it", next_path, st->keystore_path, strerror(-ret));
+                         "finishes it", next_path, st->pri.keystore_path, strerror(-ret));
 out:
     custos_wipe(key, sizeof(key));
     cas_keystore_free(&next);

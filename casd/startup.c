@@ -17,11 +17,11 @@
 
 void cas_node_from_quote(struct cas_state *st, const struct custos_quote *q)
 {
-    custos_platform_id(q->platform_pub, st->platform_id);
-    snprintf(st->platform_kind, sizeof(st->platform_kind), "%s", custos_platform_kind_name(q->kind));
-    st->tcb = q->tcb;
-    st->uid = q->uid;
-    memcpy(st->measurement, q->measurement, sizeof(st->measurement));
+    custos_platform_id(q->platform_pub, st->node.platform_id);
+    snprintf(st->node.platform_kind, sizeof(st->node.platform_kind), "%s", custos_platform_kind_name(q->kind));
+    st->node.tcb = q->tcb;
+    st->node.uid = q->uid;
+    memcpy(st->node.measurement, q->measurement, sizeof(st->node.measurement));
 }
 
 /* This CAS's seal key, and its platform, TCB, measurement and uid (from one quote of its own). */
@@ -30,8 +30,8 @@ static int node_info(struct cas_state *st, uint8_t seal[32])
     char err[512];
     struct custos_quote q;
     uint8_t zero[CUSTOS_REPORT_DATA_SIZE] = {0};
-    if (custos_las_seal_key(st->las, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0 ||
-        custos_las_quote(st->las, zero, &q, err, sizeof(err)) < 0) {
+    if (st->node.las_ops->seal_key(st->node.las_ctx, CAS_SEAL_LABEL, seal, err, sizeof(err)) < 0 ||
+        st->node.las_ops->quote(st->node.las_ctx, zero, &q, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         return -EIO;
     }
@@ -45,22 +45,22 @@ static int node_info(struct cas_state *st, uint8_t seal[32])
 static int finish_create(struct cas_state *st, struct cas_keystore *ks, char *err, size_t err_size)
 {
     struct cas_db_meta meta;
-    int ret = cas_db_peek(st->db_dir, &meta, err, err_size);
+    int ret = cas_db_peek(st->cfg.db_dir, &meta, err, err_size);
     if (ret == -ENOENT || ret == -ENODATA) { /* none yet, or LMDB's empty file (cas_db_create checks) */
-        ret = cas_db_create(st->db_dir, st->dbkey, ks->database_id, &st->db, err, err_size);
+        ret = cas_db_create(st->cfg.db_dir, st->pri.dbkey, ks->database_id, &st->pri.db, err, err_size);
     } else if (ret == 0 && memcmp(meta.id, ks->database_id, CAS_KS_ID_SIZE) == 0 && meta.generation == 1) {
-        ret = cas_db_open(st->db_dir, st->dbkey, &st->db, err, err_size);
+        ret = cas_db_open(st->cfg.db_dir, st->pri.dbkey, &st->pri.db, err, err_size);
     } else if (ret == 0) {
         snprintf(err, err_size, "%s holds another database than the one key-store %s was being created for; "
-                 "refusing to touch either", st->db_dir, st->keystore_path);
+                 "refusing to touch either", st->cfg.db_dir, st->pri.keystore_path);
         ret = -EEXIST;
     }
     if (ret < 0)
         return ret;
     ks->creating = false;
-    ret = cas_keystore_save(st->keystore_path, ks, st->dbkey);
+    ret = cas_keystore_save(st->pri.keystore_path, ks, st->pri.dbkey);
     if (ret < 0)
-        snprintf(err, err_size, "cannot write key-store %s: %s%s", st->keystore_path, strerror(-ret),
+        snprintf(err, err_size, "cannot write key-store %s: %s%s", st->pri.keystore_path, strerror(-ret),
                  ret == -ENOSPC ? " (disk full)" : "");
     return ret;
 }
@@ -69,44 +69,44 @@ static int create_database(struct cas_state *st, struct cas_keystore *ks, const 
                            size_t err_size)
 {
     struct cas_db_meta meta;
-    int ret = cas_db_peek(st->db_dir, &meta, err, err_size);
+    int ret = cas_db_peek(st->cfg.db_dir, &meta, err, err_size);
     if (ret != -ENOENT) {
         if (ret == 0 || ret == -ENODATA)
             snprintf(err, err_size, "database %s exists but its key-store %s is missing: refusing to create a new "
                      "database key (that would make the data unreadable); restore the key-store",
-                     st->db_dir, st->keystore_path);
+                     st->cfg.db_dir, st->pri.keystore_path);
         return ret < 0 && ret != -ENODATA ? ret : -ENOENT;
     }
     struct cas_keystore_entry e;
     memset(&e, 0, sizeof(e));
-    strcpy(e.platform_id, st->platform_id);
-    strcpy(e.kind, st->platform_kind);
-    snprintf(e.node, sizeof(e.node), "%s", st->node_name);
-    e.tcb = st->tcb;
+    strcpy(e.platform_id, st->node.platform_id);
+    strcpy(e.kind, st->node.platform_kind);
+    snprintf(e.node, sizeof(e.node), "%s", st->cfg.node_name);
+    e.tcb = st->node.tcb;
     e.time = (int64_t)time(NULL);
     ks->version = 2;
     ks->generation = 1;
     ks->creating = true;
-    ret = custos_random(st->dbkey, sizeof(st->dbkey));
+    ret = custos_random(st->pri.dbkey, sizeof(st->pri.dbkey));
     if (ret == 0)
         ret = custos_random(ks->database_id, sizeof(ks->database_id));
     if (ret == 0)
         ret = cas_keystore_seal_node(&e, seal);
     if (ret == 0)
-        ret = cas_keystore_wrap(ks, &e, st->dbkey);
+        ret = cas_keystore_wrap(ks, &e, st->pri.dbkey);
     if (ret == 0)
         ret = cas_keystore_upsert(ks, &e);
     if (ret == 0)
-        ret = cas_keystore_save(st->keystore_path, ks, st->dbkey);
+        ret = cas_keystore_save(st->pri.keystore_path, ks, st->pri.dbkey);
     if (ret < 0) {
-        snprintf(err, err_size, "cannot create key-store %s: %s%s", st->keystore_path, strerror(-ret),
+        snprintf(err, err_size, "cannot create key-store %s: %s%s", st->pri.keystore_path, strerror(-ret),
                  ret == -ENOSPC ? " (disk full)" : "");
         return ret;
     }
     if ((ret = finish_create(st, ks, err, err_size)) < 0)
         return ret;
     LOG_MODULE_INFO(CAS_LOG, "created a new database key, sealed for platform %s (node %s) in %s",
-                    st->platform_id, e.node, st->keystore_path);
+                    st->node.platform_id, e.node, st->pri.keystore_path);
     return 0;
 }
 
@@ -115,10 +115,10 @@ static int create_database(struct cas_state *st, struct cas_keystore *ks, const 
 static int lock_database(struct cas_state *st)
 {
     char path[PATH_MAX];
-    size_t n = strlen(st->keystore_path);
+    size_t n = strlen(st->pri.keystore_path);
     if (n < 10 || n - 10 + 6 >= sizeof(path))
         return -ENAMETOOLONG;
-    snprintf(path, sizeof(path), "%.*s.lock", (int)(n - 10), st->keystore_path); /* DIR.lock */
+    snprintf(path, sizeof(path), "%.*s.lock", (int)(n - 10), st->pri.keystore_path); /* DIR.lock */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         LOG_MODULE_ERROR(CAS_LOG, "cannot open lock file %s: %s", path, strerror(errno));
@@ -127,11 +127,11 @@ static int lock_database(struct cas_state *st)
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno;
         LOG_MODULE_ERROR(CAS_LOG, "database %s is in use by another casd (lock %s held); refusing to start",
-                         st->db_dir, path);
+                         st->cfg.db_dir, path);
         close(fd);
         return e == EWOULDBLOCK ? -EBUSY : -e;
     }
-    st->lock_fd = fd;
+    st->pri.lock_fd = fd;
     return 0;
 }
 
@@ -149,7 +149,7 @@ static void refuse_unregistered(const struct cas_state *st, const struct cas_key
                      "register-backup, run against the CAS on a registered node), then start it here. If this "
                      "node was registered, the key-store may be damaged or replaced (its MAC can only be "
                      "checked by a registered node).",
-                     st->platform_id, st->platform_kind, st->node_name, st->keystore_path,
+                     st->node.platform_id, st->node.platform_kind, st->cfg.node_name, st->pri.keystore_path,
                      ks->count ? list : "none");
 }
 
@@ -161,7 +161,7 @@ static int recover_rotation(struct cas_state *st, struct cas_keystore *ks, char 
     struct cas_keystore next = {0};
     struct cas_db_meta meta;
     char lerr[1024];
-    snprintf(next_path, sizeof(next_path), "%s.next", st->keystore_path);
+    snprintf(next_path, sizeof(next_path), "%s.next", st->pri.keystore_path);
     int ret = cas_keystore_load(next_path, &next, lerr, sizeof(lerr));
     if (ret == -ENOENT)
         return 0;
@@ -169,29 +169,29 @@ static int recover_rotation(struct cas_state *st, struct cas_keystore *ks, char 
         snprintf(err, err_size, "%s (an interrupted key rotation's key-store; left untouched)", lerr);
         return ret;
     }
-    ret = cas_db_peek(st->db_dir, &meta, err, err_size);
+    ret = cas_db_peek(st->cfg.db_dir, &meta, err, err_size);
     if (ret == 0 && meta.generation == next.generation && next.generation == ks->generation + 1) {
-        ret = custos_rename_durable(next_path, st->keystore_path);
+        ret = custos_rename_durable(next_path, st->pri.keystore_path);
         if (ret == 0) {
             cas_keystore_free(ks);
             *ks = next;
             next = (struct cas_keystore){0};
             LOG_MODULE_WARN(CAS_LOG, "finished an interrupted key rotation: %s is generation %llu",
-                            st->keystore_path, (unsigned long long)ks->generation);
+                            st->pri.keystore_path, (unsigned long long)ks->generation);
         } else {
-            snprintf(err, err_size, "cannot rename %s to %s: %s", next_path, st->keystore_path, strerror(-ret));
+            snprintf(err, err_size, "cannot rename %s to %s: %s", next_path, st->pri.keystore_path, strerror(-ret));
         }
     } else if (ret == 0 && meta.generation == ks->generation) {
         ret = unlink(next_path) < 0 ? -errno : 0;
         if (ret == 0)
             LOG_MODULE_WARN(CAS_LOG, "discarded an unfinished key rotation (the database was not re-encrypted; "
-                            "%s stays generation %llu)", st->keystore_path, (unsigned long long)ks->generation);
+                            "%s stays generation %llu)", st->pri.keystore_path, (unsigned long long)ks->generation);
         else
             snprintf(err, err_size, "cannot remove %s: %s", next_path, strerror(-ret));
     } else if (ret == 0 || ret == -ENODATA) {
         snprintf(err, err_size, "key-stores %s (generation %llu) and %s (generation %llu) do not match database %s "
-                 "(generation %llu); refusing to guess", st->keystore_path, (unsigned long long)ks->generation,
-                 next_path, (unsigned long long)next.generation, st->db_dir,
+                 "(generation %llu); refusing to guess", st->pri.keystore_path, (unsigned long long)ks->generation,
+                 next_path, (unsigned long long)next.generation, st->cfg.db_dir,
                  (unsigned long long)(ret == 0 ? meta.generation : 0));
         ret = -EBADMSG;
     }
@@ -213,7 +213,7 @@ static int check_binding(struct cas_state *st, const struct cas_keystore *ks, co
         snprintf(err, err_size,
                  "database %s is missing or empty, but its key-store %s exists: refusing to create a new database "
                  "under an existing key. Restore the database directory (or move the key-store away to start a "
-                 "new CAS deliberately)", st->db_dir, st->keystore_path);
+                 "new CAS deliberately)", st->cfg.db_dir, st->pri.keystore_path);
         return -ENOENT;
     }
     if (peek < 0 && peek != -ENODATA)
@@ -223,28 +223,28 @@ static int check_binding(struct cas_state *st, const struct cas_keystore *ks, co
     hex_id(ks->database_id, a);
     if (peek == -ENODATA) {
         snprintf(err, err_size, "key-store %s belongs to database %s, but %s has no database ID (an older "
-                 "database): they do not belong together", st->keystore_path, a, st->db_dir);
+                 "database): they do not belong together", st->pri.keystore_path, a, st->cfg.db_dir);
         return -EBADMSG;
     }
     hex_id(meta->id, b);
     if (memcmp(meta->id, ks->database_id, CAS_KS_ID_SIZE) != 0) {
         snprintf(err, err_size, "key-store %s belongs to database %s, but %s is database %s: they do not belong "
-                 "together", st->keystore_path, a, st->db_dir, b);
+                 "together", st->pri.keystore_path, a, st->cfg.db_dir, b);
         return -EBADMSG;
     }
     if (ks->generation < meta->generation) {
         snprintf(err, err_size,
                  "key-store %s (generation %llu) is older than database %s (generation %llu): the database key was "
                  "rotated since (a backup was removed), and this key-store no longer opens it. Platform %s is not "
-                 "in the current key-store unless the CAS lists it (cas backups list)", st->keystore_path,
-                 (unsigned long long)ks->generation, st->db_dir, (unsigned long long)meta->generation,
-                 st->platform_id);
+                 "in the current key-store unless the CAS lists it (cas backups list)", st->pri.keystore_path,
+                 (unsigned long long)ks->generation, st->cfg.db_dir, (unsigned long long)meta->generation,
+                 st->node.platform_id);
         return -EPERM;
     }
     if (ks->generation > meta->generation) {
         snprintf(err, err_size, "key-store %s (generation %llu) is newer than database %s (generation %llu): the "
-                 "database was replaced by an older copy", st->keystore_path, (unsigned long long)ks->generation,
-                 st->db_dir, (unsigned long long)meta->generation);
+                 "database was replaced by an older copy", st->pri.keystore_path, (unsigned long long)ks->generation,
+                 st->cfg.db_dir, (unsigned long long)meta->generation);
         return -EBADMSG;
     }
     return 0;
@@ -255,17 +255,17 @@ static int check_binding(struct cas_state *st, const struct cas_keystore *ks, co
 static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t seal[32], char *err, size_t err_size)
 {
     struct cas_db_meta meta;
-    cas_db_get_meta(st->db, &meta);
-    struct cas_keystore_entry *e = (struct cas_keystore_entry *)cas_keystore_find(ks, st->platform_id);
+    cas_db_get_meta(st->pri.db, &meta);
+    struct cas_keystore_entry *e = (struct cas_keystore_entry *)cas_keystore_find(ks, st->node.platform_id);
     if (ks->version >= 2 && e->node_key)
         return 0;
     int ret = 0;
     if (meta.generation == 0) {
         uint8_t id[CAS_KS_ID_SIZE];
-        if ((ret = custos_random(id, sizeof(id))) == 0 && (ret = cas_db_migrate(st->db, id)) == 0)
-            cas_db_get_meta(st->db, &meta);
+        if ((ret = custos_random(id, sizeof(id))) == 0 && (ret = cas_db_migrate(st->pri.db, id)) == 0)
+            cas_db_get_meta(st->pri.db, &meta);
         if (ret < 0) {
-            snprintf(err, err_size, "%s: cannot add the database ID: %s", st->db_dir, strerror(-ret));
+            snprintf(err, err_size, "%s: cannot add the database ID: %s", st->cfg.db_dir, strerror(-ret));
             return ret;
         }
     }
@@ -273,16 +273,16 @@ static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t 
     memcpy(ks->database_id, meta.id, CAS_KS_ID_SIZE);
     ks->generation = meta.generation;
     ks->version = 2;
-    if ((ret = cas_keystore_seal_node(&ne, seal)) == 0 && (ret = cas_keystore_wrap(ks, &ne, st->dbkey)) == 0)
+    if ((ret = cas_keystore_seal_node(&ne, seal)) == 0 && (ret = cas_keystore_wrap(ks, &ne, st->pri.dbkey)) == 0)
         *e = ne;
     if (ret == 0)
-        ret = cas_keystore_save(st->keystore_path, ks, st->dbkey);
+        ret = cas_keystore_save(st->pri.keystore_path, ks, st->pri.dbkey);
     if (ret < 0) {
-        snprintf(err, err_size, "cannot upgrade key-store %s: %s", st->keystore_path, strerror(-ret));
+        snprintf(err, err_size, "cannot upgrade key-store %s: %s", st->pri.keystore_path, strerror(-ret));
         return ret;
     }
     LOG_MODULE_INFO(CAS_LOG, "key-store %s upgraded: bound to database %s, entry of platform %s can follow key "
-                    "rotations", st->keystore_path, st->db_dir, st->platform_id);
+                    "rotations", st->pri.keystore_path, st->cfg.db_dir, st->node.platform_id);
     return 0;
 }
 
@@ -294,38 +294,38 @@ static int open_existing(struct cas_state *st, struct cas_keystore *ks, const ui
     if (ret < 0)
         return ret;
     if (ks->creating) {
-        const struct cas_keystore_entry *e = cas_keystore_find(ks, st->platform_id);
-        if (!e || cas_keystore_open(ks, e, seal, st->dbkey) < 0 || cas_keystore_verify_mac(ks, st->dbkey) < 0) {
+        const struct cas_keystore_entry *e = cas_keystore_find(ks, st->node.platform_id);
+        if (!e || cas_keystore_open(ks, e, seal, st->pri.dbkey) < 0 || cas_keystore_verify_mac(ks, st->pri.dbkey) < 0) {
             snprintf(err, err_size, "key-store %s of a database being created does not open on platform %s",
-                     st->keystore_path, st->platform_id);
+                     st->pri.keystore_path, st->node.platform_id);
             return -EPERM;
         }
-        LOG_MODULE_WARN(CAS_LOG, "finishing the creation of database %s (interrupted at first start)", st->db_dir);
+        LOG_MODULE_WARN(CAS_LOG, "finishing the creation of database %s (interrupted at first start)", st->cfg.db_dir);
         return finish_create(st, ks, err, err_size);
     }
-    const struct cas_keystore_entry *e = cas_keystore_find(ks, st->platform_id);
+    const struct cas_keystore_entry *e = cas_keystore_find(ks, st->node.platform_id);
     if (!e) {
         refuse_unregistered(st, ks);
         err[0] = '\0';
         return -EPERM;
     }
-    ret = cas_keystore_open(ks, e, seal, st->dbkey);
+    ret = cas_keystore_open(ks, e, seal, st->pri.dbkey);
     if (ret < 0) {
         snprintf(err, err_size,
                  "the key-store entry of platform %s in %s does not open with this CAS's seal key: this casd binary "
                  "(measurement differs) or this platform is not the one the entry was sealed for, or the key-store "
-                 "may be damaged", st->platform_id, st->keystore_path);
+                 "may be damaged", st->node.platform_id, st->pri.keystore_path);
         return ret;
     }
-    if ((ret = cas_keystore_verify_mac(ks, st->dbkey)) < 0) {
+    if ((ret = cas_keystore_verify_mac(ks, st->pri.dbkey)) < 0) {
         snprintf(err, err_size, "key-store %s was modified by someone without the database key (its MAC does not "
-                 "match) or is damaged; refusing to use it", st->keystore_path);
+                 "match) or is damaged; refusing to use it", st->pri.keystore_path);
         return ret;
     }
-    int peek = cas_db_peek(st->db_dir, &meta, err, err_size);
+    int peek = cas_db_peek(st->cfg.db_dir, &meta, err, err_size);
     if ((ret = check_binding(st, ks, &meta, peek, err, err_size)) < 0)
         return ret;
-    if ((ret = cas_db_open(st->db_dir, st->dbkey, &st->db, err, err_size)) < 0)
+    if ((ret = cas_db_open(st->cfg.db_dir, st->pri.dbkey, &st->pri.db, err, err_size)) < 0)
         return ret;
     return upgrade(st, ks, seal, err, err_size);
 }
@@ -334,23 +334,23 @@ int cas_open_database(struct cas_state *st)
 {
     uint8_t seal[32];
     char err[16384] = "";
-    struct cas_keystore *ks = &st->ks; /* kept: the primary updates it when backups register */
+    struct cas_keystore *ks = &st->pri.ks; /* kept: the primary updates it when backups register */
     int ret = node_info(st, seal);
     if (ret < 0)
         goto out;
-    if ((ret = cas_keystore_path(st->db_dir, st->keystore_path, sizeof(st->keystore_path))) < 0) {
-        LOG_MODULE_ERROR(CAS_LOG, "database path too long: %s", st->db_dir);
+    if ((ret = cas_keystore_path(st->cfg.db_dir, st->pri.keystore_path, sizeof(st->pri.keystore_path))) < 0) {
+        LOG_MODULE_ERROR(CAS_LOG, "database path too long: %s", st->cfg.db_dir);
         goto out;
     }
     {
         /* The database's parent holds DIR.lock and DIR.key-store: create it (0700) when missing. */
         char parent[PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", st->keystore_path);
+        snprintf(parent, sizeof(parent), "%s", st->pri.keystore_path);
         char *slash = strrchr(parent, '/');
         if (slash && slash != parent) {
             *slash = '\0';
             if ((ret = custos_mkdirs(parent, 0700)) < 0) {
-                LOG_MODULE_ERROR(CAS_LOG, "cannot create directory %s for database %s: %s", parent, st->db_dir,
+                LOG_MODULE_ERROR(CAS_LOG, "cannot create directory %s for database %s: %s", parent, st->cfg.db_dir,
                                  strerror(-ret));
                 goto out;
             }
@@ -358,14 +358,14 @@ int cas_open_database(struct cas_state *st)
     }
     if ((ret = lock_database(st)) < 0)
         goto out;
-    ret = cas_keystore_load(st->keystore_path, ks, err, sizeof(err));
+    ret = cas_keystore_load(st->pri.keystore_path, ks, err, sizeof(err));
     if (ret == -ENOENT) {
         char next_path[PATH_MAX + 8];
         struct stat sb;
-        snprintf(next_path, sizeof(next_path), "%s.next", st->keystore_path);
+        snprintf(next_path, sizeof(next_path), "%s.next", st->pri.keystore_path);
         if (lstat(next_path, &sb) == 0) {
             snprintf(err, sizeof(err), "key-store %s is missing but %s exists (an interrupted key rotation): "
-                     "refusing to guess; restore the key-store", st->keystore_path, next_path);
+                     "refusing to guess; restore the key-store", st->pri.keystore_path, next_path);
         } else {
             err[0] = '\0';
             ret = create_database(st, ks, seal, err, sizeof(err));
@@ -380,8 +380,8 @@ int cas_open_database(struct cas_state *st)
             LOG_MODULE_ERROR(CAS_LOG, "%s", err);
         goto out;
     }
-    LOG_MODULE_INFO(CAS_LOG, "database %s opened on platform %s (%s, TCB %u)", st->db_dir, st->platform_id,
-                    st->platform_kind, st->tcb);
+    LOG_MODULE_INFO(CAS_LOG, "database %s opened on platform %s (%s, TCB %u)", st->cfg.db_dir, st->node.platform_id,
+                    st->node.platform_kind, st->node.tcb);
 out:
     custos_wipe(seal, sizeof(seal));
     return ret;
@@ -392,14 +392,14 @@ int cas_load_identity(struct cas_state *st)
     uint8_t *pem = NULL, hash[32];
     size_t size = 0;
     char err[256];
-    int ret = cas_db_get(st->db, REC_IDENTITY, &pem, &size);
+    int ret = cas_db_get(st->pri.db, REC_IDENTITY, &pem, &size);
     if (ret == -ENOENT) {
         char *new_pem = NULL;
-        if ((ret = custos_key_generate(&st->tls_key)) < 0 ||
-            (ret = custos_key_to_pem(st->tls_key, &new_pem)) < 0)
+        if ((ret = custos_key_generate(&st->tls.key)) < 0 ||
+            (ret = custos_key_to_pem(st->tls.key, &new_pem)) < 0)
             return ret;
-        ret = cas_db_put(st->db, REC_IDENTITY, new_pem, strlen(new_pem));
-        st->tls_key_pem = new_pem;
+        ret = cas_db_put(st->pri.db, REC_IDENTITY, new_pem, strlen(new_pem));
+        st->tls.key_pem = new_pem;
         if (ret < 0)
             return ret;
         LOG_MODULE_INFO(CAS_LOG, "created the CAS identity key (kept only in the encrypted database)");
@@ -407,21 +407,21 @@ int cas_load_identity(struct cas_state *st)
         LOG_MODULE_ERROR(CAS_LOG, "cannot read the CAS identity from the database: %s", strerror(-ret));
         return ret;
     } else {
-        st->tls_key_pem = calloc(1, size + 1);
-        if (!st->tls_key_pem) {
+        st->tls.key_pem = calloc(1, size + 1);
+        if (!st->tls.key_pem) {
             cas_db_value_free(pem, size);
             return -ENOMEM;
         }
-        memcpy(st->tls_key_pem, pem, size);
+        memcpy(st->tls.key_pem, pem, size);
         cas_db_value_free(pem, size);
-        if ((ret = custos_key_from_pem(st->tls_key_pem, size, &st->tls_key, err, sizeof(err))) < 0) {
+        if ((ret = custos_key_from_pem(st->tls.key_pem, size, &st->tls.key, err, sizeof(err))) < 0) {
             LOG_MODULE_ERROR(CAS_LOG, "the CAS identity in the database is unusable: %s", err);
             return ret;
         }
     }
-    if ((ret = custos_key_hash(st->tls_key, hash)) < 0)
+    if ((ret = custos_key_hash(st->tls.key, hash)) < 0)
         return ret;
-    custos_hex_encode(hash, sizeof(hash), st->key_hash, false);
+    custos_hex_encode(hash, sizeof(hash), st->tls.key_hash, false);
     return 0;
 }
 
@@ -438,10 +438,10 @@ int cas_certificate_for(struct cas_state *st, const json_t *config, char **out)
         json_string_value(v);
     if (n == 0) {
         alts[n++] = "localhost";
-        alts[n++] = st->node_name;
+        alts[n++] = st->cfg.node_name;
     }
     char *pem = NULL;
-    int ret = custos_cert_self_signed(st->tls_key, cn ? cn : "cas", alts, n, &pem);
+    int ret = custos_cert_self_signed(st->tls.key, cn ? cn : "cas", alts, n, &pem);
     if (ret == 0 && out)
         *out = pem;
     else
@@ -456,7 +456,7 @@ int cas_make_certificate(struct cas_state *st)
     uint8_t *raw = NULL;
     size_t raw_size = 0;
     char err[128], *pem = NULL;
-    if (cas_db_get(st->db, REC_OWNER, &raw, &raw_size) == 0) {
+    if (cas_db_get(st->pri.db, REC_OWNER, &raw, &raw_size) == 0) {
         custos_json_parse((const char *)raw, raw_size, &owner, err, sizeof(err));
         cas_db_value_free(raw, raw_size);
     }
@@ -467,11 +467,11 @@ int cas_make_certificate(struct cas_state *st)
         return ret;
     }
     pthread_mutex_lock(&st->lock);
-    if (st->tls_cert_pem && st->old_cert_count < sizeof(st->old_certs) / sizeof(st->old_certs[0]))
-        st->old_certs[st->old_cert_count++] = st->tls_cert_pem;
+    if (st->tls.cert_pem && st->tls.old_cert_count < sizeof(st->tls.old_certs) / sizeof(st->tls.old_certs[0]))
+        st->tls.old_certs[st->tls.old_cert_count++] = st->tls.cert_pem;
     else
-        free(st->tls_cert_pem); /* only before serving: the certificate changes once per provisioning */
-    st->tls_cert_pem = pem;
+        free(st->tls.cert_pem); /* only before serving: the certificate changes once per provisioning */
+    st->tls.cert_pem = pem;
     pthread_mutex_unlock(&st->lock);
     return 0;
 }
@@ -480,7 +480,7 @@ int cas_load_ownership(struct cas_state *st)
 {
     uint8_t *raw = NULL;
     size_t size = 0;
-    int ret = cas_db_get(st->db, REC_OWNER, &raw, &size);
+    int ret = cas_db_get(st->pri.db, REC_OWNER, &raw, &size);
     if (ret == 0) {
         json_t *owner = NULL;
         char err[128];
@@ -492,17 +492,17 @@ int cas_load_ownership(struct cas_state *st)
             LOG_MODULE_ERROR(CAS_LOG, "the owner record in the database is damaged");
             return -EBADMSG;
         }
-        strcpy(st->owner_hash, hash);
+        strcpy(st->pri.owner_hash, hash);
         json_decref(owner);
-        st->provisioned = true;
+        atomic_store_explicit(&st->pri.provisioned, true, memory_order_release);
         return 0;
     }
     if (ret != -ENOENT)
         return ret;
-    ret = cas_db_get(st->db, REC_TOKEN, &raw, &size);
+    ret = cas_db_get(st->pri.db, REC_TOKEN, &raw, &size);
     if (ret == 0 && size == 64) {
-        memcpy(st->token, raw, 64);
-        st->token[64] = '\0';
+        memcpy(st->pri.token, raw, 64);
+        st->pri.token[64] = '\0';
         cas_db_value_free(raw, size);
         return 0;
     }
@@ -511,27 +511,26 @@ int cas_load_ownership(struct cas_state *st)
     uint8_t rnd[32];
     if ((ret = custos_random(rnd, sizeof(rnd))) < 0)
         return ret;
-    custos_hex_encode(rnd, sizeof(rnd), st->token, false);
+    custos_hex_encode(rnd, sizeof(rnd), st->pri.token, false);
     custos_wipe(rnd, sizeof(rnd));
-    return cas_db_put(st->db, REC_TOKEN, st->token, 64);
+    return cas_db_put(st->pri.db, REC_TOKEN, st->pri.token, 64);
 }
 
 void cas_state_wipe(struct cas_state *st)
 {
-    if (st->lock_fd > 0)
-        close(st->lock_fd);
-    cas_http_wipe();
-    cas_keystore_free(&st->ks);
-    cas_db_close(st->db);
-    st->db = NULL;
-    EVP_PKEY_free(st->tls_key);
-    if (st->tls_key_pem) {
-        custos_wipe(st->tls_key_pem, strlen(st->tls_key_pem));
-        free(st->tls_key_pem);
+    if (st->pri.lock_fd > 0)
+        close(st->pri.lock_fd);
+    cas_keystore_free(&st->pri.ks);
+    cas_db_close(st->pri.db);
+    st->pri.db = NULL;
+    EVP_PKEY_free(st->tls.key);
+    if (st->tls.key_pem) {
+        custos_wipe(st->tls.key_pem, strlen(st->tls.key_pem));
+        free(st->tls.key_pem);
     }
-    free(st->tls_cert_pem);
-    for (size_t i = 0; i < st->old_cert_count; i++)
-        free(st->old_certs[i]);
-    custos_wipe(st->dbkey, sizeof(st->dbkey));
-    custos_wipe(st->token, sizeof(st->token));
+    free(st->tls.cert_pem);
+    for (size_t i = 0; i < st->tls.old_cert_count; i++)
+        free(st->tls.old_certs[i]);
+    custos_wipe(st->pri.dbkey, sizeof(st->pri.dbkey));
+    custos_wipe(st->pri.token, sizeof(st->pri.token));
 }

@@ -160,6 +160,10 @@ int custos_yaml_parse(const char *text, size_t size, json_t **out, char *err, si
 int custos_json_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
 /* Gets a base64 field and decodes it into exactly want bytes (want==0: any, result malloc'ed). */
 int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *out_size);
+/* Field `name` of obj as base64 of min..max bytes into out (*out_size, may be NULL, gets the length).
+ * -EINVAL with err naming the field and the problem (missing, not a string, not base64, length). */
+int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max,
+                          size_t *out_size, char *err, size_t err_size);
 
 /* ---- quotes (quote.c) ----------------------------------------------------------------------- */
 #define CUSTOS_REPORT_DATA_SIZE 64
@@ -220,6 +224,13 @@ enum custos_las_op { CUSTOS_LAS_OP_QUOTE = 1, CUSTOS_LAS_OP_SEAL_KEY = 2, CUSTOS
  * -ENAMETOOLONG; err says what to set. */
 int custos_las_path_check(const char *socket_path, char *err, size_t err_size);
 #define CUSTOS_SEAL_KEY_SIZE 32
+
+/* ---- report-data bindings (binding.c) ------------------------------------------------------- */
+#define CUSTOS_ATTESTATION_NONCE_MAX 32
+/* A CAS's attestation: key hash of its TLS key (32 bytes) || SHA-256("custos-attestation-v1" ||
+ * nonce), nonce 1..CUSTOS_ATTESTATION_NONCE_MAX bytes. -1 on bad arguments. */
+int custos_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
+                                   uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
 
 /* Client: asks the lasd at socket_path for a quote over report_data. */
 int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],

@@ -57,3 +57,39 @@ int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *
         return -ENOENT;
     return custos_base64_decode(s, out, out_size);
 }
+
+int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max,
+                          size_t *out_size, char *err, size_t err_size)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    const json_t *v = json_object_get(obj, name);
+    const char *s = json_string_value(v);
+    if (!s || strlen(s) != json_string_length(v)) {
+        snprintf(err, err_size, "field \"%s\": %s", name, v ? "not a string" : "missing");
+        return -EINVAL;
+    }
+    int ret = custos_base64_decode(s, &buf, &n);
+    if (ret == -ENOMEM) {
+        snprintf(err, err_size, "out of memory");
+        return ret;
+    }
+    if (ret < 0) {
+        snprintf(err, err_size, "field \"%s\": not base64", name);
+        return -EINVAL;
+    }
+    if (n < min || n > max) {
+        if (min == max)
+            snprintf(err, err_size, "field \"%s\": %zu bytes, want %zu", name, n, min);
+        else
+            snprintf(err, err_size, "field \"%s\": %zu bytes, want %zu to %zu", name, n, min, max);
+        ret = -EINVAL;
+    } else {
+        memcpy(out, buf, n);
+        if (out_size)
+            *out_size = n;
+    }
+    custos_wipe(buf, n);
+    free(buf);
+    return ret;
+}

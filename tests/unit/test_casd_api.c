@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of casd's request handling, in process: the route table's central checks (every owner
+ * route, listed from the table itself), the attestation handler and a whole backup registration
+ * (primary and backup CAS) against a fake LAS. The fake LAS signs quotes with a key derived from a
+ * seed, as lasd does with its platform key: no lasd can be embedded in a unit test. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "casd.h"
+
+/* ---- a fake LAS ------------------------------------------------------------------------------ */
+
+struct fake_las {
+    custos_p256 *key;
+    uint8_t seal[32];
+    uint8_t measurement[32];
+    uint32_t tcb;
+    volatile int stall_ms; /* > 0: the next quote takes this long */
+    int quotes;
+};
+
+static int fake_quote(void *ctx, const uint8_t rd[CUSTOS_REPORT_DATA_SIZE], struct custos_quote *q, char *err,
+                      size_t err_size)
+{
+    struct fake_las *f = ctx;
+    uint8_t body[CUSTOS_QUOTE_BODY_SIZE];
+    if (f->stall_ms)
+        usleep((useconds_t)f->stall_ms * 1000u);
+    memset(q, 0, sizeof(*q));
+    custos_p256_public(f->key, q->platform_pub);
+    q->kind = 1; /* sim */
+    memcpy(q->measurement, f->measurement, 32);
+    q->tcb = f->tcb;
+    memcpy(q->report_data, rd, CUSTOS_REPORT_DATA_SIZE);
+    q->uid = 0;
+    custos_quote_body(q, body);
+    f->quotes++;
+    if (custos_p256_sign(f->key, body, sizeof(body), q->sig, &q->sig_size) < 0) {
+        snprintf(err, err_size, "fake LAS: cannot sign");
+        return -EIO;
+    }
+    return 0;
+}
+
+static int fake_seal_key(void *ctx, const char *label, uint8_t out[32], char *err, size_t err_size)
+{
+    struct fake_las *f = ctx;
+    (void)label;
+    (void)err;
+    (void)err_size;
+    memcpy(out, f->seal, 32);
+    return 0;
+}
+
+static const struct cas_las_ops fake_ops = {fake_quote, fake_seal_key};
+
+static void fake_init(struct fake_las *f, const char *seed)
+{
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(custos_p256_from_seed((const uint8_t *)seed, strlen(seed), &f->key), 0);
+    custos_sha256(seed, strlen(seed), f->seal);
+    memset(f->measurement, 0xAB, 32); /* the same casd binary on every node */
+    f->tcb = 1;
+}
+
+/* ---- requests -------------------------------------------------------------------------------- */
+
+struct call {
+    struct http_request req;
+    struct http_response resp;
+    char *text;
+};
+
+static void call(struct cas_state *st, struct call *c, const char *method, const char *url, const char *caller,
+                 json_t *body)
+{
+    memset(c, 0, sizeof(*c));
+    c->req.method = method;
+    c->req.url = url;
+    c->resp.status = 200;
+    if (caller) {
+        c->req.has_caller = true;
+        snprintf(c->req.caller, sizeof(c->req.caller), "%s", caller);
+    }
+    if (body) {
+        c->text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        c->req.body = c->text;
+        c->req.body_size = strlen(c->text);
+    }
+    cas_dispatch(st, &c->req, &c->resp);
+    assert_non_null(c->resp.body);
+}
+
+static const char *err_code(const struct call *c)
+{
+    return json_string_value(json_object_get(json_object_get(c->resp.body, "error"), "code"));
+}
+
+static void call_done(struct call *c)
+{
+    json_decref(c->resp.body);
+    json_decref(c->req.test_args);
+    free(c->text);
+}
+
+#define OWNER "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"
+#define STRANGER "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"
+
+/* ---- the route table --------------------------------------------------------------------------- */
+
+static void test_every_owner_route_is_guarded(void **state)
+{
+    (void)state;
+    static struct cas_state st; /* no database: no handler may be reached */
+    char url[128];
+    size_t owner_routes = 0;
+    for (size_t i = 0; i < cas_route_count; i++) {
+        const struct cas_route *rt = &cas_routes[i];
+        if (!(rt->flags & ROUTE_OWNER))
+            continue;
+        assert_true(rt->flags & ROUTE_PRIMARY);
+        owner_routes++;
+        snprintf(url, sizeof(url), "%s%s", rt->path, rt->flags & ROUTE_PREFIX ? "x" : "");
+        struct call c;
+        atomic_store(&st.pri.provisioned, false);
+        call(&st, &c, rt->method, url, OWNER, NULL);
+        assert_int_equal(c.resp.status, 409);
+        call_done(&c);
+        strcpy(st.pri.owner_hash, OWNER);
+        atomic_store(&st.pri.provisioned, true);
+        call(&st, &c, rt->method, url, NULL, NULL);
+        assert_int_equal(c.resp.status, 401);
+        call_done(&c);
+        call(&st, &c, rt->method, url, STRANGER, json_pack("{s:s}", "x", "y"));
+        assert_int_equal(c.resp.status, 403);
+        assert_string_equal(err_code(&c), "forbidden");
+        call_done(&c);
+    }
+    assert_true(owner_routes >= 8);
+}
+
+static void test_bodies_methods_and_modes(void **state)
+{
+    (void)state;
+    static struct cas_state st;
+    static struct cas_backup_session session;
+    strcpy(st.pri.owner_hash, OWNER);
+    atomic_store(&st.pri.provisioned, true);
+    struct call c;
+    for (size_t i = 0; i < cas_route_count; i++) {
+        const struct cas_route *rt = &cas_routes[i];
+        char url[128];
+        snprintf(url, sizeof(url), "%s%s", rt->path, rt->flags & ROUTE_PREFIX ? "x" : "");
+        st.backup = rt->flags & ROUTE_BACKUP ? &session : NULL;
+        if (rt->flags & ROUTE_BODY) { /* a body route without a body: 400 before the handler */
+            call(&st, &c, rt->method, url, OWNER, NULL);
+            assert_int_equal(c.resp.status, 400);
+            call_done(&c);
+        } else { /* and a route without a body refuses one */
+            call(&st, &c, rt->method, url, OWNER, json_pack("{s:i}", "x", 1));
+            assert_int_equal(c.resp.status, 400);
+            assert_string_equal(err_code(&c), "unexpected_body");
+            call_done(&c);
+        }
+    }
+    st.backup = NULL;
+    call(&st, &c, "PATCH", "/v1/backups", OWNER, NULL);
+    assert_int_equal(c.resp.status, 405);
+    call_done(&c);
+    call(&st, &c, "GET", "/v1/backup/request", NULL, NULL); /* a backup route: not on a primary */
+    assert_int_equal(c.resp.status, 404);
+    call_done(&c);
+    st.backup = &session;
+    call(&st, &c, "GET", "/v1/secrets/x", OWNER, NULL); /* a primary route: not on a backup */
+    assert_int_equal(c.resp.status, 404);
+    call_done(&c);
+}
+
+/* ---- the attestation handler ------------------------------------------------------------------- */
+
+static struct fake_las g_gate_las;
+
+static void test_attestation(void **state)
+{
+    (void)state;
+    static struct cas_state st;
+    struct call c;
+    uint8_t kh[32], nonce[16], rd[CUSTOS_REPORT_DATA_SIZE];
+    struct custos_quote q;
+    char err[256];
+    fake_init(&g_gate_las, "gate node");
+    assert_int_equal(cas_las_gate_start(&fake_ops, &g_gate_las, "fake LAS"), 0);
+    memset(kh, 0x11, sizeof(kh));
+    custos_hex_encode(kh, 32, st.tls.key_hash, false);
+    st.tls.cert_pem = "CERT";
+    strcpy(st.node.platform_kind, "sim");
+    memset(nonce, 0x5c, sizeof(nonce));
+    memset(&c, 0, sizeof(c));
+    c.req.method = "GET";
+    c.req.url = "/v1/attestation";
+    c.req.test_args = json_pack("{s:s}", "nonce", "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c");
+    c.resp.status = 200;
+    cas_dispatch(&st, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    assert_int_equal(custos_quote_from_json(json_object_get(c.resp.body, "quote"), &q, err, sizeof(err)), 0);
+    assert_int_equal(custos_quote_verify_signature(&q), 0);
+    custos_attestation_report_data(kh, nonce, sizeof(nonce), rd);
+    assert_memory_equal(q.report_data, rd, sizeof(rd)); /* binds the key hash and the nonce */
+    call_done(&c);
+    /* a bad nonce never reaches the LAS */
+    int before = g_gate_las.quotes;
+    memset(&c, 0, sizeof(c));
+    c.req.method = "GET";
+    c.req.url = "/v1/attestation";
+    c.req.test_args = json_pack("{s:s}", "nonce", "xyz");
+    c.resp.status = 200;
+    cas_dispatch(&st, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 400);
+    assert_int_equal(g_gate_las.quotes, before);
+    call_done(&c);
+    /* a stalled LAS: 503, and while it stays stalled, 503 again without waiting for it */
+    g_gate_las.stall_ms = 2500;
+    for (int i = 0; i < 2; i++) {
+        memset(&c, 0, sizeof(c));
+        c.req.method = "GET";
+        c.req.url = "/v1/attestation";
+        c.req.test_args = json_pack("{s:s}", "nonce", "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c");
+        c.resp.status = 200;
+        cas_dispatch(&st, &c.req, &c.resp);
+        assert_int_equal(c.resp.status, 503);
+        assert_string_equal(err_code(&c), "las_unavailable");
+        call_done(&c);
+    }
+    g_gate_las.stall_ms = 0;
+}
+
+/* ---- a whole registration ---------------------------------------------------------------------- */
+
+struct node {
+    struct cas_state st;
+    struct fake_las las;
+};
+
+static char g_dir[256];
+
+static void primary_init(struct node *p)
+{
+    char err[512];
+    uint8_t seal[32], id[CAS_DB_ID_SIZE] = {7}, kh[32];
+    struct custos_quote q;
+    uint8_t zero[CUSTOS_REPORT_DATA_SIZE] = {0};
+    struct cas_state *st = &p->st;
+    fake_init(&p->las, "primary node");
+    st->node.las_ops = &fake_ops;
+    st->node.las_ctx = &p->las;
+    pthread_mutex_init(&st->lock, NULL);
+    st->cfg.node_name = "n1";
+    assert_int_equal(fake_quote(&p->las, zero, &q, err, sizeof(err)), 0);
+    cas_node_from_quote(st, &q);
+    snprintf(g_dir, sizeof(g_dir), "/tmp/custos-test-api-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    char db[300];
+    snprintf(db, sizeof(db), "%s/db", g_dir);
+    st->cfg.db_dir = strdup(db);
+    assert_int_equal(cas_keystore_path(db, st->pri.keystore_path, sizeof(st->pri.keystore_path)), 0);
+    assert_int_equal(custos_random(st->pri.dbkey, 32), 0);
+    assert_int_equal(cas_db_create(db, st->pri.dbkey, id, &st->pri.db, err, sizeof(err)), 0);
+    struct cas_keystore_entry e = {.tcb = 1, .time = 1};
+    strcpy(e.platform_id, st->node.platform_id);
+    strcpy(e.kind, "sim");
+    strcpy(e.node, "n1");
+    st->pri.ks.version = 2;
+    st->pri.ks.generation = 1;
+    memcpy(st->pri.ks.database_id, id, sizeof(id));
+    fake_seal_key(&p->las, "cas-db", seal, err, sizeof(err));
+    assert_int_equal(cas_keystore_seal_node(&e, seal), 0);
+    assert_int_equal(cas_keystore_wrap(&st->pri.ks, &e, st->pri.dbkey), 0);
+    assert_int_equal(cas_keystore_upsert(&st->pri.ks, &e), 0);
+    assert_int_equal(cas_keystore_save(st->pri.keystore_path, &st->pri.ks, st->pri.dbkey), 0);
+    assert_int_equal(custos_key_generate(&st->tls.key), 0);
+    assert_int_equal(custos_key_hash(st->tls.key, kh), 0);
+    custos_hex_encode(kh, 32, st->tls.key_hash, false);
+    strcpy(st->pri.owner_hash, OWNER);
+    atomic_store(&st->pri.provisioned, true);
+}
+
+static void test_registration_with_fake_las(void **state)
+{
+    (void)state;
+    static struct node primary, backup;
+    char err[512];
+    uint8_t got[32];
+    struct call c1, c2, c3, c4, c5;
+    primary_init(&primary);
+    struct cas_state *b = &backup.st;
+    fake_init(&backup.las, "backup node");
+    b->node.las_ops = &fake_ops;
+    b->node.las_ctx = &backup.las;
+    b->cfg.node_name = "n2";
+    pthread_mutex_init(&b->lock, NULL);
+    assert_int_equal(cas_backup_prepare(b), 0);
+
+    /* a platform the owner has not allowed: refused */
+    call(b, &c1, "GET", "/v1/backup/request", NULL, NULL);
+    assert_int_equal(c1.resp.status, 200);
+    call(&primary.st, &c2, "POST", "/v1/backups/register", OWNER, json_pack("{s:O}", "request", c1.resp.body));
+    assert_int_equal(c2.resp.status, 403);
+    call_done(&c2);
+    /* allowed: the owner trusts any platform */
+    const char *policy = "{\"allow_debug\":false,\"measurements\":[],\"platforms\":[],\"trust_any_platform\":true}";
+    assert_int_equal(cas_db_put(primary.st.pri.db, REC_POLICY, policy, strlen(policy)), 0);
+    call(&primary.st, &c2, "POST", "/v1/backups/register", OWNER, json_pack("{s:O}", "request", c1.resp.body));
+    assert_int_equal(c2.resp.status, 200);
+    call(b, &c3, "POST", "/v1/backup/complete", NULL, json_pack("{s:O}", "offer", json_object_get(c2.resp.body, "offer")));
+    assert_int_equal(c3.resp.status, 200);
+    call(&primary.st, &c4, "POST", "/v1/backups/confirm", OWNER,
+         json_pack("{s:O}", "completion", json_object_get(c3.resp.body, "completion")));
+    assert_int_equal(c4.resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(c4.resp.body, "node")), "n2");
+    /* the backup's entry opens with the backup node's seal key only, to the primary's database key */
+    assert_int_equal(primary.st.pri.ks.count, 2);
+    const struct cas_keystore_entry *e = cas_keystore_find(&primary.st.pri.ks, b->node.platform_id);
+    assert_non_null(e);
+    assert_int_equal(cas_keystore_open(&primary.st.pri.ks, e, backup.las.seal, got), 0);
+    assert_memory_equal(got, primary.st.pri.dbkey, 32);
+    assert_int_equal(cas_keystore_open(&primary.st.pri.ks, e, primary.las.seal, got), -EBADMSG);
+    /* a retried confirmation changes nothing and says so */
+    call(&primary.st, &c5, "POST", "/v1/backups/confirm", OWNER,
+         json_pack("{s:O}", "completion", json_object_get(c3.resp.body, "completion")));
+    assert_int_equal(c5.resp.status, 200);
+    assert_true(json_is_true(json_object_get(c5.resp.body, "already")));
+    struct cas_keystore disk;
+    assert_int_equal(cas_keystore_load(primary.st.pri.keystore_path, &disk, err, sizeof(err)), 0);
+    assert_int_equal(disk.count, 2);
+    assert_int_equal(cas_keystore_verify_mac(&disk, primary.st.pri.dbkey), 0);
+    cas_keystore_free(&disk);
+    call_done(&c1);
+    call_done(&c2);
+    call_done(&c3);
+    call_done(&c4);
+    call_done(&c5);
+    cas_backup_wipe(b);
+    cas_state_wipe(&primary.st);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_owner_route_is_guarded),
+        cmocka_unit_test(test_bodies_methods_and_modes),
+        cmocka_unit_test(test_attestation),
+        cmocka_unit_test(test_registration_with_fake_las),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
