@@ -51,7 +51,7 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id)
         goto out;
     }
     LOG_MODULE_INFO(CAS_LOG, "database %s re-encrypted under a new key (generation %llu); replacing the key-store",
-                    st->db_dir, (unsigned long long)next.generation);
+                    st->cfg.db_dir, (unsigned long long)next.generation);
     /* From here the database is under the new key: memory follows it, whatever the rename does. */
     memcpy(st->pri.dbkey, key, sizeof(key));
     cas_keystore_free(&st->pri.ks);
