@@ -24,11 +24,12 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
     bool ok = false;
     char err[1024];
     json_array_foreach(json_object_get(policy, "platforms"), i, v) if (np < 256) platforms[np++] = json_string_value(v);
+    const char *hex[256];
+    size_t nh = 0;
     memcpy(ms[nm++], st->node.measurement, CUSTOS_MEASUREMENT_SIZE); /* the primary's own measurement */
-    json_array_foreach(json_object_get(policy, "measurements"), i, v) {
-        if (nm < 257 && custos_hex_decode(json_string_value(v), ms[nm], CUSTOS_MEASUREMENT_SIZE) == 0)
-            nm++;
-    }
+    json_array_foreach(json_object_get(policy, "measurements"), i, v) if (nh < 256) hex[nh++] = json_string_value(v);
+    if (custos_measurements_decode(hex, nh, ms + 1, NULL) == 0) /* checked when stored (validate.c) */
+        nm += nh;
     platforms[np] = NULL;
     /* The primary's own platform is trusted: it runs on it. */
     platforms[np++] = st->node.platform_id;

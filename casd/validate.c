@@ -80,8 +80,9 @@ int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_s
         }
     }
     json_array_foreach(measurements, i, v) {
-        uint8_t m[32];
-        if (!json_is_string(v) || custos_hex_decode(json_string_value(v), m, sizeof(m)) < 0) {
+        uint8_t m[1][32];
+        const char *hex = json_string_value(v);
+        if (custos_measurements_decode(&hex, 1, m, NULL) < 0) {
             snprintf(err, err_size, "policy: measurements[%zu] is not 64 hex digits", i);
             return -EINVAL;
         }

@@ -53,13 +53,13 @@ int cli_attest_cas(const char *url, const char *expected_key_hash, const struct 
     }
     custos_attestation_report_data(kh, nonce, sizeof(nonce), rd);
     uint8_t(*ms)[CUSTOS_MEASUREMENT_SIZE] = calloc(trust->measurements.count + 1, sizeof(*ms));
-    for (size_t i = 0; ms && i < trust->measurements.count; i++) {
-        if (custos_hex_decode(trust->measurements.items[i], ms[i], CUSTOS_MEASUREMENT_SIZE) < 0) {
-            snprintf(err, err_size, "--measurement '%s' is not 64 hex digits", trust->measurements.items[i]);
-            free(ms);
-            ret = -EINVAL;
-            goto out;
-        }
+    size_t bad = 0;
+    if (ms && custos_measurements_decode((const char *const *)trust->measurements.items, trust->measurements.count,
+                                         ms, &bad) < 0) {
+        snprintf(err, err_size, "--measurement '%s' is not 64 hex digits", trust->measurements.items[bad]);
+        free(ms);
+        ret = -EINVAL;
+        goto out;
     }
     struct custos_quote_policy pol = {
         .platforms = trust->platforms.items,

@@ -19,3 +19,17 @@ int custos_attestation_report_data(const uint8_t key_hash[32], const uint8_t *no
     custos_sha256(buf, sizeof(ATTESTATION_LABEL) - 1 + nonce_size, out + 32);
     return 0;
 }
+
+int custos_measurements_decode(const char *const *hex, size_t count, uint8_t (*out)[CUSTOS_MEASUREMENT_SIZE],
+                               size_t *bad)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!hex[i] || strlen(hex[i]) != 2 * CUSTOS_MEASUREMENT_SIZE ||
+            custos_hex_decode(hex[i], out[i], CUSTOS_MEASUREMENT_SIZE) < 0) {
+            if (bad)
+                *bad = i;
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -232,6 +232,11 @@ int custos_las_path_check(const char *socket_path, char *err, size_t err_size);
 int custos_attestation_report_data(const uint8_t key_hash[32], const uint8_t *nonce, size_t nonce_size,
                                    uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
 
+/* The one decoder of measurement lists (policies, allow-lists, --measurement): `count` strings of 64
+ * hex digits into out. -1 with *bad (may be NULL) = the index of the first that is not. */
+int custos_measurements_decode(const char *const *hex, size_t count, uint8_t (*out)[CUSTOS_MEASUREMENT_SIZE],
+                               size_t *bad);
+
 /* Client: asks the lasd at socket_path for a quote over report_data. */
 int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_REPORT_DATA_SIZE],
                      struct custos_quote *out, char *err, size_t err_size);
