@@ -410,15 +410,7 @@ class Cli:
 
 def https(addr, method, path, body=None, cert=None, timeout=15):
     """A raw HTTPS request to casd (no server verification: tests talk to their own process)."""
-    import http.client
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if cert:
-        ctx.load_cert_chain(*cert)
-    host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=timeout)
+    conn = https_connection(addr, cert=cert, timeout=timeout)
     try:
         data = body if isinstance(body, (bytes, type(None))) else body.encode()
         conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})

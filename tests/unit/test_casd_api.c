@@ -190,6 +190,16 @@ static void test_bodies_methods_and_modes(void **state)
 
 static struct fake_las g_gate_las;
 
+static void attest_call(struct cas_state *st, struct call *c, const char *nonce_hex)
+{
+    memset(c, 0, sizeof(*c));
+    c->req.method = "GET";
+    c->req.url = "/v1/attestation";
+    c->req.test_args = json_pack("{s:s}", "nonce", nonce_hex);
+    c->resp.status = 200;
+    cas_dispatch(st, &c->req, &c->resp);
+}
+
 static void test_attestation(void **state)
 {
     (void)state;
@@ -205,12 +215,7 @@ static void test_attestation(void **state)
     st.tls.cert_pem = "CERT";
     strcpy(st.node.platform_kind, "sim");
     memset(nonce, 0x5c, sizeof(nonce));
-    memset(&c, 0, sizeof(c));
-    c.req.method = "GET";
-    c.req.url = "/v1/attestation";
-    c.req.test_args = json_pack("{s:s}", "nonce", "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c");
-    c.resp.status = 200;
-    cas_dispatch(&st, &c.req, &c.resp);
+    attest_call(&st, &c, "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c");
     assert_int_equal(c.resp.status, 200);
     assert_int_equal(custos_quote_from_json(json_object_get(c.resp.body, "quote"), &q, err, sizeof(err)), 0);
     assert_int_equal(custos_quote_verify_signature(&q), 0);
@@ -219,24 +224,14 @@ static void test_attestation(void **state)
     call_done(&c);
     /* a bad nonce never reaches the LAS */
     int before = g_gate_las.quotes;
-    memset(&c, 0, sizeof(c));
-    c.req.method = "GET";
-    c.req.url = "/v1/attestation";
-    c.req.test_args = json_pack("{s:s}", "nonce", "xyz");
-    c.resp.status = 200;
-    cas_dispatch(&st, &c.req, &c.resp);
+    attest_call(&st, &c, "xyz");
     assert_int_equal(c.resp.status, 400);
     assert_int_equal(g_gate_las.quotes, before);
     call_done(&c);
     /* a stalled LAS: 503, and while it stays stalled, 503 again without waiting for it */
     g_gate_las.stall_ms = 2500;
     for (int i = 0; i < 2; i++) {
-        memset(&c, 0, sizeof(c));
-        c.req.method = "GET";
-        c.req.url = "/v1/attestation";
-        c.req.test_args = json_pack("{s:s}", "nonce", "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c");
-        c.resp.status = 200;
-        cas_dispatch(&st, &c.req, &c.resp);
+        attest_call(&st, &c, "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c");
         assert_int_equal(c.resp.status, 503);
         assert_string_equal(err_code(&c), "las_unavailable");
         call_done(&c);
