@@ -9,10 +9,12 @@
 
 #include "cli.h"
 
+#define ATTEST_PREFIX "custos-attestation-v1" /* hashed without its NUL */
+
 int cli_attest_cas(const char *url, const char *expected_key_hash, const struct cli_trust *trust,
                    json_t **evidence, char **cert_pem, char key_hash[65], char *err, size_t err_size)
 {
-    uint8_t nonce[16], kh[32], rd[CUSTOS_REPORT_DATA_SIZE], buf[21 + 16];
+    uint8_t nonce[16], kh[32], rd[CUSTOS_REPORT_DATA_SIZE], buf[sizeof(ATTEST_PREFIX) - 1 + 16];
     char nonce_hex[33], path[64], qerr[1024];
     struct cli_response resp;
     struct custos_quote q;
@@ -51,10 +53,13 @@ int cli_attest_cas(const char *url, const char *expected_key_hash, const struct 
         snprintf(err, err_size, "CAS at %s: %s", url, qerr);
         goto out;
     }
+    /* report data: the TLS key hash, then SHA-256("custos-attestation-v1" || nonce) */
+    struct custos_buf b;
+    custos_buf_init(&b, buf, sizeof(buf));
+    custos_buf_put(&b, ATTEST_PREFIX, sizeof(ATTEST_PREFIX) - 1);
+    custos_buf_put(&b, nonce, sizeof(nonce));
     memcpy(rd, kh, 32);
-    memcpy(buf, "custos-attestation-v1", 21);
-    memcpy(buf + 21, nonce, sizeof(nonce));
-    custos_sha256(buf, sizeof(buf), rd + 32);
+    custos_sha256(buf, custos_buf_len(&b), rd + 32);
     uint8_t(*ms)[CUSTOS_MEASUREMENT_SIZE] = calloc(trust->measurements.count + 1, sizeof(*ms));
     for (size_t i = 0; ms && i < trust->measurements.count; i++) {
         if (custos_hex_decode(trust->measurements.items[i], ms[i], CUSTOS_MEASUREMENT_SIZE) < 0) {
