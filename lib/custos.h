@@ -186,6 +186,9 @@ int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *
 extern void (*custos_atomic_write_hook)(int step);
 /* Crash-safe replace: temp file (O_EXCL|O_NOFOLLOW, mode), write, fsync, rename, fsync dir. */
 int custos_write_file_atomic(const char *path, const void *data, size_t size, unsigned mode);
+/* The same, but never replaces: -EEXIST (and nothing left behind) when path exists by the time the
+ * file is moved there, so two processes creating the same file cannot overwrite each other. */
+int custos_write_file_new(const char *path, const void *data, size_t size, unsigned mode);
 /* rename(from, to), then fsync of to's directory: the rename survives a crash once it returns 0. */
 int custos_rename_durable(const char *from, const char *to);
 /* Reads a whole regular file of at most max_size bytes (adds a NUL after the data; caller frees).
