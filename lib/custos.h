@@ -233,6 +233,13 @@ void custos_options_help(FILE *f, const char *prog, const char *summary,
 /* Parses YAML (one document) into a jansson tree. Anchors/aliases and tags are refused; depth and
  * size bounded. Error text names line and column. Caller frees *out with json_decref. */
 int custos_yaml_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
+/* Makes jansson wipe every block it frees (parsed strings, object keys, dump buffers), so secrets that
+ * passed through a JSON tree leave no copies in freed memory. Call once at the start of main, before
+ * other threads start (idempotent; blocks allocated before the call are wiped too). A string returned
+ * by json_dumps is still an ordinary malloc block: callers free() it and wipe it themselves first. */
+void custos_json_wipe_init(void);
+/* Test hook: called by jansson's free, after the wipe and before free(), with the block and its size. */
+extern void (*custos_json_free_hook)(const void *ptr, size_t size);
 /* Strict JSON parse (no duplicate keys, bounded size/depth). */
 int custos_json_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
 /* Gets a base64 field and decodes it into exactly want bytes (want==0: any, result malloc'ed). */
