@@ -161,6 +161,12 @@ static void test_lengths_named(void **state)
     custos_put_be(g_buf + pub_at, pub_size - 1, 4); /* one byte short for its TPM2B */
     resum(g_buf, size);
     refused(g_buf, size, "");
+    /* the TPM2B_PUBLIC's own size field smaller than its structure (found by fuzz_tpm2_blob: Tss2_MU
+     * does not check it, so the blob was accepted and serialized back differently) */
+    size = sample(TPM2_SRK_ECC_P256);
+    custos_put_be(g_buf + pub_at + 4, pub_size - 2 - 8, 2);
+    resum(g_buf, size);
+    refused(g_buf, size, "its size field says");
     /* one byte more in the part than its TPM2B_PUBLIC uses */
     size = sample(TPM2_SRK_ECC_P256);
     size_t end = pub_at + 4 + pub_size;
