@@ -118,16 +118,14 @@ static int parse(const uint8_t *data, size_t size, struct tpm2_blob *out, char *
     out->primary_name.size = (UINT16)name_size;
     memcpy(out->primary_name.name, name, name_size);
     if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(pub, pub_size, &used, &out->pub) != TSS2_RC_SUCCESS || used != pub_size)
-        return refuse(why, why_size, "malformed public part (%zu bytes, %zu of them a TPM2B_PUBLIC)", pub_size,
-                      used);
+        return refuse(why, why_size, "malformed public part (%zu bytes, %zu of them a TPM2B_PUBLIC)", pub_size, used);
     /* Tss2_MU does not hold the TPM2B's size field to the structure it read; this parser does, so
      * that a blob is accepted only in the one form the serializer writes. */
     if ((size_t)out->pub.size + 2 != pub_size)
         return refuse(why, why_size, "malformed public part: its size field says %u bytes, its structure is %zu",
                       out->pub.size, pub_size - 2);
     used = 0;
-    if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(priv, priv_size, &used, &out->priv) != TSS2_RC_SUCCESS ||
-        used != priv_size)
+    if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(priv, priv_size, &used, &out->priv) != TSS2_RC_SUCCESS || used != priv_size)
         return refuse(why, why_size, "malformed private part (%zu bytes, %zu of them a TPM2B_PRIVATE)", priv_size,
                       used);
     if (custos_sha256(body, custos_buf_len(&r), md) < 0 || !custos_ct_equal(md, sum, sizeof(md)))

@@ -20,19 +20,19 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #define TPM2_BLOB_FILE "machine-secret.tpm2"
-#define TPM2_BLOB_MAGIC "CTPM2v1\n"       /* written without its NUL */
-#define TPM2_BLOB_MAGIC_FAMILY "CTPM2v"   /* the same format family, any version */
+#define TPM2_BLOB_MAGIC "CTPM2v1\n"     /* written without its NUL */
+#define TPM2_BLOB_MAGIC_FAMILY "CTPM2v" /* the same format family, any version */
 #define TPM2_BLOB_SUM_SIZE 32
 enum tpm2_srk { TPM2_SRK_ECC_P256 = 1, TPM2_SRK_RSA_2048 = 2 };
-#define TPM2_BLOB_MAX                                                                                              \
-    (sizeof(TPM2_BLOB_MAGIC) - 1 + 1 + 2 + sizeof(TPMU_NAME) + 4 + sizeof(TPM2B_PUBLIC) + 4 + sizeof(TPM2B_PRIVATE) + \
+#define TPM2_BLOB_MAX                                                                                                  \
+    (sizeof(TPM2_BLOB_MAGIC) - 1 + 1 + 2 + sizeof(TPMU_NAME) + 4 + sizeof(TPM2B_PUBLIC) + 4 + sizeof(TPM2B_PRIVATE) +  \
      TPM2_BLOB_SUM_SIZE)
 
 struct tpm2_blob {
-    uint8_t srk;               /* enum tpm2_srk */
+    uint8_t srk; /* enum tpm2_srk */
     TPM2B_NAME primary_name;
     TPM2B_PUBLIC pub;
-    TPM2B_PRIVATE priv;        /* sealed (encrypted by the TPM), still wiped after use */
+    TPM2B_PRIVATE priv; /* sealed (encrypted by the TPM), still wiped after use */
 };
 
 /* Serialises blob into out[0..cap) (TPM2_BLOB_MAX is always enough); *out_size is the file's size.

@@ -22,10 +22,10 @@ static void test_put_all(void **state)
         0x12, 0x34,                                     /* u16 */
         0xde, 0xad, 0xbe, 0xef,                         /* u32 */
         0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, /* u64 */
-        'r', 'a', 'w',                                  /* raw */
-        0x00, 0x02, 'h', 'i',                           /* u16-prefixed */
-        0x00, 0x00, 0x00, 0x03, 'a', 'b', 'c',          /* u32-prefixed */
-        's', 't', 'r', 0x00,                            /* str0 */
+        'r',  'a',  'w',                                /* raw */
+        0x00, 0x02, 'h',  'i',                          /* u16-prefixed */
+        0x00, 0x00, 0x00, 0x03, 'a',  'b',  'c',        /* u32-prefixed */
+        's',  't',  'r',  0x00,                         /* str0 */
         0x00, 0x00,                                     /* empty u16-prefixed */
         0x00,                                           /* empty str0 */
     };
@@ -142,14 +142,30 @@ static void test_overflow_sticks(void **state)
         custos_buf_init(&b, out, sizes[kind]);
         int ret = 0;
         switch (kind) {
-        case 0: ret = custos_buf_put_u8(&b, 1); break;
-        case 1: ret = custos_buf_put_u16(&b, 1); break;
-        case 2: ret = custos_buf_put_u32(&b, 1); break;
-        case 3: ret = custos_buf_put_u64(&b, 1); break;
-        case 4: ret = custos_buf_put(&b, "12345678", 8); break;
-        case 5: ret = custos_buf_put_str0(&b, "12345678"); break;
-        case 6: ret = custos_buf_put_bytes_u16(&b, "x", 1); break;  /* needs 3 */
-        case 7: ret = custos_buf_put_bytes_u32(&b, "xx", 2); break; /* needs 6 */
+        case 0:
+            ret = custos_buf_put_u8(&b, 1);
+            break;
+        case 1:
+            ret = custos_buf_put_u16(&b, 1);
+            break;
+        case 2:
+            ret = custos_buf_put_u32(&b, 1);
+            break;
+        case 3:
+            ret = custos_buf_put_u64(&b, 1);
+            break;
+        case 4:
+            ret = custos_buf_put(&b, "12345678", 8);
+            break;
+        case 5:
+            ret = custos_buf_put_str0(&b, "12345678");
+            break;
+        case 6:
+            ret = custos_buf_put_bytes_u16(&b, "x", 1);
+            break; /* needs 3 */
+        case 7:
+            ret = custos_buf_put_bytes_u32(&b, "xx", 2);
+            break; /* needs 6 */
         }
         assert_int_equal(ret, -ENOBUFS);
         assert_false(custos_buf_ok(&b));
@@ -217,10 +233,18 @@ static void test_underflow_sticks(void **state)
             int ret = 0;
             custos_buf_reader(&r, in, have);
             switch (size) {
-            case 1: ret = custos_buf_get_u8(&r, &u8); break;
-            case 2: ret = custos_buf_get_u16(&r, &u16); break;
-            case 4: ret = custos_buf_get_u32(&r, &u32); break;
-            case 8: ret = custos_buf_get_u64(&r, &u64); break;
+            case 1:
+                ret = custos_buf_get_u8(&r, &u8);
+                break;
+            case 2:
+                ret = custos_buf_get_u16(&r, &u16);
+                break;
+            case 4:
+                ret = custos_buf_get_u32(&r, &u32);
+                break;
+            case 8:
+                ret = custos_buf_get_u64(&r, &u64);
+                break;
             }
             assert_int_equal(ret, have == size ? 0 : -EBADMSG);
             assert_int_equal(custos_buf_done(&r), have == size);
@@ -265,11 +289,8 @@ static void test_reserve(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_all),
-        cmocka_unit_test(test_get_all),
-        cmocka_unit_test(test_overflow_sticks),
-        cmocka_unit_test(test_underflow_sticks),
-        cmocka_unit_test(test_reserve),
+        cmocka_unit_test(test_put_all),          cmocka_unit_test(test_get_all), cmocka_unit_test(test_overflow_sticks),
+        cmocka_unit_test(test_underflow_sticks), cmocka_unit_test(test_reserve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
