@@ -228,10 +228,11 @@ static void test_underflow_sticks(void **state)
     assert_false(custos_buf_done(&r));
 
     /* Each integer size is refused one byte short, and accepted at exactly its size. */
+    static const uint8_t ints[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     for (unsigned size = 1; size <= 8; size *= 2) {
         for (unsigned have = size - 1; have <= size; have++) {
             int ret = 0;
-            custos_buf_reader(&r, in, have);
+            custos_buf_reader(&r, ints, have);
             switch (size) {
             case 1:
                 ret = custos_buf_get_u8(&r, &u8);
