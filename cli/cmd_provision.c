@@ -92,132 +92,188 @@ out:
     return ret;
 }
 
-int cmd_provision(int argc, char **argv)
+/* What `cas provision` works with, gathered step by step. Freed (secrets wiped) by provision_free. */
+struct provision {
+    const char *prog;
+    struct cli_trust trust;
+    struct custos_strlist pos;
+    const char *key_hash, *token, *token_file, *config_file, *cli_config, *identity;
+    char url[512], host[300], path_buf[4096];
+    const char *path;  /* the CLI configuration file */
+    char *token_buf;   /* the token read from --token-file (secret) */
+    char *toml;        /* the owner configuration as given */
+    size_t toml_size;
+    json_t *owner_cfg; /* ... and parsed */
+    json_t *cfg;       /* the CLI configuration */
+    struct cli_identity id;
+    json_t *evidence;  /* of the attested CAS */
+    char *cert;
+    char got_hash[65];
+};
+
+static void provision_free(struct provision *p)
 {
-    struct cli_trust t = {0};
-    struct custos_strlist pos = {0};
-    const char *key_hash = NULL, *token = NULL, *token_file = NULL, *config_file = NULL, *cli_config = NULL,
-               *identity = NULL;
+    json_decref(p->cfg);
+    json_decref(p->evidence);
+    json_decref(p->owner_cfg);
+    cli_identity_free(&p->id);
+    free(p->cert);
+    free(p->toml);
+    if (p->token_buf) {
+        custos_wipe(p->token_buf, strlen(p->token_buf));
+        free(p->token_buf);
+    }
+    trust_free(&p->trust);
+    custos_strlist_free(&p->pos);
+}
+
+/* Options and positional arguments. Returns -1 to go on, or the exit status (0 after --help, 2 for a
+ * usage error, named). */
+static int provision_args(struct provision *p, int argc, char **argv)
+{
     struct custos_option opts[] = {
         {"cas-key-hash", 'c', NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "KEYHASH",
-         "key hash of the CAS, from its log ('CAS key hash')", &key_hash},
+         "key hash of the CAS, from its log ('CAS key hash')", &p->key_hash},
         {"token", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "TOKEN",
          "provisioning token, from its log ('CAS provisioning token'); visible to other local users while "
-         "the command runs: prefer --token-file", &token},
+         "the command runs: prefer --token-file", &p->token},
         {"token-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
-         "read the provisioning token from FILE (- for stdin)", &token_file},
+         "read the provisioning token from FILE (- for stdin)", &p->token_file},
         {"config-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "owner configuration (TOML)",
-         &config_file},
+         &p->config_file},
         {"identity", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
-         "owner identity to use (PKCS#8 PEM private key); default: the CLI configuration's", &identity},
-        CLI_OPT_CLI_CONFIG(cli_config),
-        TRUST_OPTIONS(t),
+         "owner identity to use (PKCS#8 PEM private key); default: the CLI configuration's", &p->identity},
+        CLI_OPT_CLI_CONFIG(p->cli_config),
+        TRUST_OPTIONS(p->trust),
     };
-    json_t *cfg = NULL, *evidence = NULL, *owner_cfg = NULL, *req = NULL;
-    struct cli_identity id = {0};
-    struct cli_response resp = {0};
-    char *cert = NULL, *toml = NULL, *body = NULL, *token_buf = NULL, err[2048], url[512], host[300],
-         path_buf[4096];
-    char got_hash[65];
-    size_t toml_size = 0;
     int ret = custos_options_parse(argv[0],
                                    "Attest the CAS at ADDR, then provision it with the token and the owner "
                                    "configuration and claim ownership for this CLI's identity.\n"
                                    "Usage: cas provision ADDR -c KEYHASH --token TOKEN --config-file FILE "
                                    "with-attestation [flags]",
-                                   opts, sizeof(opts) / sizeof(opts[0]), argc, argv, &pos);
-    if (ret) {
-        ret = ret > 0 ? 0 : 2;
-        goto out;
-    }
-    ret = 2;
-    if (pos.count != 2 || strcmp(pos.items[1], "with-attestation") != 0) {
+                                   opts, sizeof(opts) / sizeof(opts[0]), argc, argv, &p->pos);
+    if (ret)
+        return ret > 0 ? 0 : 2;
+    if (p->pos.count != 2 || strcmp(p->pos.items[1], "with-attestation") != 0) {
         fprintf(stderr, "%s: expected ADDR with-attestation (provisioning without attestation is not "
-                "offered)\n", argv[0]);
-        goto out;
+                "offered)\n", p->prog);
+        return 2;
     }
-    if (cli_normalize_address(pos.items[0], url, sizeof(url), host, sizeof(host)) < 0) {
-        fprintf(stderr, "%s: '%s' is not a CAS address (host, host:port or https://host:port)\n", argv[0],
-                pos.items[0]);
-        goto out;
+    if (cli_normalize_address(p->pos.items[0], p->url, sizeof(p->url), p->host, sizeof(p->host)) < 0) {
+        fprintf(stderr, "%s: '%s' is not a CAS address (host, host:port or https://host:port)\n", p->prog,
+                p->pos.items[0]);
+        return 2;
     }
-    if (!key_hash || (!token == !token_file) || !config_file) {
+    if (!p->key_hash || (!p->token == !p->token_file) || !p->config_file) {
         fprintf(stderr, "%s: -c KEYHASH, one of --token TOKEN or --token-file FILE, and --config-file FILE are "
-                "required\n", argv[0]);
-        goto out;
+                "required\n", p->prog);
+        return 2;
     }
-    ret = 1;
-    if (token_file) {
-        size_t n = 0;
-        int rr = cli_read_input(token_file, 4096, &token_buf, &n);
-        if (rr < 0) {
-            fprintf(stderr, "%s: cannot read token file %s: %s\n", argv[0], token_file, strerror(-rr));
-            goto out;
-        }
-        while (n && (token_buf[n - 1] == '\n' || token_buf[n - 1] == '\r' || token_buf[n - 1] == ' '))
-            token_buf[--n] = '\0';
-        token = token_buf;
+    return -1;
+}
+
+/* --token-file: the token without trailing newlines and spaces. */
+static int provision_read_token(struct provision *p)
+{
+    size_t n = 0;
+    if (!p->token_file)
+        return 0;
+    int ret = cli_read_input(p->token_file, 4096, &p->token_buf, &n);
+    if (ret < 0) {
+        fprintf(stderr, "%s: cannot read token file %s: %s\n", p->prog, p->token_file, strerror(-ret));
+        return ret;
     }
-    int r = cli_read_input(config_file, 1u << 20, &toml, &toml_size);
-    if (r < 0) {
-        fprintf(stderr, "%s: cannot read owner configuration %s: %s\n", argv[0], config_file, strerror(-r));
-        goto out;
+    while (n && (p->token_buf[n - 1] == '\n' || p->token_buf[n - 1] == '\r' || p->token_buf[n - 1] == ' '))
+        p->token_buf[--n] = '\0';
+    p->token = p->token_buf;
+    return 0;
+}
+
+static int provision_read_owner_config(struct provision *p)
+{
+    char err[2048];
+    int ret = cli_read_input(p->config_file, 1u << 20, &p->toml, &p->toml_size);
+    if (ret < 0) {
+        fprintf(stderr, "%s: cannot read owner configuration %s: %s\n", p->prog, p->config_file, strerror(-ret));
+        return ret;
     }
-    if (custos_toml_parse(toml, toml_size, &owner_cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: owner configuration %s: %s\n", argv[0], config_file, err);
-        goto out;
+    if ((ret = custos_toml_parse(p->toml, p->toml_size, &p->owner_cfg, err, sizeof(err))) < 0) {
+        fprintf(stderr, "%s: owner configuration %s: %s\n", p->prog, p->config_file, err);
+        return ret;
     }
-    const char *path = cli_config_path(cli_config, path_buf, sizeof(path_buf));
-    if (cli_config_load(path, &cfg, err, sizeof(err)) < 0 ||
-        cli_identity(cfg, identity, &id, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", argv[0], err);
-        goto out;
+    return 0;
+}
+
+/* The CLI configuration and the owner identity, saved before anything is sent: if CAS records the
+ * owner and the answer is lost, the owner key must still exist. */
+static int provision_load_identity(struct provision *p)
+{
+    char err[2048];
+    int ret;
+    p->path = cli_config_path(p->cli_config, p->path_buf, sizeof(p->path_buf));
+    if ((ret = cli_config_load(p->path, &p->cfg, err, sizeof(err))) < 0 ||
+        (ret = cli_identity(p->cfg, p->identity, &p->id, err, sizeof(err))) < 0 ||
+        (p->id.changed && (ret = cli_config_save(p->path, p->cfg, err, sizeof(err))) < 0)) {
+        fprintf(stderr, "%s: %s\n", p->prog, err);
+        return ret;
     }
-    /* The identity is saved before anything is sent: if CAS records the owner and the answer is
-     * lost, the owner key must still exist. */
-    if (id.changed && cli_config_save(path, cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", argv[0], err);
-        goto out;
-    }
+    return 0;
+}
+
+/* What is about to happen, and which owner configuration sections this platform does not use. */
+static void provision_announce(const struct provision *p)
+{
+    const char *section;
+    json_t *v;
     printf("This command will provision and claim ownership of a CAS.\n"
            "    The ownership is bound to the cryptographic identity used now (key hash %s).\n"
            "    Holding it is needed to change CAS settings and register backups: keep %s safe.\n",
-           id.key_hash, path);
-    const char *section;
-    json_t *v;
-    json_object_foreach(owner_cfg, section, v) {
+           p->id.key_hash, p->path);
+    json_object_foreach(p->owner_cfg, section, v) {
         if (strcmp(section, "api_identity") != 0)
             printf("CAS owner configuration section [%s] is not used by this platform; it is stored as "
                    "given.\n", section);
     }
-    if (cli_attest_cas(url, key_hash, &t, &evidence, &cert, got_hash, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", argv[0], err);
-        goto out;
+}
+
+static int provision_attest(struct provision *p)
+{
+    char err[2048];
+    int ret = cli_attest_cas(p->url, p->key_hash, &p->trust, &p->evidence, &p->cert, p->got_hash, err,
+                             sizeof(err));
+    if (ret < 0) {
+        fprintf(stderr, "%s: %s\n", p->prog, err);
+        return ret;
     }
-    printf("CAS %s at %s/ is trustworthy\n", host, url);
-    /* The relaxations used now are also the CAS's trust policy for its backups. */
+    printf("CAS %s at %s/ is trustworthy\n", p->host, p->url);
+    return 0;
+}
+
+/* POST /v1/provision to the attested CAS: the token, the owner configuration and, as the CAS's trust
+ * policy for its backups, the relaxations used now. */
+static int provision_send(struct provision *p)
+{
+    struct cli_response resp = {0};
+    char err[2048];
+    char *body = NULL;
+    int ret = -EIO;
     json_t *plist = json_array();
-    for (size_t i = 0; i < t.platforms.count; i++)
-        json_array_append_new(plist, json_string(t.platforms.items[i]));
-    req = json_pack("{s:s, s:s, s:{s:b, s:b, s:o}}", "token", token, "owner_config", toml, "policy",
-                    "trust_any_platform", t.trust_any, "allow_debug", t.debug, "platforms", plist);
+    for (size_t i = 0; plist && i < p->trust.platforms.count; i++)
+        json_array_append_new(plist, json_string(p->trust.platforms.items[i]));
+    json_t *req = json_pack("{s:s, s:s, s:{s:b, s:b, s:o}}", "token", p->token, "owner_config", p->toml, "policy",
+                            "trust_any_platform", p->trust.trust_any, "allow_debug", p->trust.debug, "platforms",
+                            plist);
     body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    if (!body || cli_https(url, "POST", "/v1/provision", body, got_hash, &id, &resp, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", argv[0], body ? err : "out of memory");
+    if (!body || cli_https(p->url, "POST", "/v1/provision", body, p->got_hash, &p->id, &resp, err,
+                           sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", p->prog, body ? err : "out of memory");
         goto out;
     }
     if (resp.status != 200) {
-        fprintf(stderr, "%s: CAS refused the provisioning (status %ld): %s\n", argv[0], resp.status,
+        fprintf(stderr, "%s: CAS refused the provisioning (status %ld): %s\n", p->prog, resp.status,
                 cli_error_message(&resp));
         goto out;
     }
-    record_cas(cfg, host, url, got_hash, cert, evidence, true);
-    if (cli_config_save(path, cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n(CAS IS provisioned and you are its owner; the identity above must be "
-                "kept)\n", argv[0], err);
-        goto out;
-    }
-    printf("Done, CAS configuration was successfully provisioned. You are now the owner of the CAS.\n");
     ret = 0;
 out:
     if (body) {
@@ -225,18 +281,37 @@ out:
         free(body);
     }
     json_decref(req);
-    json_decref(cfg);
-    json_decref(evidence);
-    json_decref(owner_cfg);
     cli_response_free(&resp);
-    cli_identity_free(&id);
-    free(cert);
-    free(toml);
-    if (token_buf) {
-        custos_wipe(token_buf, strlen(token_buf));
-        free(token_buf);
-    }
-    trust_free(&t);
-    custos_strlist_free(&pos);
+    return ret;
+}
+
+/* The CAS, as its owner, becomes the CLI configuration's default. */
+static int provision_record(struct provision *p)
+{
+    char err[2048];
+    record_cas(p->cfg, p->host, p->url, p->got_hash, p->cert, p->evidence, true);
+    int ret = cli_config_save(p->path, p->cfg, err, sizeof(err));
+    if (ret < 0)
+        fprintf(stderr, "%s: %s\n(CAS IS provisioned and you are its owner; the identity above must be "
+                "kept)\n", p->prog, err);
+    return ret;
+}
+
+int cmd_provision(int argc, char **argv)
+{
+    struct provision p = {.prog = argv[0]};
+    int ret = provision_args(&p, argc, argv);
+    if (ret >= 0)
+        goto out;
+    ret = 1;
+    if (provision_read_token(&p) < 0 || provision_read_owner_config(&p) < 0 || provision_load_identity(&p) < 0)
+        goto out;
+    provision_announce(&p);
+    if (provision_attest(&p) < 0 || provision_send(&p) < 0 || provision_record(&p) < 0)
+        goto out;
+    printf("Done, CAS configuration was successfully provisioned. You are now the owner of the CAS.\n");
+    ret = 0;
+out:
+    provision_free(&p);
     return ret;
 }

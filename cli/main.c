@@ -125,6 +125,7 @@ static const struct cli_command g_commands[] = {
 
 int main(int argc, char **argv)
 {
+    custos_json_wipe_init(); /* before any JSON is made: freed JSON memory is wiped */
     custos_log_configure(getenv("CUSTOS_LOG"));
     return cli_dispatch("cas", g_commands, sizeof(g_commands) / sizeof(g_commands[0]), argc, argv);
 }

@@ -10,6 +10,7 @@
 
 int main(int argc, char **argv)
 {
+    custos_json_wipe_init(); /* before any JSON is made: freed JSON memory is wiped */
     const char *socket_path = NULL, *platform_name = NULL, *platform_dir = NULL, *tcti = NULL,
                *log_spec = NULL;
     long long sim_tcb = 0, threads = 0, max_clients = 0, max_per_uid = 0, reserved_clients = 0, timeout_ms = 0;

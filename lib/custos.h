@@ -44,6 +44,80 @@ char *custos_base64_encode(const uint8_t *in, size_t size);
 /* Decodes strict base64 (padding required, no whitespace). Caller frees *out. */
 int custos_base64_decode(const char *in, uint8_t **out, size_t *out_size);
 
+/* ---- bounded byte builder / reader (buf.c) ---------------------------------------------------- */
+/* A cursor over a caller's fixed buffer (it never allocates or grows). A writer appends big-endian
+ * integers and bytes; a reader takes them off the front of untrusted input. The first put that does
+ * not fit, or get that runs past the end, sets a sticky failure flag: every later call does nothing
+ * (puts write nothing, gets return zeros / NULL) and returns the same error, so a codec can run all
+ * its steps and check custos_buf_ok() once at the end. Each call also returns 0 or a negative errno
+ * (-ENOBUFS: a put did not fit, -EBADMSG: a get ran past the input, or a string had no NUL) for a
+ * parser that wants to name the field that was short.
+ *
+ *     uint8_t out[8];
+ *     struct custos_buf b;
+ *     custos_buf_init(&b, out, sizeof(out));
+ *     custos_buf_put_u32(&b, 7);
+ *     custos_buf_put_u32(&b, 9);
+ *     if (!custos_buf_ok(&b)) ...       // custos_buf_len(&b) == 8
+ *
+ *     struct custos_buf r;
+ *     custos_buf_reader(&r, in, in_size);
+ *     custos_buf_get_u32(&r, &a);
+ *     custos_buf_get_bytes_u16(&r, &name, &name_size);  // name points into in
+ *     if (!custos_buf_done(&r)) ...     // short, or bytes left over
+ *
+ * The structure holds no secret of its own; wiping the storage is the caller's. */
+struct custos_buf {
+    uint8_t *wdata;      /* writer: the storage (NULL for a reader) */
+    const uint8_t *data; /* the bytes written so far, or the reader's input */
+    size_t size;         /* capacity (writer) or input size (reader) */
+    size_t pos;          /* bytes written, or read */
+    bool failed;         /* sticky: a put overflowed or a get underflowed */
+};
+/* A writer over storage[0..size). */
+void custos_buf_init(struct custos_buf *b, void *storage, size_t size);
+/* A reader over data[0..size) (not copied: data must outlive the reader). */
+void custos_buf_reader(struct custos_buf *r, const void *data, size_t size);
+/* false once any put or get failed. */
+bool custos_buf_ok(const struct custos_buf *b);
+/* A reader that did not fail and consumed all its input. */
+bool custos_buf_done(const struct custos_buf *b);
+/* Bytes written (writer) or read (reader) so far. */
+size_t custos_buf_len(const struct custos_buf *b);
+/* Room left (writer) or unread bytes (reader); 0 after a failure. */
+size_t custos_buf_left(const struct custos_buf *b);
+
+int custos_buf_put_u8(struct custos_buf *b, uint8_t v);
+int custos_buf_put_u16(struct custos_buf *b, uint16_t v);
+int custos_buf_put_u32(struct custos_buf *b, uint32_t v);
+int custos_buf_put_u64(struct custos_buf *b, uint64_t v);
+/* size raw bytes (data may be NULL when size is 0). */
+int custos_buf_put(struct custos_buf *b, const void *data, size_t size);
+/* A length-prefixed byte string: u16 (or u32) big-endian size, then the bytes. -ENOBUFS also when
+ * size does not fit the prefix. */
+int custos_buf_put_bytes_u16(struct custos_buf *b, const void *data, size_t size);
+int custos_buf_put_bytes_u32(struct custos_buf *b, const void *data, size_t size);
+/* The string and its terminating NUL. */
+int custos_buf_put_str0(struct custos_buf *b, const char *s);
+/* Reserves size bytes to fill in later (e.g. a length known only at the end); *out points at them,
+ * or is NULL on failure. */
+int custos_buf_reserve(struct custos_buf *b, size_t size, uint8_t **out);
+
+int custos_buf_get_u8(struct custos_buf *r, uint8_t *out);
+int custos_buf_get_u16(struct custos_buf *r, uint16_t *out);
+int custos_buf_get_u32(struct custos_buf *r, uint32_t *out);
+int custos_buf_get_u64(struct custos_buf *r, uint64_t *out);
+/* Copies size bytes into out (zeroed on failure). */
+int custos_buf_get(struct custos_buf *r, void *out, size_t size);
+/* Points *out at the next size bytes of the input without copying (NULL on failure). */
+int custos_buf_get_ptr(struct custos_buf *r, size_t size, const uint8_t **out);
+/* A length-prefixed byte string; *out points into the input, *out_size is its length. */
+int custos_buf_get_bytes_u16(struct custos_buf *r, const uint8_t **out, size_t *out_size);
+int custos_buf_get_bytes_u32(struct custos_buf *r, const uint8_t **out, size_t *out_size);
+/* A NUL-terminated string; *out points into the input (the NUL is consumed). -EBADMSG when no NUL
+ * is left in the input. */
+int custos_buf_get_str0(struct custos_buf *r, const char **out);
+
 /* ---- crypto (crypto.c) ---------------------------------------------------------------------- */
 #define CUSTOS_SHA256_SIZE 32
 #define CUSTOS_AEAD_KEY_SIZE 32
@@ -112,6 +186,9 @@ int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *
 extern void (*custos_atomic_write_hook)(int step);
 /* Crash-safe replace: temp file (O_EXCL|O_NOFOLLOW, mode), write, fsync, rename, fsync dir. */
 int custos_write_file_atomic(const char *path, const void *data, size_t size, unsigned mode);
+/* The same, but never replaces: -EEXIST (and nothing left behind) when path exists by the time the
+ * file is moved there, so two processes creating the same file cannot overwrite each other. */
+int custos_write_file_new(const char *path, const void *data, size_t size, unsigned mode);
 /* rename(from, to), then fsync of to's directory: the rename survives a crash once it returns 0. */
 int custos_rename_durable(const char *from, const char *to);
 /* Reads a whole regular file of at most max_size bytes (adds a NUL after the data; caller frees).
@@ -156,6 +233,13 @@ void custos_options_help(FILE *f, const char *prog, const char *summary,
 /* Parses YAML (one document) into a jansson tree. Anchors/aliases and tags are refused; depth and
  * size bounded. Error text names line and column. Caller frees *out with json_decref. */
 int custos_yaml_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
+/* Makes jansson wipe every block it frees (parsed strings, object keys, dump buffers), so secrets that
+ * passed through a JSON tree leave no copies in freed memory. Call once at the start of main, before
+ * other threads start (idempotent; blocks allocated before the call are wiped too). A string returned
+ * by json_dumps is still an ordinary malloc block: callers free() it and wipe it themselves first. */
+void custos_json_wipe_init(void);
+/* Test hook: called by jansson's free, after the wipe and before free(), with the block and its size. */
+extern void (*custos_json_free_hook)(const void *ptr, size_t size);
 /* Strict JSON parse (no duplicate keys, bounded size/depth). */
 int custos_json_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
 /* Gets a base64 field and decodes it into exactly want bytes (want==0: any, result malloc'ed). */

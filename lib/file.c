@@ -49,6 +49,20 @@ static int fsync_dir_of(const char *path)
     return ret;
 }
 
+/* rename() that never replaces: RENAME_NOREPLACE, or on file systems without it link() (which never
+ * replaces either) and unlink of the old name. Sets errno (EEXIST when to exists). */
+static int rename_noreplace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+        return -1;
+    if (link(from, to) < 0)
+        return -1;
+    (void)unlink(from);
+    return 0;
+}
+
 int custos_rename_durable(const char *from, const char *to)
 {
     if (rename(from, to) < 0)
@@ -56,7 +70,9 @@ int custos_rename_durable(const char *from, const char *to)
     return fsync_dir_of(to);
 }
 
-int custos_write_file_atomic(const char *path, const void *data, size_t size, unsigned mode)
+/* Writes a temp file next to path and renames it over path (replace) or to path only when nothing is
+ * there (!replace: -EEXIST, the temp file removed). */
+static int write_file(const char *path, const void *data, size_t size, unsigned mode, bool replace)
 {
     char tmp[PATH_MAX];
     uint8_t rnd[6];
@@ -88,7 +104,7 @@ int custos_write_file_atomic(const char *path, const void *data, size_t size, un
         goto fail;
     }
     fd = -1;
-    if (rename(tmp, path) < 0) {
+    if (replace ? rename(tmp, path) < 0 : rename_noreplace(tmp, path) < 0) {
         ret = -errno;
         goto fail;
     }
@@ -101,6 +117,16 @@ fail:
         close(fd);
     unlink(tmp);
     return ret;
+}
+
+int custos_write_file_atomic(const char *path, const void *data, size_t size, unsigned mode)
+{
+    return write_file(path, data, size, mode, true);
+}
+
+int custos_write_file_new(const char *path, const void *data, size_t size, unsigned mode)
+{
+    return write_file(path, data, size, mode, false);
 }
 
 int custos_read_file(const char *path, size_t max_size, uint8_t **out, size_t *out_size)

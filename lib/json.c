@@ -1,10 +1,39 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "custos.h"
+
+void (*custos_json_free_hook)(const void *ptr, size_t size);
+
+/* jansson's free: the whole block is wiped first. The size comes from the allocator
+ * (malloc_usable_size), not from a header in front of the block, so a block jansson hands out (a
+ * json_dumps string) stays an ordinary malloc block that callers may pass to free(). */
+static void wipe_free(void *ptr)
+{
+    if (!ptr)
+        return;
+    size_t size = malloc_usable_size(ptr);
+    custos_wipe(ptr, size);
+    if (custos_json_free_hook)
+        custos_json_free_hook(ptr, size);
+    free(ptr);
+}
+
+static void install(void)
+{
+    json_set_alloc_funcs(malloc, wipe_free);
+}
+
+void custos_json_wipe_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install);
+}
 
 #define JSON_MAX_SIZE (4u << 20)
 #define JSON_MAX_DEPTH 64

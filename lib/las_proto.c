@@ -33,22 +33,27 @@ static int io_all(int fd, void *buf, size_t size, bool writing)
 int custos_frame_write(int fd, const void *data, size_t size)
 {
     uint8_t frame[4 + CUSTOS_LAS_MAX_MSG];
+    struct custos_buf b;
     if (size > CUSTOS_LAS_MAX_MSG)
         return -EMSGSIZE;
-    memcpy(custos_put_be(frame, size, 4), data, size);
+    custos_buf_init(&b, frame, sizeof(frame));
+    custos_buf_put_bytes_u32(&b, data, size);
     /* One send per frame: the peer wakes up once and reads the whole request. */
-    int ret = io_all(fd, frame, 4 + size, true);
-    custos_wipe(frame, 4 + size);
+    int ret = custos_buf_ok(&b) ? io_all(fd, frame, custos_buf_len(&b), true) : -EMSGSIZE;
+    custos_wipe(frame, custos_buf_len(&b));
     return ret;
 }
 
 int custos_frame_read(int fd, uint8_t *buf, size_t cap, size_t *size)
 {
     uint8_t hdr[4];
+    uint32_t n = 0;
+    struct custos_buf r;
     int ret = io_all(fd, hdr, sizeof(hdr), false);
     if (ret < 0)
         return ret;
-    size_t n = (size_t)custos_get_be(hdr, 4);
+    custos_buf_reader(&r, hdr, sizeof(hdr));
+    custos_buf_get_u32(&r, &n);
     if (n > cap)
         return -EMSGSIZE;
     *size = n;
@@ -75,24 +80,30 @@ int custos_las_path_check(const char *socket_path, char *err, size_t err_size)
 
 long custos_frame_split(const uint8_t *buf, size_t got)
 {
-    if (got < 4)
+    struct custos_buf r;
+    uint32_t len = 0;
+    custos_buf_reader(&r, buf, got);
+    if (custos_buf_get_u32(&r, &len) < 0)
         return CUSTOS_FRAME_INCOMPLETE;
-    size_t len = (size_t)custos_get_be(buf, 4);
     if (len > CUSTOS_LAS_MAX_MSG)
         return CUSTOS_FRAME_OVERSIZE;
-    return got - 4 >= len ? (long)len : CUSTOS_FRAME_INCOMPLETE;
+    return custos_buf_left(&r) >= len ? (long)len : CUSTOS_FRAME_INCOMPLETE;
 }
 
 int custos_las_request_parse(const uint8_t *payload, size_t size, struct custos_las_request *out, char *err,
                              size_t err_size)
 {
-    if (size < 1) {
+    struct custos_buf r;
+    uint8_t op = 0;
+    const uint8_t *data = NULL;
+    custos_buf_reader(&r, payload, size);
+    if (custos_buf_get_u8(&r, &op) < 0) {
         snprintf(err, err_size, "empty request");
         return -EINVAL;
     }
-    const uint8_t *data = payload + 1;
-    size_t n = size - 1;
-    switch (payload[0]) {
+    size_t n = custos_buf_left(&r);
+    custos_buf_get_ptr(&r, n, &data);
+    switch (op) {
     case CUSTOS_LAS_OP_QUOTE:
         if (n != CUSTOS_REPORT_DATA_SIZE) {
             snprintf(err, err_size, "quote request must carry %d bytes of report data, got %zu",
@@ -120,10 +131,10 @@ int custos_las_request_parse(const uint8_t *payload, size_t size, struct custos_
         }
         break;
     default:
-        snprintf(err, err_size, "unknown request type %u", payload[0]);
+        snprintf(err, err_size, "unknown request type %u", op);
         return -EINVAL;
     }
-    out->op = payload[0];
+    out->op = op;
     out->data = data;
     out->data_size = n;
     return 0;
@@ -132,24 +143,30 @@ int custos_las_request_parse(const uint8_t *payload, size_t size, struct custos_
 int custos_las_answer_parse(const uint8_t *payload, size_t size, const uint8_t **out, size_t *out_size, char *err,
                             size_t err_size)
 {
-    if (size < 1) {
+    struct custos_buf r;
+    uint8_t status = 0;
+    const uint8_t *rest = NULL;
+    custos_buf_reader(&r, payload, size);
+    if (custos_buf_get_u8(&r, &status) < 0) {
         snprintf(err, err_size, "LAS sent an empty answer");
         return -EPROTO;
     }
-    if (payload[0] == 0) {
-        *out = payload + 1;
-        *out_size = size - 1;
+    size_t rest_size = custos_buf_left(&r);
+    custos_buf_get_ptr(&r, rest_size, &rest);
+    if (status == 0) {
+        *out = rest;
+        *out_size = rest_size;
         return 0;
     }
-    if (payload[0] != 1) {
-        snprintf(err, err_size, "LAS answered with unknown status %u", payload[0]);
+    if (status != 1) {
+        snprintf(err, err_size, "LAS answered with unknown status %u", status);
         return -EPROTO;
     }
     /* lasd's message, shown as text: never control characters into the caller's terminal or log */
     char msg[301];
-    size_t n = size - 1 < sizeof(msg) - 1 ? size - 1 : sizeof(msg) - 1;
+    size_t n = rest_size < sizeof(msg) - 1 ? rest_size : sizeof(msg) - 1;
     for (size_t i = 0; i < n; i++) {
-        uint8_t c = payload[1 + i];
+        uint8_t c = rest[i];
         msg[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
     }
     msg[n] = '\0';
@@ -160,15 +177,19 @@ int custos_las_answer_parse(const uint8_t *payload, size_t size, const uint8_t *
 int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_quote *out, char *err,
                             size_t err_size)
 {
+    struct custos_buf r;
+    const uint8_t *body = NULL;
     int ret;
     if (size < CUSTOS_QUOTE_BODY_SIZE + 8 || size > CUSTOS_QUOTE_BODY_SIZE + sizeof(out->sig)) {
         snprintf(err, err_size, "LAS answered a quote of unexpected size %zu", size);
         return -EPROTO;
     }
-    if ((ret = custos_quote_body_parse(answer, CUSTOS_QUOTE_BODY_SIZE, out, err, err_size)) < 0)
+    custos_buf_reader(&r, answer, size);
+    custos_buf_get_ptr(&r, CUSTOS_QUOTE_BODY_SIZE, &body);
+    if ((ret = custos_quote_body_parse(body, CUSTOS_QUOTE_BODY_SIZE, out, err, err_size)) < 0)
         return ret;
-    out->sig_size = size - CUSTOS_QUOTE_BODY_SIZE;
-    memcpy(out->sig, answer + CUSTOS_QUOTE_BODY_SIZE, out->sig_size);
+    out->sig_size = custos_buf_left(&r); /* the rest is the signature */
+    custos_buf_get(&r, out->sig, out->sig_size);
     return 0;
 }
 
@@ -288,9 +309,11 @@ int custos_las_client_quote(struct custos_las_client *c, const uint8_t report_da
     uint8_t req[1 + CUSTOS_REPORT_DATA_SIZE], resp[CUSTOS_LAS_MAX_MSG];
     const uint8_t *answer = NULL;
     size_t answer_size = 0;
-    req[0] = CUSTOS_LAS_OP_QUOTE;
-    memcpy(req + 1, report_data, CUSTOS_REPORT_DATA_SIZE);
-    int ret = client_call(c, req, sizeof(req), resp, &answer, &answer_size, err, err_size);
+    struct custos_buf b;
+    custos_buf_init(&b, req, sizeof(req));
+    custos_buf_put_u8(&b, CUSTOS_LAS_OP_QUOTE);
+    custos_buf_put(&b, report_data, CUSTOS_REPORT_DATA_SIZE);
+    int ret = client_call(c, req, custos_buf_len(&b), resp, &answer, &answer_size, err, err_size);
     return ret < 0 ? ret : custos_las_answer_quote(answer, answer_size, out, err, err_size);
 }
 
@@ -311,13 +334,15 @@ int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[
     uint8_t req[1 + 64], resp[CUSTOS_LAS_MAX_MSG];
     const uint8_t *answer = NULL;
     size_t answer_size = 0, n = strlen(label);
+    struct custos_buf b;
     if (n == 0 || n > 64) {
         snprintf(err, err_size, "seal key label must be 1..64 bytes");
         return -EINVAL;
     }
-    req[0] = CUSTOS_LAS_OP_SEAL_KEY;
-    memcpy(req + 1, label, n);
-    int ret = las_call(socket_path, req, 1 + n, resp, &answer, &answer_size, err, err_size);
+    custos_buf_init(&b, req, sizeof(req));
+    custos_buf_put_u8(&b, CUSTOS_LAS_OP_SEAL_KEY);
+    custos_buf_put(&b, label, n);
+    int ret = las_call(socket_path, req, custos_buf_len(&b), resp, &answer, &answer_size, err, err_size);
     if (ret == 0)
         ret = custos_las_answer_seal_key(answer, answer_size, out, err, err_size);
     custos_wipe(resp, sizeof(resp));

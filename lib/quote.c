@@ -10,6 +10,7 @@
 #include "custos.h"
 
 static_assert(sizeof(CUSTOS_QUOTE_MAGIC) == 16, "quote magic is 16 bytes with its NUL");
+static_assert(CUSTOS_QUOTE_BODY_SIZE == 155, "the signed body is 155 bytes (docs/design.md)");
 
 const char *custos_platform_kind_name(int kind)
 {
@@ -34,59 +35,58 @@ int custos_platform_kind_parse(const char *name)
 
 void custos_quote_body(const struct custos_quote *q, uint8_t out[CUSTOS_QUOTE_BODY_SIZE])
 {
-    uint8_t *p = out;
-    memcpy(p, CUSTOS_QUOTE_MAGIC, 16);
-    p += 16;
-    memcpy(p, q->platform_pub, CUSTOS_P256_PUB_SIZE);
-    p += CUSTOS_P256_PUB_SIZE;
-    *p++ = q->kind;
-    memcpy(p, q->measurement, CUSTOS_MEASUREMENT_SIZE);
-    p += CUSTOS_MEASUREMENT_SIZE;
-    p = custos_put_be(p, q->tcb, 4);
-    *p++ = q->debug;
-    memcpy(p, q->report_data, CUSTOS_REPORT_DATA_SIZE);
-    p += CUSTOS_REPORT_DATA_SIZE;
-    custos_put_be(p, q->uid, 4);
+    struct custos_buf b;
+    custos_buf_init(&b, out, CUSTOS_QUOTE_BODY_SIZE);
+    custos_buf_put(&b, CUSTOS_QUOTE_MAGIC, sizeof(CUSTOS_QUOTE_MAGIC));
+    custos_buf_put(&b, q->platform_pub, sizeof(q->platform_pub));
+    custos_buf_put_u8(&b, q->kind);
+    custos_buf_put(&b, q->measurement, sizeof(q->measurement));
+    custos_buf_put_u32(&b, q->tcb);
+    custos_buf_put_u8(&b, q->debug);
+    custos_buf_put(&b, q->report_data, sizeof(q->report_data));
+    custos_buf_put_u32(&b, q->uid);
+    /* The fields fill the body exactly: a field added without CUSTOS_QUOTE_BODY_SIZE fails here. */
+    assert(custos_buf_ok(&b) && custos_buf_left(&b) == 0);
 }
 
 int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err,
                             size_t err_size)
 {
     struct custos_quote t;
+    struct custos_buf r;
+    uint8_t magic[sizeof(CUSTOS_QUOTE_MAGIC)];
     memset(&t, 0, sizeof(t));
     if (size != CUSTOS_QUOTE_BODY_SIZE) {
         snprintf(err, err_size, "malformed quote: body is %zu bytes, expected %d", size,
                  CUSTOS_QUOTE_BODY_SIZE);
         return -EINVAL;
     }
-    if (memcmp(body, CUSTOS_QUOTE_MAGIC, 16) != 0) {
+    custos_buf_reader(&r, body, size);
+    custos_buf_get(&r, magic, sizeof(magic));
+    custos_buf_get(&r, t.platform_pub, sizeof(t.platform_pub));
+    custos_buf_get_u8(&r, &t.kind);
+    custos_buf_get(&r, t.measurement, sizeof(t.measurement));
+    custos_buf_get_u32(&r, &t.tcb);
+    custos_buf_get_u8(&r, &t.debug);
+    custos_buf_get(&r, t.report_data, sizeof(t.report_data));
+    custos_buf_get_u32(&r, &t.uid);
+    assert(custos_buf_done(&r)); /* the size was checked above */
+    if (memcmp(magic, CUSTOS_QUOTE_MAGIC, sizeof(magic)) != 0) {
         snprintf(err, err_size, "malformed quote: not a %s quote", CUSTOS_QUOTE_MAGIC);
         return -EINVAL;
     }
-    const uint8_t *p = body + 16;
-    memcpy(t.platform_pub, p, CUSTOS_P256_PUB_SIZE);
-    p += CUSTOS_P256_PUB_SIZE;
     if (t.platform_pub[0] != 2 && t.platform_pub[0] != 3) {
         snprintf(err, err_size, "malformed quote: platform key is not a compressed P-256 point");
         return -EINVAL;
     }
-    t.kind = *p++;
     if (!custos_platform_kind_name(t.kind)) {
         snprintf(err, err_size, "malformed quote: unknown platform kind %u", t.kind);
         return -EINVAL;
     }
-    memcpy(t.measurement, p, CUSTOS_MEASUREMENT_SIZE);
-    p += CUSTOS_MEASUREMENT_SIZE;
-    t.tcb = (uint32_t)custos_get_be(p, 4);
-    p += 4;
-    t.debug = *p++;
     if (t.debug > 1) {
         snprintf(err, err_size, "malformed quote: debug flag is %u, expected 0 or 1", t.debug);
         return -EINVAL;
     }
-    memcpy(t.report_data, p, CUSTOS_REPORT_DATA_SIZE);
-    p += CUSTOS_REPORT_DATA_SIZE;
-    t.uid = (uint32_t)custos_get_be(p, 4);
     *q = t;
     return 0;
 }

@@ -68,13 +68,17 @@ int custos_platform_seal_key(const struct custos_platform *p, const uint8_t *lab
                              const uint8_t measurement[CUSTOS_MEASUREMENT_SIZE], uint32_t uid,
                              uint8_t out[CUSTOS_SEAL_KEY_SIZE])
 {
-    uint8_t info[14 + 4 + 64];
+    static const char prefix[] = "custos-seal-v1"; /* without its NUL */
+    uint8_t info[sizeof(prefix) - 1 + 4 + 64];
+    struct custos_buf b;
     if (label_size == 0 || label_size > 64)
         return -EINVAL;
-    memcpy(info, "custos-seal-v1", 14);
-    memcpy(custos_put_be(info + 14, uid, 4), label, label_size);
+    custos_buf_init(&b, info, sizeof(info));
+    custos_buf_put(&b, prefix, sizeof(prefix) - 1);
+    custos_buf_put_u32(&b, uid);
+    custos_buf_put(&b, label, label_size);
     return custos_hkdf_sha256(p->secret, sizeof(p->secret), measurement, CUSTOS_MEASUREMENT_SIZE, info,
-                              18 + label_size, out, CUSTOS_SEAL_KEY_SIZE);
+                              custos_buf_len(&b), out, CUSTOS_SEAL_KEY_SIZE);
 }
 
 int custos_platform_sign_quote(const struct custos_platform *p, struct custos_quote *q)

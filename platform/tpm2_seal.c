@@ -2,14 +2,7 @@
 /* TPM 2.0 platform backend core: a 32-byte machine secret sealed by the TPM under a
  * deterministic owner-hierarchy storage primary key, kept as a blob in the platform directory.
  *
- * Blob file format (all integers big-endian), at most BLOB_MAX bytes:
- *   "CTPM2v1\n"                      8-byte magic + version
- *   u8   srk                         primary template: 1 = ECC NIST P-256, 2 = RSA 2048
- *   u16  name_len, name[name_len]    TPM Name of the primary the blob was sealed under
- *   u32  pub_len,  pub[pub_len]      Tss2_MU-marshalled TPM2B_PUBLIC of the sealed object
- *   u32  priv_len, priv[priv_len]    Tss2_MU-marshalled TPM2B_PRIVATE of the sealed object
- *   u8   sha256[32]                  SHA-256 of every preceding byte (detects corruption)
- * The file is untrusted: every length is checked before use and the whole file must be consumed.
+ * The blob file's format and its parser are in tpm2_blob.h / tpm2_blob.c.
  * The primary's Name lets a blob from another TPM (or from before a TPM clear) be told apart
  * from a corrupt file. The secret never crosses the TPM bus in clear: the Create and Unseal use
  * an HMAC session salted with the primary key, with command and response parameter encryption. */
@@ -25,29 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
 #include <tss2/tss2_esys.h>
-#include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
-#define BLOB_NAME "machine-secret.tpm2"
-#define BLOB_MAGIC "CTPM2v1\n"
-#define BLOB_MAGIC_LEN 8
-#define BLOB_MAGIC_PREFIX_LEN 6 /* "CTPM2v": same format family, other version */
+#include "custos.h"
+#include "tpm2_blob.h"
+
 #define SECRET_LEN 32
-#define SUM_LEN 32
-#define SRK_ECC_P256 1
-#define SRK_RSA_2048 2
-#define BLOB_MAX                                                                                  \
-    (BLOB_MAGIC_LEN + 1 + 2 + sizeof(TPMU_NAME) + 4 + sizeof(TPM2B_PUBLIC) + 4 +                 \
-     sizeof(TPM2B_PRIVATE) + SUM_LEN)
 #define DEFAULT_TCTI "device:/dev/tpmrm0"
 
 #define WHAT_TO_DO_OLD_BLOB                                                                       \
@@ -192,7 +172,7 @@ static void srk_template(uint8_t srk, TPM2B_PUBLIC *pub)
                           TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
                           TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
     p->authPolicy.size = 0;
-    if (srk == SRK_RSA_2048) {
+    if (srk == TPM2_SRK_RSA_2048) {
         p->type = TPM2_ALG_RSA;
         p->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
         p->parameters.rsaDetail.symmetric.keyBits.aes = 128;
@@ -326,7 +306,7 @@ static int tpm_load_unseal(struct tpm *t, const TPM2B_PUBLIC *pub, const TPM2B_P
     tpm_flush(t, &t->object);
     if (rc != TSS2_RC_SUCCESS) {
         if (data) {
-            OPENSSL_cleanse(data, sizeof(*data));
+            custos_wipe(data, sizeof(*data));
             Esys_Free(data);
         }
         return tpm_cmd_fail(t, rc, "unsealing the machine secret (Unseal)", err, errlen);
@@ -342,7 +322,7 @@ static int tpm_load_unseal(struct tpm *t, const TPM2B_PUBLIC *pub, const TPM2B_P
         memcpy(out, data->buffer, SECRET_LEN);
     }
     if (data) {
-        OPENSSL_cleanse(data, sizeof(*data));
+        custos_wipe(data, sizeof(*data));
         Esys_Free(data);
     }
     return r;
@@ -360,7 +340,7 @@ static int make_secret(struct tpm *t, uint8_t secret[SECRET_LEN], char *err, siz
                                     (UINT16)(SECRET_LEN - have), &d);
         if (rc != TSS2_RC_SUCCESS || !d || d->size == 0 || d->size > sizeof(d->buffer)) {
             if (d) {
-                OPENSSL_cleanse(d, sizeof(*d));
+                custos_wipe(d, sizeof(*d));
                 Esys_Free(d);
             }
             r = tpm_cmd_fail(t, rc ? rc : TSS2_ESYS_RC_GENERAL_FAILURE,
@@ -370,316 +350,59 @@ static int make_secret(struct tpm *t, uint8_t secret[SECRET_LEN], char *err, siz
         size_t n = d->size < SECRET_LEN - have ? d->size : SECRET_LEN - have;
         memcpy(trnd + have, d->buffer, n);
         have += n;
-        OPENSSL_cleanse(d, sizeof(*d));
+        custos_wipe(d, sizeof(*d));
         Esys_Free(d);
     }
-    if (RAND_bytes(ornd, sizeof(ornd)) != 1) {
-        seterr(err, errlen, "OpenSSL RAND_bytes failed; the system random generator is broken");
+    if (custos_random(ornd, sizeof(ornd)) < 0) {
+        seterr(err, errlen, "the system random generator failed (OpenSSL RAND_bytes)");
         r = -EIO;
         goto out;
     }
     for (size_t i = 0; i < SECRET_LEN; i++)
         secret[i] = trnd[i] ^ ornd[i];
 out:
-    OPENSSL_cleanse(trnd, sizeof(trnd));
-    OPENSSL_cleanse(ornd, sizeof(ornd));
+    custos_wipe(trnd, sizeof(trnd));
+    custos_wipe(ornd, sizeof(ornd));
     return r;
 }
 
-/* ---- blob (de)serialisation --------------------------------------------------------------- */
+/* ---- the blob file ------------------------------------------------------------------------- */
 
-static void put_u16(uint8_t *p, uint16_t v)
+/* Reads the blob file (format and parser in tpm2_blob.c). Returns 0 (read: caller frees *out),
+ * 1 (no blob yet) or a negative errno with err set. */
+static int blob_read(const char *path, uint8_t **out, size_t *out_size, char *err, size_t errlen)
 {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static int sha256(const uint8_t *buf, size_t len, uint8_t md[SUM_LEN])
-{
-    unsigned int mdlen = 0;
-    if (EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != SUM_LEN)
-        return -1;
-    return 0;
-}
-
-static int blob_build(uint8_t srk, const TPM2B_NAME *name, const TPM2B_PUBLIC *pub,
-                      const TPM2B_PRIVATE *priv, uint8_t *buf, size_t cap, size_t *len)
-{
-    size_t off = 0;
-    if (cap < (size_t)BLOB_MAGIC_LEN + 1 + 2 + name->size + 4 + SUM_LEN)
-        return -1;
-    memcpy(buf, BLOB_MAGIC, BLOB_MAGIC_LEN);
-    off = BLOB_MAGIC_LEN;
-    buf[off++] = srk;
-    put_u16(buf + off, name->size);
-    off += 2;
-    memcpy(buf + off, name->name, name->size);
-    off += name->size;
-
-    size_t lenpos = off, start;
-    off += 4;
-    start = off;
-    if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, cap - SUM_LEN, &off) != TSS2_RC_SUCCESS)
-        return -1;
-    put_u32(buf + lenpos, (uint32_t)(off - start));
-
-    if (off + 4 > cap - SUM_LEN)
-        return -1;
-    lenpos = off;
-    off += 4;
-    start = off;
-    if (Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf, cap - SUM_LEN, &off) != TSS2_RC_SUCCESS)
-        return -1;
-    put_u32(buf + lenpos, (uint32_t)(off - start));
-
-    if (off + SUM_LEN > cap || sha256(buf, off, buf + off) != 0)
-        return -1;
-    *len = off + SUM_LEN;
-    return 0;
-}
-
-/* Parses an untrusted blob. On failure returns -EBADMSG and puts the reason into why. */
-static int blob_parse(const uint8_t *buf, size_t len, uint8_t *srk, TPM2B_NAME *name,
-                      TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv, char *why, size_t whylen)
-{
-    uint8_t md[SUM_LEN];
-    size_t off, body;
-    uint32_t n;
-
-    memset(name, 0, sizeof(*name));
-    memset(pub, 0, sizeof(*pub));
-    memset(priv, 0, sizeof(*priv));
-    if (len < BLOB_MAGIC_LEN || memcmp(buf, BLOB_MAGIC, BLOB_MAGIC_LEN) != 0) {
-        if (len >= BLOB_MAGIC_PREFIX_LEN && memcmp(buf, BLOB_MAGIC, BLOB_MAGIC_PREFIX_LEN) == 0)
-            seterr(why, whylen, "unsupported blob format version; was it written by a newer "
-                                "Custos?");
-        else
-            seterr(why, whylen, "not a Custos TPM2 blob: bad magic");
-        return -EBADMSG;
-    }
-    if (len > BLOB_MAX) {
-        seterr(why, whylen, "file too large (%zu bytes)", len);
-        return -EBADMSG;
-    }
-    if (len < BLOB_MAGIC_LEN + 1 + 2 + 4 + 4 + SUM_LEN) {
-        seterr(why, whylen, "truncated (%zu bytes)", len);
-        return -EBADMSG;
-    }
-    body = len - SUM_LEN;
-    off = BLOB_MAGIC_LEN;
-
-    *srk = buf[off++];
-    if (*srk != SRK_ECC_P256 && *srk != SRK_RSA_2048) {
-        seterr(why, whylen, "unknown storage key template %u", *srk);
-        return -EBADMSG;
-    }
-
-    n = ((uint32_t)buf[off] << 8) | buf[off + 1];
-    off += 2;
-    if (n < 2 || n > sizeof(name->name) || n > body - off) {
-        seterr(why, whylen, "truncated or bad primary key name (length %u)", (unsigned)n);
-        return -EBADMSG;
-    }
-    name->size = (UINT16)n;
-    memcpy(name->name, buf + off, n);
-    off += n;
-
-    if (body - off < 4) {
-        seterr(why, whylen, "truncated before the public part");
-        return -EBADMSG;
-    }
-    n = get_u32(buf + off);
-    off += 4;
-    if (n < 2 || n > body - off) {
-        seterr(why, whylen, "truncated or bad public part (length %u)", (unsigned)n);
-        return -EBADMSG;
-    }
-    size_t sub = 0;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(buf + off, n, &sub, pub) != TSS2_RC_SUCCESS || sub != n) {
-        seterr(why, whylen, "malformed public part");
-        return -EBADMSG;
-    }
-    off += n;
-
-    if (body - off < 4) {
-        seterr(why, whylen, "truncated before the private part");
-        return -EBADMSG;
-    }
-    n = get_u32(buf + off);
-    off += 4;
-    if (n < 2 || n > body - off) {
-        seterr(why, whylen, "truncated or bad private part (length %u)", (unsigned)n);
-        return -EBADMSG;
-    }
-    sub = 0;
-    if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(buf + off, n, &sub, priv) != TSS2_RC_SUCCESS ||
-        sub != n) {
-        seterr(why, whylen, "malformed private part");
-        return -EBADMSG;
-    }
-    off += n;
-
-    if (off != body) {
-        seterr(why, whylen, "%zu unexpected bytes after the private part", body - off);
-        return -EBADMSG;
-    }
-    if (sha256(buf, body, md) != 0 || CRYPTO_memcmp(md, buf + body, SUM_LEN) != 0) {
-        seterr(why, whylen, "checksum mismatch (the file is damaged)");
-        return -EBADMSG;
-    }
-    if (pub->publicArea.type != TPM2_ALG_KEYEDHASH || pub->publicArea.nameAlg != TPM2_ALG_SHA256 ||
-        pub->publicArea.parameters.keyedHashDetail.scheme.scheme != TPM2_ALG_NULL) {
-        seterr(why, whylen, "the public part is not a sealed-data object");
-        return -EBADMSG;
-    }
-    return 0;
-}
-
-/* ---- files ---------------------------------------------------------------------------------- */
-
-/* Reads the blob. Returns 0 (read), 1 (no blob yet) or a negative errno. */
-static int blob_read(int dfd, const char *path, uint8_t *buf, size_t cap, size_t *len, char *err,
-                     size_t errlen)
-{
-    int fd = openat(dfd, BLOB_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ENOENT)
-            return 1;
-        if (e == ELOOP)
-            seterr(err, errlen,
-                   "%s is a symbolic link; refusing to use it. Replace it with the real sealed "
-                   "blob file",
-                   path);
-        else
-            seterr(err, errlen, "cannot open %s: %s; check its permissions", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        seterr(err, errlen, "cannot stat %s: %s", path, strerror(e));
-        close(fd);
-        return -e;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s is not a regular file; refusing to use it. " WHAT_TO_DO_OLD_BLOB,
+    int r = custos_read_file(path, TPM2_BLOB_MAX, out, out_size);
+    switch (r) {
+    case 0:
+        return 0;
+    case -ENOENT:
+        return 1;
+    case -ELOOP:
+        seterr(err, errlen, "%s is a symbolic link; refusing to use it. Replace it with the real sealed blob file",
                path);
-        close(fd);
+        return r;
+    case -EINVAL:
+        seterr(err, errlen, "%s is not a regular file; refusing to use it. " WHAT_TO_DO_OLD_BLOB, path);
+        return -EBADMSG;
+    case -EFBIG:
+        seterr(err, errlen, "%s is corrupt (file too large, over %zu bytes). " WHAT_TO_DO_OLD_BLOB, path,
+               (size_t)TPM2_BLOB_MAX);
         return -EBADMSG;
     }
-    size_t got = 0;
-    for (;;) {
-        if (got == cap) {
-            seterr(err, errlen, "%s is corrupt (file too large, over %zu bytes). "
-                   WHAT_TO_DO_OLD_BLOB, path, cap - 1);
-            close(fd);
-            return -EBADMSG;
-        }
-        ssize_t n = read(fd, buf + got, cap - got);
-        if (n < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            seterr(err, errlen, "cannot read %s: %s", path, strerror(e));
-            close(fd);
-            return -e;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    *len = got;
-    return 0;
+    seterr(err, errlen, "cannot read %s: %s; check its permissions", path, strerror(-r));
+    return r;
 }
 
-/* Writes the new blob next to its final name and moves it there without ever replacing an
- * existing file. Returns 0, -EEXIST (someone else created the blob first) or a negative errno. */
-static int blob_write(int dfd, const char *dir, const char *path, const uint8_t *buf,
-                      size_t len, char *err, size_t errlen)
+/* Writes the new blob without ever replacing an existing file: 0, -EEXIST (someone else created the
+ * blob first) or a negative errno with err set. */
+static int blob_write(const char *path, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-    uint8_t rnd[8];
-    char tmp[64];
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        seterr(err, errlen, "OpenSSL RAND_bytes failed; the system random generator is broken");
-        return -EIO;
-    }
-    int w = snprintf(tmp, sizeof(tmp), "." BLOB_NAME ".tmp-");
-    for (size_t i = 0; i < sizeof(rnd) && w > 0 && (size_t)w + 3 <= sizeof(tmp); i++)
-        w += snprintf(tmp + w, sizeof(tmp) - (size_t)w, "%02x", rnd[i]);
-
-    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                    0600);
-    if (fd < 0) {
-        int e = errno;
-        seterr(err, errlen, "cannot create a temporary file in platform directory %s: %s; "
-               "check that the directory is writable", dir, strerror(e));
-        return -e;
-    }
-    int e = 0;
-    const char *step = NULL;
-    if (fchmod(fd, 0600) != 0) {
-        e = errno;
-        step = "chmod";
-    }
-    for (size_t off = 0; !e && off < len;) {
-        ssize_t n = write(fd, buf + off, len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            e = errno;
-            step = "write";
-        } else {
-            off += (size_t)n;
-        }
-    }
-    if (!e && fsync(fd) != 0) {
-        e = errno;
-        step = "fsync";
-    }
-    if (close(fd) != 0 && !e) {
-        e = errno;
-        step = "close";
-    }
-    if (!e) {
-        if (renameat2(dfd, tmp, dfd, BLOB_NAME, RENAME_NOREPLACE) != 0) {
-            e = errno;
-            if (e == EINVAL || e == ENOSYS || e == ENOTSUP) {
-                /* File system without RENAME_NOREPLACE: link() never replaces either. */
-                e = linkat(dfd, tmp, dfd, BLOB_NAME, 0) == 0 ? 0 : errno;
-            }
-            step = "rename";
-        }
-    }
-    (void)unlinkat(dfd, tmp, 0); /* gone already after a successful rename */
-    if (e == EEXIST && step && strcmp(step, "rename") == 0)
-        return -EEXIST;
-    if (e) {
-        seterr(err, errlen, "cannot write %s (%s: %s); check free space and permissions of "
-               "the platform directory", path, step, strerror(e));
-        return -e;
-    }
-    if (fsync(dfd) != 0) {
-        e = errno;
-        seterr(err, errlen, "wrote %s but cannot fsync platform directory %s: %s", path, dir,
-               strerror(e));
-        return -e;
-    }
-    return 0;
+    int r = custos_write_file_new(path, buf, len, 0600);
+    if (r < 0 && r != -EEXIST)
+        seterr(err, errlen, "cannot write %s: %s; check free space and permissions of the platform directory",
+               path, strerror(-r));
+    return r;
 }
 
 /* ---- the two paths ------------------------------------------------------------------------ */
@@ -687,12 +410,9 @@ static int blob_write(int dfd, const char *dir, const char *path, const uint8_t 
 static int unseal_existing(const char *path, const char *tcti, const uint8_t *buf, size_t len,
                            uint8_t out[SECRET_LEN], char *err, size_t errlen)
 {
-    TPM2B_NAME name;
-    TPM2B_PUBLIC pub;
-    TPM2B_PRIVATE priv;
-    uint8_t srk = 0;
-    char why[160];
-    int r = blob_parse(buf, len, &srk, &name, &pub, &priv, why, sizeof(why));
+    struct tpm2_blob blob;
+    char why[200];
+    int r = tpm2_blob_parse(buf, len, &blob, why, sizeof(why));
     if (r != 0) {
         seterr(err, errlen, "%s is corrupt (%s). " WHAT_TO_DO_OLD_BLOB, path, why);
         return r;
@@ -700,9 +420,9 @@ static int unseal_existing(const char *path, const char *tcti, const uint8_t *bu
 
     struct tpm t;
     tpm_init(&t, tcti);
-    r = tpm_open(&t, srk, err, errlen);
-    if (r == 0 && (t.primary_name.size != name.size ||
-                   memcmp(t.primary_name.name, name.name, name.size) != 0)) {
+    r = tpm_open(&t, blob.srk, err, errlen);
+    if (r == 0 && (t.primary_name.size != blob.primary_name.size ||
+                   memcmp(t.primary_name.name, blob.primary_name.name, blob.primary_name.size) != 0)) {
         seterr(err, errlen,
                "%s was sealed by a different TPM (or the TPM was cleared); the TPM at TCTI "
                "\"%s\" cannot unseal it. Check that the TCTI points at this node's own TPM. "
@@ -711,17 +431,17 @@ static int unseal_existing(const char *path, const char *tcti, const uint8_t *bu
         r = -EKEYREJECTED;
     }
     if (r == 0)
-        r = tpm_load_unseal(&t, &pub, &priv, path, out, err, errlen);
+        r = tpm_load_unseal(&t, &blob.pub, &blob.priv, path, out, err, errlen);
     tpm_close(&t);
-    OPENSSL_cleanse(&priv, sizeof(priv));
+    custos_wipe(&blob, sizeof(blob));
     return r;
 }
 
-static int seal_new(int dfd, const char *dir, const char *path, const char *tcti,
-                    uint8_t out[SECRET_LEN], char *err, size_t errlen)
+static int seal_new(const char *path, const char *tcti, uint8_t out[SECRET_LEN], char *err, size_t errlen)
 {
     uint8_t secret[SECRET_LEN], check[SECRET_LEN];
-    uint8_t blob[BLOB_MAX];
+    uint8_t blob[TPM2_BLOB_MAX];
+    struct tpm2_blob parts;
     size_t bloblen = 0;
     TPM2B_SENSITIVE_CREATE sens;
     TPM2B_PUBLIC tmpl;
@@ -729,7 +449,7 @@ static int seal_new(int dfd, const char *dir, const char *path, const char *tcti
     TPML_PCR_SELECTION pcrs;
     TPM2B_PUBLIC *pub = NULL;
     TPM2B_PRIVATE *priv = NULL;
-    uint8_t srk = SRK_ECC_P256;
+    uint8_t srk = TPM2_SRK_ECC_P256;
     struct tpm t;
     TSS2_RC rc;
     int r;
@@ -745,7 +465,7 @@ static int seal_new(int dfd, const char *dir, const char *path, const char *tcti
     if (r != 0 && rc_is_tpm(t.last_rc) && (t.last_rc & TPM2_RC_FMT1) &&
         (t.last_rc & TPM2_RC_P)) {
         /* The TPM rejected the ECC P-256 template (no such curve): use the RSA 2048 one. */
-        srk = SRK_RSA_2048;
+        srk = TPM2_SRK_RSA_2048;
         r = tpm_create_primary(&t, srk, err, errlen);
     }
     if (r != 0)
@@ -768,7 +488,7 @@ static int seal_new(int dfd, const char *dir, const char *path, const char *tcti
     memcpy(sens.sensitive.data.buffer, secret, SECRET_LEN);
     rc = Esys_Create(t.esys, t.primary, t.session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
                      &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
-    OPENSSL_cleanse(&sens, sizeof(sens));
+    custos_wipe(&sens, sizeof(sens));
     if (rc != TSS2_RC_SUCCESS) {
         r = tpm_cmd_fail(&t, rc, "sealing the machine secret (Create)", err, errlen);
         goto out;
@@ -778,28 +498,34 @@ static int seal_new(int dfd, const char *dir, const char *path, const char *tcti
     r = tpm_load_unseal(&t, pub, priv, path, check, err, errlen);
     if (r != 0)
         goto out;
-    if (CRYPTO_memcmp(check, secret, SECRET_LEN) != 0) {
+    if (!custos_ct_equal(check, secret, SECRET_LEN)) {
         seterr(err, errlen, "TPM at TCTI \"%s\": the freshly sealed machine secret did not "
                "unseal to the same value; the TPM is malfunctioning", tcti);
         r = -EIO;
         goto out;
     }
-    if (blob_build(srk, &t.primary_name, pub, priv, blob, sizeof(blob), &bloblen) != 0) {
+    parts.srk = srk;
+    parts.primary_name = t.primary_name;
+    parts.pub = *pub;
+    parts.priv = *priv;
+    r = tpm2_blob_build(&parts, blob, sizeof(blob), &bloblen);
+    custos_wipe(&parts, sizeof(parts));
+    if (r != 0) {
         seterr(err, errlen, "internal error: cannot serialise the sealed blob for %s", path);
         r = -EIO;
         goto out;
     }
     tpm_close(&t);
-    r = blob_write(dfd, dir, path, blob, bloblen, err, errlen);
+    r = blob_write(path, blob, bloblen, err, errlen);
     if (r == 0)
         memcpy(out, secret, SECRET_LEN);
 out:
     tpm_close(&t);
-    OPENSSL_cleanse(secret, sizeof(secret));
-    OPENSSL_cleanse(check, sizeof(check));
-    OPENSSL_cleanse(blob, sizeof(blob));
+    custos_wipe(secret, sizeof(secret));
+    custos_wipe(check, sizeof(check));
+    custos_wipe(blob, sizeof(blob));
     if (priv) {
-        OPENSSL_cleanse(priv, sizeof(*priv));
+        custos_wipe(priv, sizeof(*priv));
         Esys_Free(priv);
     }
     Esys_Free(pub);
@@ -819,18 +545,19 @@ int custos_tpm2_machine_secret(const char *platform_dir, const char *tcti, uint8
         seterr(err, errlen, "custos_tpm2_machine_secret: no output buffer");
         return -EINVAL;
     }
-    explicit_bzero(out, SECRET_LEN);
+    custos_wipe(out, SECRET_LEN);
     if (!platform_dir || !*platform_dir) {
         seterr(err, errlen, "no platform directory given for the TPM-sealed machine secret");
         return -EINVAL;
     }
     if (!tcti || !*tcti)
         tcti = DEFAULT_TCTI;
-    int n = snprintf(path, sizeof(path), "%s/%s", platform_dir, BLOB_NAME);
+    int n = snprintf(path, sizeof(path), "%s/%s", platform_dir, TPM2_BLOB_FILE);
     if (n < 0 || (size_t)n >= sizeof(path)) {
         seterr(err, errlen, "platform directory path is too long: %s", platform_dir);
         return -ENAMETOOLONG;
     }
+    /* The directory must exist before the TPM is asked for anything (nothing is created in it). */
     int dfd = open(platform_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         int e = errno;
@@ -838,34 +565,28 @@ int custos_tpm2_machine_secret(const char *platform_dir, const char *tcti, uint8
                "by the Custos user) or fix the configured path", platform_dir, strerror(e));
         return -e;
     }
-    blob = malloc(BLOB_MAX + 1);
-    if (!blob) {
-        close(dfd);
-        seterr(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
+    close(dfd);
     for (int attempt = 0; attempt < 2; attempt++) {
         size_t len = 0;
-        r = blob_read(dfd, path, blob, BLOB_MAX + 1, &len, err, errlen);
+        r = blob_read(path, &blob, &len, err, errlen);
         if (r == 0) {
             r = unseal_existing(path, tcti, blob, len, out, err, errlen);
+            custos_wipe(blob, len);
+            free(blob);
+            blob = NULL;
             break;
         }
         if (r < 0)
             break;
         /* No blob yet: first start of this node. */
-        r = seal_new(dfd, platform_dir, path, tcti, out, err, errlen);
+        r = seal_new(path, tcti, out, err, errlen);
         if (r != -EEXIST)
             break;
         /* Another process created the blob meanwhile: use theirs. */
-        r = -EEXIST;
         seterr(err, errlen, "%s appeared while it was being created; retry", path);
     }
-    close(dfd);
-    OPENSSL_cleanse(blob, BLOB_MAX + 1);
-    free(blob);
     if (r != 0)
-        explicit_bzero(out, SECRET_LEN);
+        custos_wipe(out, SECRET_LEN);
     else if (err && errlen)
         err[0] = '\0';
     return r;

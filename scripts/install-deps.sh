@@ -6,6 +6,7 @@ PKGS=(
   libssl-dev openssl libjansson-dev libyaml-dev liblmdb-dev libmicrohttpd-dev libgnutls28-dev
   libcurl4-openssl-dev libtss2-dev swtpm swtpm-tools tpm2-tools
   libcmocka-dev python3 python3-pytest python3-cryptography procps curl strace util-linux
+  clang-format-14
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -175,6 +175,40 @@ static void test_write_atomic_crash(void **state)
     assert_string_equal(buf, "newer");
 }
 
+/* custos_write_file_new: created like the atomic write, never over an existing name (file or link). */
+static void test_write_new_never_replaces(void **state)
+{
+    struct dir *d = *state;
+    char path[PATH_MAX], victim[PATH_MAX], buf[64];
+    struct stat st;
+    mode_t old_mask = umask(0);
+    join(d, "blob", path);
+    int ret = custos_write_file_new(path, "first", 5, 0600);
+    umask(old_mask);
+    assert_int_equal(ret, 0);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(custos_write_file_new(path, "second", 6, 0600), -EEXIST);
+    slurp(path, buf, sizeof(buf));
+    assert_string_equal(buf, "first");
+    /* A symlink at the name (even a dangling one) is not replaced either. */
+    join(d, "victim", victim);
+    join(d, "link", path);
+    assert_int_equal(symlink(victim, path), 0);
+    assert_int_equal(custos_write_file_new(path, "x", 1, 0600), -EEXIST);
+    assert_int_equal(lstat(victim, &st), -1);
+    /* No temp file left behind by the refused writes. */
+    DIR *dir = opendir(d->path);
+    assert_non_null(dir);
+    struct dirent *e;
+    int entries = 0;
+    while ((e = readdir(dir)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            entries++;
+    closedir(dir);
+    assert_int_equal(entries, 2); /* blob, link */
+}
+
 static void test_write_atomic_replaces_symlink(void **state)
 {
     struct dir *d = *state;
@@ -317,6 +351,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_atomic_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_atomic_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_atomic_replaces_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_new_never_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_file_refuses_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_file_refuses_directory, setup, teardown),

@@ -328,9 +328,44 @@ static void test_json_b64(void **state)
     json_decref(j);
 }
 
+/* custos_json_wipe_init: every block jansson frees is zero when it reaches free(). */
+static size_t g_frees, g_dirty, g_big;
+
+static void free_hook(const void *ptr, size_t size)
+{
+    const uint8_t *p = ptr;
+    g_frees++;
+    g_big += size >= 40;
+    for (size_t i = 0; i < size; i++)
+        g_dirty += p[i] != 0;
+}
+
+static void test_json_free_wipes(void **state)
+{
+    (void)state;
+    static const char doc[] = "{\"token\": \"S3CRET-0123456789abcdef0123456789abcdef\", "
+                              "\"nested\": [{\"k\": \"another secret value, long enough\"}]}";
+    char err[256];
+    json_t *j = NULL;
+    custos_json_wipe_init();
+    custos_json_wipe_init(); /* idempotent */
+    custos_json_free_hook = free_hook;
+    g_frees = g_dirty = g_big = 0;
+    assert_int_equal(custos_json_parse(doc, strlen(doc), &j, err, sizeof(err)), 0);
+    char *text = json_dumps(j, JSON_COMPACT); /* its buffers grow and are freed inside jansson */
+    assert_non_null(text);
+    json_decref(j);
+    free(text); /* still an ordinary malloc block */
+    custos_json_free_hook = NULL;
+    assert_true(g_frees >= 6); /* objects, array, keys, strings, the dump's scratch buffer */
+    assert_true(g_big >= 2);   /* the two long strings at least */
+    assert_int_equal(g_dirty, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_free_wipes),
         cmocka_unit_test(test_yaml_types),
         cmocka_unit_test(test_yaml_anchors_aliases_tags),
         cmocka_unit_test(test_yaml_depth),
