@@ -7,19 +7,24 @@
 #include "backup_proto.h"
 #include "validate.h"
 
+#define REQUEST_LABEL "custos-backup-request-v1"
+#define TRANSCRIPT_LABEL "custos-backup-transcript-v1"
+#define WRAP_LABEL "custos-backup-wrap-v1"
+#define PROOF_LABEL "custos-backup-proof-v1"
+
 void backup_request_report_data(const uint8_t public_key[32], int64_t created_at, const char *node_name,
                                 uint8_t out[CUSTOS_REPORT_DATA_SIZE])
 {
-    uint8_t buf[24 + 32 + 8 + BACKUP_NODE_MAX];
-    size_t n = strlen(node_name);
-    if (n > BACKUP_NODE_MAX)
-        n = BACKUP_NODE_MAX;
-    memcpy(buf, "custos-backup-request-v1", 24);
-    memcpy(buf + 24, public_key, 32);
-    custos_put_be(buf + 56, (uint64_t)created_at, 8);
-    memcpy(buf + 64, node_name, n);
+    uint8_t buf[sizeof(REQUEST_LABEL) - 1 + 32 + 8 + BACKUP_NODE_MAX];
+    size_t n = strnlen(node_name, BACKUP_NODE_MAX);
+    struct custos_buf b;
+    custos_buf_init(&b, buf, sizeof(buf));
+    custos_buf_put(&b, REQUEST_LABEL, sizeof(REQUEST_LABEL) - 1);
+    custos_buf_put(&b, public_key, 32);
+    custos_buf_put_u64(&b, (uint64_t)created_at);
+    custos_buf_put(&b, node_name, n);
     memset(out, 0, CUSTOS_REPORT_DATA_SIZE);
-    custos_sha256(buf, 64 + n, out);
+    custos_sha256(buf, custos_buf_len(&b), out); /* cannot overflow: sized above */
 }
 
 static json_t *b64(const uint8_t *p, size_t n)
@@ -192,59 +197,44 @@ int backup_completion_from_json(const json_t *j, struct backup_completion *out, 
 void backup_transcript(const struct backup_request *r, const char *primary_platform_id,
                        const char *primary_key_hash, const uint8_t primary_ephemeral[32], uint8_t out[32])
 {
-    uint8_t buf[27 + CUSTOS_QUOTE_BODY_SIZE + 32 + BACKUP_NODE_MAX + 1 + 8 + CUSTOS_PLATFORM_ID_LEN + 64 + 32];
-    size_t n = 0;
-    memcpy(buf, "custos-backup-transcript-v1", 27);
-    n += 27;
-    custos_quote_body(&r->quote, buf + n);
-    n += CUSTOS_QUOTE_BODY_SIZE;
-    memcpy(buf + n, r->public_key, 32);
-    n += 32;
-    size_t ln = strlen(r->node_name);
-    memcpy(buf + n, r->node_name, ln + 1);
-    n += ln + 1;
-    custos_put_be(buf + n, (uint64_t)r->created_at, 8);
-    n += 8;
-    memcpy(buf + n, primary_platform_id, CUSTOS_PLATFORM_ID_LEN);
-    n += CUSTOS_PLATFORM_ID_LEN;
-    memcpy(buf + n, primary_key_hash, 64);
-    n += 64;
-    memcpy(buf + n, primary_ephemeral, 32);
-    n += 32;
-    custos_sha256(buf, n, out);
+    uint8_t buf[sizeof(TRANSCRIPT_LABEL) - 1 + CUSTOS_QUOTE_BODY_SIZE + 32 + BACKUP_NODE_MAX + 1 + 8 +
+                CUSTOS_PLATFORM_ID_LEN + 64 + 32];
+    uint8_t *body = NULL;
+    struct custos_buf b;
+    custos_buf_init(&b, buf, sizeof(buf));
+    custos_buf_put(&b, TRANSCRIPT_LABEL, sizeof(TRANSCRIPT_LABEL) - 1);
+    if (custos_buf_reserve(&b, CUSTOS_QUOTE_BODY_SIZE, &body) == 0)
+        custos_quote_body(&r->quote, body);
+    custos_buf_put(&b, r->public_key, 32);
+    custos_buf_put_str0(&b, r->node_name);
+    custos_buf_put_u64(&b, (uint64_t)r->created_at);
+    custos_buf_put(&b, primary_platform_id, CUSTOS_PLATFORM_ID_LEN);
+    custos_buf_put(&b, primary_key_hash, 64);
+    custos_buf_put(&b, primary_ephemeral, 32);
+    custos_sha256(buf, custos_buf_len(&b), out); /* cannot overflow: sized above */
 }
 
 int backup_wrap_key(const uint8_t shared[32], const uint8_t transcript[32], uint8_t out[32])
 {
-    return custos_hkdf_sha256(shared, 32, transcript, 32, (const uint8_t *)"custos-backup-wrap-v1", 21, out, 32);
+    return custos_hkdf_sha256(shared, 32, transcript, 32, (const uint8_t *)WRAP_LABEL, sizeof(WRAP_LABEL) - 1, out,
+                              32);
 }
 
 int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const struct cas_keystore_entry *e,
                  uint8_t out[32])
 {
-    uint8_t key[32], msg[32 + CUSTOS_PLATFORM_ID_LEN + 8 + CAS_KS_NODE_MAX + 1 + 4 + 12 + 48 + 32];
-    size_t n = 0;
-    int ret = custos_hkdf_sha256(dbkey, 32, NULL, 0, (const uint8_t *)"custos-backup-proof-v1", 22, key, 32);
+    uint8_t key[32], msg[32 + CAS_KS_BINDING_MAX + 12 + 48 + 32];
+    struct custos_buf b;
+    int ret = custos_hkdf_sha256(dbkey, 32, NULL, 0, (const uint8_t *)PROOF_LABEL, sizeof(PROOF_LABEL) - 1, key, 32);
     if (ret < 0)
         return ret;
-    memcpy(msg, transcript, 32);
-    n += 32;
-    memcpy(msg + n, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
-    n += CUSTOS_PLATFORM_ID_LEN;
-    size_t lk = strlen(e->kind), ln = strlen(e->node);
-    memcpy(msg + n, e->kind, lk + 1);
-    n += lk + 1;
-    memcpy(msg + n, e->node, ln + 1);
-    n += ln + 1;
-    custos_put_be(msg + n, e->tcb, 4);
-    n += 4;
-    memcpy(msg + n, e->nonce, 12);
-    n += 12;
-    memcpy(msg + n, e->sealed, 48);
-    n += 48;
-    memcpy(msg + n, e->public_key, 32);
-    n += 32;
-    ret = custos_hmac_sha256(key, 32, msg, n, out);
+    custos_buf_init(&b, msg, sizeof(msg));
+    custos_buf_put(&b, transcript, 32);
+    cas_keystore_put_binding(&b, e);
+    custos_buf_put(&b, e->nonce, sizeof(e->nonce));
+    custos_buf_put(&b, e->sealed, sizeof(e->sealed));
+    custos_buf_put(&b, e->public_key, sizeof(e->public_key));
+    ret = custos_buf_ok(&b) ? custos_hmac_sha256(key, 32, msg, custos_buf_len(&b), out) : -EINVAL;
     custos_wipe(key, sizeof(key));
     return ret;
 }

@@ -331,58 +331,47 @@ out:
 static int compute_mac(const struct cas_keystore *ks, int version, const uint8_t dbkey[32], uint8_t mac[32])
 {
     int ret = -EIO;
-    uint8_t key[32], *buf = NULL, *p;
-    size_t cap;
+    uint8_t key[32], *buf = NULL;
+    struct custos_buf b;
     const char *info = version == 1 ? MAC_INFO_V1 : MAC_INFO;
     size_t info_len = strlen(info);
     if (!ks || !dbkey || ks->count > CAS_KS_MAX_ENTRIES || (ks->count && !ks->entries))
         return -EINVAL;
-    cap = info_len + 4 + CAS_KS_ID_SIZE + 8 + 1 + 4 + ks->count * CANON_ENTRY_MAX;
-    buf = malloc(cap);
-    if (!buf)
+    size_t cap = info_len + 4 + CAS_KS_ID_SIZE + 8 + 1 + 4 + ks->count * CANON_ENTRY_MAX;
+    if (!(buf = malloc(cap)))
         return -ENOMEM;
-    p = buf;
-    memcpy(p, info, info_len);
-    p += info_len;
-    p = custos_put_be(p, (uint64_t)version, 4);
+    custos_buf_init(&b, buf, cap);
+    custos_buf_put(&b, info, info_len);
+    custos_buf_put_u32(&b, (uint32_t)version);
     if (version >= 2) {
-        memcpy(p, ks->database_id, CAS_KS_ID_SIZE);
-        p += CAS_KS_ID_SIZE;
-        p = custos_put_be(p, ks->generation, 8);
-        *p++ = ks->creating ? 1 : 0;
+        custos_buf_put(&b, ks->database_id, CAS_KS_ID_SIZE);
+        custos_buf_put_u64(&b, ks->generation);
+        custos_buf_put_u8(&b, ks->creating ? 1 : 0);
     }
-    p = custos_put_be(p, ks->count, 4);
+    custos_buf_put_u32(&b, (uint32_t)ks->count);
     for (size_t i = 0; i < ks->count; i++) {
         const struct cas_keystore_entry *e = &ks->entries[i];
-        size_t kind_len = strnlen(e->kind, sizeof(e->kind) - 1);
-        size_t node_len = strnlen(e->node, CAS_KS_NODE_MAX);
-        memcpy(p, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
-        p += CUSTOS_PLATFORM_ID_LEN;
-        *p++ = (uint8_t)kind_len;
-        memcpy(p, e->kind, kind_len);
-        p += kind_len;
-        *p++ = (uint8_t)node_len;
-        memcpy(p, e->node, node_len);
-        p += node_len;
-        p = custos_put_be(p, e->tcb, 4);
-        p = custos_put_be(p, (uint64_t)e->time, 8);
-        memcpy(p, e->nonce, sizeof(e->nonce));
-        p += sizeof(e->nonce);
-        memcpy(p, e->sealed, sizeof(e->sealed));
-        p += sizeof(e->sealed);
+        size_t kind_len = strnlen(e->kind, sizeof(e->kind) - 1), node_len = strnlen(e->node, CAS_KS_NODE_MAX);
+        custos_buf_put(&b, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
+        custos_buf_put_u8(&b, (uint8_t)kind_len);
+        custos_buf_put(&b, e->kind, kind_len);
+        custos_buf_put_u8(&b, (uint8_t)node_len);
+        custos_buf_put(&b, e->node, node_len);
+        custos_buf_put_u32(&b, e->tcb);
+        custos_buf_put_u64(&b, (uint64_t)e->time);
+        custos_buf_put(&b, e->nonce, sizeof(e->nonce));
+        custos_buf_put(&b, e->sealed, sizeof(e->sealed));
         if (version >= 2) {
-            *p++ = e->node_key ? 1 : 0;
+            custos_buf_put_u8(&b, e->node_key ? 1 : 0);
             if (e->node_key) {
-                memcpy(p, e->public_key, sizeof(e->public_key));
-                p += sizeof(e->public_key);
-                memcpy(p, e->wrapped, sizeof(e->wrapped));
-                p += sizeof(e->wrapped);
+                custos_buf_put(&b, e->public_key, sizeof(e->public_key));
+                custos_buf_put(&b, e->wrapped, sizeof(e->wrapped));
             }
         }
     }
-    if (custos_hkdf_sha256(dbkey, DBKEY_SIZE, NULL, 0, (const uint8_t *)info, info_len, key, sizeof(key)) < 0)
-        goto out;
-    if (custos_hmac_sha256(key, sizeof(key), buf, (size_t)(p - buf), mac) < 0)
+    if (!custos_buf_ok(&b) ||
+        custos_hkdf_sha256(dbkey, DBKEY_SIZE, NULL, 0, (const uint8_t *)info, info_len, key, sizeof(key)) < 0 ||
+        custos_hmac_sha256(key, sizeof(key), buf, custos_buf_len(&b), mac) < 0)
         goto out;
     ret = 0;
 out:

@@ -115,6 +115,10 @@ int cas_keystore_seal(struct cas_keystore_entry *e, const uint8_t seal_key[32], 
 /* -EBADMSG when the seal key or the metadata differ. dbkey is written only on success. */
 int cas_keystore_unseal(const struct cas_keystore_entry *e, const uint8_t seal_key[32], uint8_t dbkey[32]);
 
+/* What ties a sealed or wrapped key to its entry: platform_id || kind || 0 || node || 0 || u32 tcb. */
+#define CAS_KS_BINDING_MAX (CUSTOS_PLATFORM_ID_LEN + 8 + CAS_KS_NODE_MAX + 1 + 4)
+int cas_keystore_put_binding(struct custos_buf *b, const struct cas_keystore_entry *e);
+
 /* Makes e a node entry: a new X25519 key pair, its private key sealed with the node's seal key.
  * e's metadata must be set first; `wrapped` is left for cas_keystore_wrap. */
 int cas_keystore_seal_node(struct cas_keystore_entry *e, const uint8_t seal_key[32]);

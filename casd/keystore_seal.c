@@ -17,27 +17,27 @@
 
 /* ---- sealing ------------------------------------------------------------------------------- */
 
-/* prefix || [database ID || generation] || platform_id || kind || 0 || node || 0 || tcb */
+int cas_keystore_put_binding(struct custos_buf *b, const struct cas_keystore_entry *e)
+{
+    custos_buf_put(b, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
+    custos_buf_put_str0(b, e->kind);
+    custos_buf_put_str0(b, e->node);
+    return custos_buf_put_u32(b, e->tcb);
+}
+
+/* prefix || [database ID || generation] || the entry's binding */
 static size_t build_aad_ex(const char *prefix, const struct cas_keystore *ks, const struct cas_keystore_entry *e,
                            uint8_t out[AAD_MAX])
 {
-    uint8_t *p = out;
-    size_t kind_len = strlen(e->kind), node_len = strlen(e->node); /* checked by the caller */
-    memcpy(p, prefix, strlen(prefix));
-    p += strlen(prefix);
+    struct custos_buf b;
+    custos_buf_init(&b, out, AAD_MAX);
+    custos_buf_put(&b, prefix, strlen(prefix));
     if (ks) {
-        memcpy(p, ks->database_id, CAS_KS_ID_SIZE);
-        p += CAS_KS_ID_SIZE;
-        p = custos_put_be(p, ks->generation, 8);
+        custos_buf_put(&b, ks->database_id, CAS_KS_ID_SIZE);
+        custos_buf_put_u64(&b, ks->generation);
     }
-    memcpy(p, e->platform_id, CUSTOS_PLATFORM_ID_LEN);
-    p += CUSTOS_PLATFORM_ID_LEN;
-    memcpy(p, e->kind, kind_len + 1);
-    p += kind_len + 1;
-    memcpy(p, e->node, node_len + 1);
-    p += node_len + 1;
-    p = custos_put_be(p, e->tcb, 4);
-    return (size_t)(p - out);
+    cas_keystore_put_binding(&b, e);
+    return custos_buf_ok(&b) ? custos_buf_len(&b) : 0; /* sized for the longest; entries are checked first */
 }
 
 static size_t build_aad(const struct cas_keystore_entry *e, uint8_t out[AAD_MAX])

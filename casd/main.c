@@ -120,6 +120,7 @@ static int run_backup(struct cas_state *st, long long timeout_s)
 int main(int argc, char **argv)
 {
     static struct cas_state st; /* locked in memory: it holds the database key */
+    custos_json_wipe_init(); /* jansson wipes what it frees: request and answer bodies hold secrets */
     const char *log_spec = NULL;
     long long threads = 0, max_conn = 0, timeout_s = 0, backup_timeout = 0, header_timeout = 0, per_address = 0;
     bool backup = false;
