@@ -18,6 +18,30 @@ static char *relay(const char *name, json_t *value)
     return s;
 }
 
+/* Whether the primary lists the platform that quoted `request` as registered at or after the
+ * request's time (a registration another relay finished). */
+static bool registered_since(struct cli_context *ctx, const json_t *request)
+{
+    struct custos_quote q;
+    char err[256], id[CUSTOS_PLATFORM_ID_LEN + 1];
+    struct cli_response r = {0};
+    bool found = false;
+    json_int_t created = json_integer_value(json_object_get(request, "created_at"));
+    if (custos_quote_from_json(json_object_get(request, "quote"), &q, err, sizeof(err)) < 0)
+        return false;
+    custos_platform_id(q.platform_pub, id);
+    if (cli_https(ctx->url, "GET", "/v1/backups", NULL, ctx->key_hash, &ctx->id, &r, err, sizeof(err)) == 0 &&
+        r.status == 200) {
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(r.body, "backups"), i, b) found |=
+            !strcmp(json_string_value(json_object_get(b, "platform_id")) ?: "", id) &&
+            json_integer_value(json_object_get(b, "registered_at")) >= created;
+    }
+    cli_response_free(&r);
+    return found;
+}
+
 int cmd_register_backup(int argc, char **argv)
 {
     const char *cli_config = NULL, *cas = NULL;
@@ -60,6 +84,12 @@ int cmd_register_backup(int argc, char **argv)
     /* 3. the backup unwraps, seals for its node and proves it */
     m3 = relay("offer", json_object_get(r2.body, "offer"));
     if (!m3 || cli_https(url, "POST", "/v1/backup/complete", m3, NULL, NULL, &r3, err, sizeof(err)) < 0) {
+        /* gone since it gave its request: a concurrent run may have finished this registration */
+        if (m3 && registered_since(&ctx, r1.body)) {
+            printf("Backup CAS registered (by another run of this command)\n");
+            ret = 0;
+            goto out;
+        }
         fprintf(stderr, "%s: backup CAS: %s\n", argv[0], m3 ? err : "the primary's offer is missing");
         goto out;
     }
