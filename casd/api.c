@@ -126,8 +126,8 @@ static void post_provision(struct cas_state *st, struct http_request *req, struc
         http_error(r, 500, "storage", "cannot store the owner: %s", strerror(-ret));
         goto out;
     }
-    st->provisioned = true;
-    strcpy(st->owner_hash, req->caller);
+    strcpy(st->owner_hash, req->caller); /* before provisioned: cas_require_owner reads it without lock */
+    atomic_store(&st->provisioned, true);
     custos_wipe(st->token, sizeof(st->token));
     pthread_mutex_unlock(&st->lock);
     atomic_store(&st->cert_changed, true);
@@ -148,10 +148,9 @@ out:
 
 bool cas_require_owner(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
-    pthread_mutex_lock(&st->lock);
-    bool provisioned = st->provisioned;
+    /* no lock: the owner is set once, before provisioned (see struct cas_state) */
+    bool provisioned = atomic_load(&st->provisioned);
     bool owner = provisioned && req->has_caller && custos_ct_equal(req->caller, st->owner_hash, 64);
-    pthread_mutex_unlock(&st->lock);
     if (!provisioned)
         http_error(r, 409, "not_provisioned", "this CAS has no owner yet; provision it first");
     else if (!req->has_caller)

@@ -72,10 +72,9 @@ void cas_http_guard_notify(void *cls, struct MHD_Connection *conn, void **socket
 }
 
 /* waiting: the connection waits for request headers (again) from now; false: they arrived. */
-void cas_http_guard_mark(struct MHD_Connection *conn, bool waiting)
+void cas_http_guard_mark(void *entry, bool waiting)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct guard_slot *s = ci ? ci->socket_context : NULL;
+    struct guard_slot *s = entry;
     if (!s)
         return;
     pthread_mutex_lock(&g.lock);
