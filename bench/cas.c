@@ -24,7 +24,8 @@
  *     same clients (same client certificate) read it from 1 and 8 clients; casd/nginx is printed.
  * Clients use libcurl over OpenSSL (as the cas CLI does), pinned to the server's key hash.
  * Environment: NGINX (default /usr/sbin/nginx); BENCH_CAS_PERF=FILE records casd with
- * `perf record -g -p PID -o FILE` during the 8-client read run (perf must be installed).
+ * `perf record -g -p PID -o FILE` during the 8-client read run (perf must be installed);
+ * BENCH_CAS_PROFILE_CMD='strace -c -f -p $CASD_PID' runs that command instead (sh, SIGINT at the end).
  * Everything it starts is stopped and its directory removed at exit. */
 #include <errno.h>
 #include <fcntl.h>
@@ -397,7 +398,7 @@ static double fsync_rate(const char *dir)
         die("cannot create %s", path);
     long count = 0;
     double t0 = now(), t;
-    while ((t = now()) - t0 < 1.0) {
+    while ((t = now()) - t0 < 2.0) {
         if (pwrite(fd, buf, sizeof(buf), (off_t)(count % 64) * 4096) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0)
             die("write/fdatasync failed in %s", dir);
         count++;
@@ -619,15 +620,21 @@ static void start_nginx(const char *bin, size_t body_size)
 
 static pid_t g_perf = -1;
 
-static void perf_start(const char *out, pid_t pid)
+/* perf record -g of casd into out, or with cmd (BENCH_CAS_PROFILE_CMD, run by sh with CASD_PID
+ * set: `strace -c -f -p $CASD_PID`) that command; stopped with SIGINT after the run, its output
+ * printed to stderr. */
+static void perf_start(const char *out, const char *cmd, pid_t pid)
 {
-    char p[32];
+    char p[32], log[300];
     snprintf(p, sizeof(p), "%d", (int)pid);
-    char *argv[] = {"/usr/bin/perf", "record", "-g", "-o", (char *)out, "-p", p, NULL};
-    char log[300];
-    snprintf(log, sizeof(log), "%s/perf.log", g_dir);
-    g_perf = spawn(argv, log);
-    sleep(1); /* perf attaches */
+    snprintf(log, sizeof(log), "%s/profiler.log", g_dir);
+    setenv("CASD_PID", p, 1);
+    char *perf_argv[] = {"/usr/bin/perf", "record", "-g", "-o", (char *)out, "-p", p, NULL};
+    char shcmd[1024]; /* exec: the SIGINT reaches the command, not the shell */
+    snprintf(shcmd, sizeof(shcmd), "exec %s", cmd ? cmd : "");
+    char *sh_argv[] = {"/bin/sh", "-c", shcmd, NULL};
+    g_perf = spawn(cmd ? sh_argv : perf_argv, log);
+    sleep(1); /* it attaches */
 }
 
 static void perf_stop(void)
@@ -636,6 +643,11 @@ static void perf_stop(void)
         kill(g_perf, SIGINT);
         waitpid(g_perf, NULL, 0);
         g_perf = -1;
+        char log[300];
+        snprintf(log, sizeof(log), "%s/profiler.log", g_dir);
+        char *t = read_text(log);
+        fprintf(stderr, "---- profiler output (casd, 8-client reads) ----\n%s----\n", t ? t : "");
+        free(t);
     }
 }
 
@@ -704,14 +716,14 @@ int main(int argc, char **argv)
     size_t body_size = answer_size(&g_casd_target, "/v1/secrets/x");
     start_nginx(nginx, body_size);
 
-    const char *perf_out = getenv("BENCH_CAS_PERF");
+    const char *perf_out = getenv("BENCH_CAS_PERF"), *profile_cmd = getenv("BENCH_CAS_PROFILE_CMD");
     double aes = aes_gcm_rate();
     double fs = fsync_rate(g_dir);
     struct result hs1 = run_clients(&g_casd_target, HANDSHAKE, 1), hs8 = run_clients(&g_casd_target, HANDSHAKE, 8);
     struct result r1 = run_clients(&g_casd_target, READ, 1);
     struct result n1 = run_clients(&g_nginx_target, READ, 1);
-    if (perf_out)
-        perf_start(perf_out, g_casd);
+    if (perf_out || profile_cmd)
+        perf_start(perf_out, profile_cmd, g_casd);
     struct result r8 = run_clients(&g_casd_target, READ, 8);
     perf_stop();
     struct result n8 = run_clients(&g_nginx_target, READ, 8);
