@@ -181,12 +181,13 @@ void cas_http_wipe(void);
 /* MHD_OPTION_UNESCAPE_CALLBACK: percent-decoding that keeps %00 (api.c). */
 size_t cas_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s);
 
-/* http_guard.c: the request-header deadline (libmicrohttpd's timeout is an idle timeout). */
+/* http_guard.c: the request-header deadline (libmicrohttpd's timeout is an idle timeout).
+ * notify stores the connection's entry in *entry (http.c keeps it in its per-connection state). */
 int cas_http_guard_init(size_t max_connections, unsigned deadline_s);
 void cas_http_guard_free(void);
-void cas_http_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+void cas_http_guard_notify(void *cls, struct MHD_Connection *conn, void **entry,
                            enum MHD_ConnectionNotificationCode toe);
-void cas_http_guard_mark(struct MHD_Connection *conn, bool waiting);
+void cas_http_guard_mark(void *entry, bool waiting);
 /* Shuts down connections past the deadline; returns how many. */
 unsigned cas_http_guard_reap(void);
 

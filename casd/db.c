@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* casd record store: encrypted, authenticated records in LMDB (see db.h for the layout). */
+/* casd record store: encrypted, authenticated records in LMDB (see db.h for the layout); its other
+ * parts: db_commit.c (group commit), db_file.c (file checks), db_rekey.c (key rotation). */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -16,6 +17,7 @@
 
 #include "custos.h"
 #include "db.h"
+#include "db_internal.h"
 
 #define REC_VERSION 1
 #define REC_OVERHEAD (1 + CUSTOS_AEAD_NONCE_SIZE + CUSTOS_AEAD_TAG_SIZE)
@@ -23,29 +25,7 @@
 #define SENTINEL_VALUE "custos-db-sentinel-v1"
 #define KEY_PAGE 4096
 
-/* The derived keys live in their own mlock'ed, never-dumped page. */
-struct db_keys {
-    uint8_t name[32];
-    uint8_t record[32];
-};
-
-struct cas_db {
-    MDB_env *env;
-    MDB_dbi dbi;
-    struct db_keys *keys;
-    bool keys_locked;
-    struct cas_db_meta meta;
-    /* Readers and writers hold it shared; cas_db_rekey holds it exclusively while it swaps keys. */
-    pthread_rwlock_t key_lock;
-};
-
-#define META_KEY "\0custos-db-meta"
-#define META_KEY_SIZE (sizeof(META_KEY) - 1)
-#define META_MAGIC "CDBM"
-#define META_AAD "custos-db-meta-v2"
-#define META_VALUE_SIZE (4 + 1 + CAS_DB_ID_SIZE + 8 + CUSTOS_AEAD_NONCE_SIZE + 32 + CUSTOS_AEAD_TAG_SIZE)
-
-static int mdb_to_errno(int rc)
+int db_errno(int rc)
 {
     switch (rc) {
     case MDB_SUCCESS:
@@ -83,8 +63,8 @@ static int name_key(const struct cas_db *db, const char *name, size_t len, uint8
 }
 
 /* Builds version || nonce || AEAD(record key, nonce, aad = lkey, value). Caller frees *out. */
-static int seal_record_with(const uint8_t record_key[32], const uint8_t lkey[32], const void *value, size_t size,
-                            uint8_t **out, size_t *out_size)
+int db_seal_record_with(const uint8_t record_key[32], const uint8_t lkey[32], const void *value, size_t size,
+                        uint8_t **out, size_t *out_size)
 {
     int ret;
     uint8_t *rec = malloc(REC_OVERHEAD + size);
@@ -108,12 +88,12 @@ out:
 static int seal_record(const struct cas_db *db, const uint8_t lkey[32], const void *value, size_t size,
                        uint8_t **out, size_t *out_size)
 {
-    return seal_record_with(db->keys->record, lkey, value, size, out, out_size);
+    return db_seal_record_with(db->keys->record, lkey, value, size, out, out_size);
 }
 
 /* Authenticates and decrypts a stored record into a new buffer (NUL-terminated). -EBADMSG. */
-static int open_record(const struct cas_db *db, const uint8_t lkey[32], const uint8_t *rec, size_t rec_size,
-                       uint8_t **out, size_t *out_size)
+int db_open_record(const struct cas_db *db, const uint8_t lkey[32], const uint8_t *rec, size_t rec_size,
+                   uint8_t **out, size_t *out_size)
 {
     int ret;
     uint8_t *pt = NULL;
@@ -140,17 +120,10 @@ out:
     return ret;
 }
 
-struct prepared {
-    uint8_t key[32];
-    uint8_t *rec; /* NULL: delete */
-    size_t rec_size;
-};
-
 static int write_ops(struct cas_db *db, const struct cas_db_op *ops, size_t count, bool allow_reserved)
 {
     int ret = 0;
     struct prepared *p = NULL;
-    MDB_txn *txn = NULL;
     if (!db || (!ops && count))
         return -EINVAL;
     if (!db->env)
@@ -182,27 +155,8 @@ static int write_ops(struct cas_db *db, const struct cas_db_op *ops, size_t coun
                 goto out;
         }
     }
-    ret = mdb_to_errno(mdb_txn_begin(db->env, NULL, 0, &txn));
-    if (ret < 0) {
-        txn = NULL;
-        goto out;
-    }
-    for (size_t i = 0; i < count; i++) {
-        MDB_val k = {sizeof(p[i].key), p[i].key};
-        if (p[i].rec) {
-            MDB_val v = {p[i].rec_size, p[i].rec};
-            ret = mdb_to_errno(mdb_put(txn, db->dbi, &k, &v, 0));
-        } else {
-            ret = mdb_to_errno(mdb_del(txn, db->dbi, &k, NULL));
-        }
-        if (ret < 0)
-            goto out;
-    }
-    ret = mdb_to_errno(mdb_txn_commit(txn)); /* fsyncs data and meta pages (no MDB_NOSYNC) */
-    txn = NULL;
+    ret = db_commit_grouped(db, p, count);
 out:
-    if (txn)
-        mdb_txn_abort(txn);
     pthread_rwlock_unlock(&db->key_lock);
     for (size_t i = 0; i < count; i++)
         free(p[i].rec);
@@ -247,15 +201,15 @@ static int get_record(struct cas_db *db, const char *name, bool allow_reserved, 
     ret = name_key(db, name, len, lkey);
     if (ret < 0)
         goto out;
-    ret = mdb_to_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
+    ret = db_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
     if (ret < 0) {
         txn = NULL;
         goto out;
     }
-    ret = mdb_to_errno(mdb_get(txn, db->dbi, &k, &v));
+    ret = db_errno(mdb_get(txn, db->dbi, &k, &v));
     if (ret < 0)
         goto out;
-    ret = open_record(db, lkey, v.mv_data, v.mv_size, value, size);
+    ret = db_open_record(db, lkey, v.mv_data, v.mv_size, value, size);
 out:
     if (txn)
         mdb_txn_abort(txn);
@@ -274,122 +228,6 @@ void cas_db_value_free(uint8_t *value, size_t size)
         return;
     custos_wipe(value, size);
     free(value);
-}
-
-/* Best-effort fsync of a directory, so newly created entries in it survive a crash. */
-static void fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    (void)fsync(fd);
-    close(fd);
-}
-
-/* ---- the data file, checked before LMDB maps it ----------------------------------------------- */
-
-/* LMDB 0.9 file layout (mdb.c): pages 0 and 1 are meta pages; a page header is 16 bytes, then
- * MDB_meta: magic u32 | version u32 | address (8) | mapsize (8) | 2 x MDB_db (48 each; the first's
- * md_pad is the page size) | last_pg (8) | txnid (8). Native byte order, 64-bit. */
-#define LMDB_MAGIC 0xBEEFC0DEu
-#define LMDB_VERSION 1u
-#define LMDB_PAGEHDR 16
-#define LMDB_META_PSIZE 24
-#define LMDB_META_LAST_PG 120
-#define LMDB_META_TXNID 128
-#define LMDB_META_SIZE 136
-
-struct lmdb_meta {
-    uint32_t psize;
-    uint64_t last_pg, txnid;
-};
-
-static bool read_lmdb_meta(int fd, off_t at, struct lmdb_meta *m)
-{
-    uint8_t b[LMDB_META_SIZE];
-    uint32_t magic, version;
-    if (pread(fd, b, sizeof(b), at + LMDB_PAGEHDR) != (ssize_t)sizeof(b))
-        return false;
-    memcpy(&magic, b, 4);
-    memcpy(&version, b + 4, 4);
-    memcpy(&m->psize, b + LMDB_META_PSIZE, 4);
-    memcpy(&m->last_pg, b + LMDB_META_LAST_PG, 8);
-    memcpy(&m->txnid, b + LMDB_META_TXNID, 8);
-    return magic == LMDB_MAGIC && version == LMDB_VERSION && m->psize >= 512 && m->psize <= 65536 &&
-           (m->psize & (m->psize - 1)) == 0;
-}
-
-/* 0 when dir/data.mdb holds an LMDB database whose pages are all in the file; -ENOENT when there is
- * no data.mdb or it is empty; -EBADMSG (damaged: not LMDB, truncated) or -errno, with err naming the
- * file. A truncated file would make LMDB fault (SIGBUS) when it touches a missing page. */
-static int check_data_file(const char *dir, char *err, size_t err_size)
-{
-    char path[PATH_MAX];
-    struct stat sb;
-    struct lmdb_meta m[2];
-    if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >= (int)sizeof(path)) {
-        snprintf(err, err_size, "database path too long: %s", dir);
-        return -ENAMETOOLONG;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ENOENT)
-            return -ENOENT;
-        snprintf(err, err_size, "%s: cannot open the database file: %s", path, strerror(e));
-        return -e;
-    }
-    int ret = 0;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(err, err_size, "%s: not a regular file", path);
-        ret = -EINVAL;
-        goto out;
-    }
-    if (sb.st_size == 0) {
-        ret = -ENOENT;
-        goto out;
-    }
-    bool ok0 = read_lmdb_meta(fd, 0, &m[0]);
-    bool ok1 = ok0 && read_lmdb_meta(fd, (off_t)m[0].psize, &m[1]) && m[1].psize == m[0].psize;
-    if (!ok0 || !ok1) {
-        snprintf(err, err_size, "%s: damaged database file: %s (%lld bytes)", path,
-                 ok0 ? "its second meta page is missing or invalid" : "not an LMDB database or its first page is damaged",
-                 (long long)sb.st_size);
-        ret = -EBADMSG;
-        goto out;
-    }
-    const struct lmdb_meta *cur = m[1].txnid > m[0].txnid ? &m[1] : &m[0];
-    uint64_t need = (cur->last_pg + 1) * (uint64_t)cur->psize;
-    if (cur->last_pg > (1ull << 40) || (uint64_t)sb.st_size < need) {
-        snprintf(err, err_size, "%s: damaged database file: truncated to %lld bytes, its last transaction needs %llu",
-                 path, (long long)sb.st_size, (unsigned long long)need);
-        ret = -EBADMSG;
-    }
-out:
-    close(fd);
-    return ret;
-}
-
-/* LMDB writes its lock file through a shared mapping: on a full file system a page of it that was
- * never allocated faults (SIGBUS) instead of failing. Allocate it for real first. */
-static int prepare_lock_file(const char *dir, char *err, size_t err_size)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, err_size, "%s: cannot create the lock file: %s", path, strerror(e));
-        return -e;
-    }
-    int e = posix_fallocate(fd, 0, 65536);
-    close(fd);
-    if (e != 0) {
-        snprintf(err, err_size, "%s: cannot allocate the lock file: %s%s", path, strerror(e),
-                 e == ENOSPC ? " (disk full)" : "");
-        return -e;
-    }
-    return 0;
 }
 
 /* ---- the meta record ------------------------------------------------------------------------ */
@@ -444,7 +282,7 @@ static int meta_open(const uint8_t record_key[32], const MDB_val *v, struct cas_
 
 /* ---- opening -------------------------------------------------------------------------------- */
 
-static int derive(const uint8_t dbkey[32], const char *info, uint8_t out[32])
+int db_derive(const uint8_t dbkey[32], const char *info, uint8_t out[32])
 {
     return custos_hkdf_sha256(dbkey, CAS_DB_KEY_SIZE, NULL, 0, (const uint8_t *)info, strlen(info), out, 32) < 0
                ? -EIO
@@ -452,7 +290,7 @@ static int derive(const uint8_t dbkey[32], const char *info, uint8_t out[32])
 }
 
 /* The environment, without keys. create: a new data file may be made. */
-static int env_open(const char *dir, bool create, struct cas_db **out, char *err, size_t err_size)
+int db_env_open(const char *dir, bool create, struct cas_db **out, char *err, size_t err_size)
 {
     int ret;
     struct cas_db *db = calloc(1, sizeof(*db));
@@ -461,6 +299,9 @@ static int env_open(const char *dir, bool create, struct cas_db **out, char *err
         return -ENOMEM;
     }
     pthread_rwlock_init(&db->key_lock, NULL);
+    pthread_mutex_init(&db->q_lock, NULL);
+    pthread_cond_init(&db->q_done, NULL);
+    db->q_tail = &db->q_head;
     void *page = mmap(NULL, KEY_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) {
         ret = -ENOMEM;
@@ -478,16 +319,16 @@ static int env_open(const char *dir, bool create, struct cas_db **out, char *err
             goto out;
         }
     }
-    ret = check_data_file(dir, err, err_size);
+    ret = db_check_data_file(dir, err, err_size);
     /* create over an existing file only when it holds no record (cas_db_create checks): what a crash
      * right after LMDB made the file leaves */
     if (ret == -ENOENT && !create)
         snprintf(err, err_size, "%s: no database (data.mdb is missing or empty)", dir);
     if (ret < 0 && !(ret == -ENOENT && create))
         goto out;
-    if ((ret = prepare_lock_file(dir, err, err_size)) < 0)
+    if ((ret = db_prepare_lock_file(dir, err, err_size)) < 0)
         goto out;
-    ret = mdb_to_errno(mdb_env_create(&db->env));
+    ret = db_errno(mdb_env_create(&db->env));
     if (ret < 0) {
         db->env = NULL;
         snprintf(err, err_size, "%s: cannot create an LMDB environment: %s", dir, strerror(-ret));
@@ -497,7 +338,7 @@ static int env_open(const char *dir, bool create, struct cas_db **out, char *err
     if (rc == MDB_SUCCESS)
         rc = mdb_env_open(db->env, dir, MDB_NOTLS, 0600);
     if (rc != MDB_SUCCESS) {
-        ret = mdb_to_errno(rc);
+        ret = db_errno(rc);
         if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED)
             ret = -EBADMSG;
         snprintf(err, err_size, "%s: cannot open the LMDB environment: %s%s", dir, mdb_strerror(rc),
@@ -507,18 +348,18 @@ static int env_open(const char *dir, bool create, struct cas_db **out, char *err
     if (create) {
         /* New data.mdb / lock.mdb entries, and a new directory, must survive a crash too. */
         char parent[PATH_MAX];
-        fsync_dir(dir);
+        db_fsync_dir(dir);
         if (strlen(dir) < sizeof(parent)) {
             strcpy(parent, dir);
-            fsync_dir(dirname(parent));
+            db_fsync_dir(dirname(parent));
         }
     }
     MDB_txn *txn = NULL;
-    ret = mdb_to_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
+    ret = db_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
     if (ret == 0) {
-        ret = mdb_to_errno(mdb_dbi_open(txn, NULL, 0, &db->dbi));
+        ret = db_errno(mdb_dbi_open(txn, NULL, 0, &db->dbi));
         if (ret == 0)
-            ret = mdb_to_errno(mdb_txn_commit(txn)); /* keeps the dbi handle */
+            ret = db_errno(mdb_txn_commit(txn)); /* keeps the dbi handle */
         else
             mdb_txn_abort(txn);
     }
@@ -538,10 +379,10 @@ static int read_meta(struct cas_db *db, bool authenticate, struct cas_db_meta *m
 {
     MDB_txn *txn = NULL;
     MDB_val k = {META_KEY_SIZE, (void *)META_KEY}, v;
-    int ret = mdb_to_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
+    int ret = db_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
     if (ret < 0)
         return ret;
-    ret = mdb_to_errno(mdb_get(txn, db->dbi, &k, &v));
+    ret = db_errno(mdb_get(txn, db->dbi, &k, &v));
     if (ret == -ENOENT)
         ret = -ENODATA;
     else if (ret == 0)
@@ -557,7 +398,7 @@ int cas_db_peek(const char *dir, struct cas_db_meta *out, char *err, size_t err_
         snprintf(err, err_size, "cas_db_peek: missing argument");
         return -EINVAL;
     }
-    int ret = env_open(dir, false, &db, err, err_size);
+    int ret = db_env_open(dir, false, &db, err, err_size);
     if (ret == 0) {
         ret = read_meta(db, false, out, NULL);
         if (ret == -EBADMSG)
@@ -596,17 +437,17 @@ int cas_db_open(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], struct ca
         snprintf(err, err_size, "cas_db_open: missing argument");
         return -EINVAL;
     }
-    int ret = env_open(dir, false, &db, err, err_size);
+    int ret = db_env_open(dir, false, &db, err, err_size);
     if (ret < 0)
         return ret;
-    if ((ret = derive(dbkey, "custos-db-records-v1", db->keys->record)) < 0) {
-        snprintf(err, err_size, "%s: cannot derive the database keys", dir);
+    if ((ret = db_derive(dbkey, "custos-db-records-v1", db->keys->record)) < 0) {
+        snprintf(err, err_size, "%s: cannot db_derive the database keys", dir);
         goto out;
     }
     ret = read_meta(db, true, &db->meta, db->keys->name);
     if (ret == -ENODATA) { /* format 1: names from the key itself, proven by the sentinel */
         memset(&db->meta, 0, sizeof(db->meta));
-        if ((ret = derive(dbkey, "custos-db-names-v1", db->keys->name)) == 0)
+        if ((ret = db_derive(dbkey, "custos-db-names-v1", db->keys->name)) == 0)
             ret = check_sentinel(db, dir, err, err_size);
     } else if (ret == -EBADMSG) {
         snprintf(err, err_size, "the database key does not open %s (its meta record does not authenticate)", dir);
@@ -623,25 +464,25 @@ out:
 }
 
 /* Writes the meta record for m (with the current record key) in its own transaction. */
-static int put_meta(struct cas_db *db, MDB_txn *txn, const struct cas_db_meta *m, const uint8_t record_key[32])
+int db_put_meta(struct cas_db *db, MDB_txn *txn, const struct cas_db_meta *m, const uint8_t record_key[32])
 {
     uint8_t val[META_VALUE_SIZE];
     MDB_val k = {META_KEY_SIZE, (void *)META_KEY}, v = {sizeof(val), val};
     int ret = meta_seal(record_key, m, db->keys->name, val);
     if (ret == 0)
-        ret = mdb_to_errno(mdb_put(txn, db->dbi, &k, &v, 0));
+        ret = db_errno(mdb_put(txn, db->dbi, &k, &v, 0));
     return ret;
 }
 
 static int commit_meta(struct cas_db *db, const struct cas_db_meta *m)
 {
     MDB_txn *txn = NULL;
-    int ret = mdb_to_errno(mdb_txn_begin(db->env, NULL, 0, &txn));
+    int ret = db_errno(mdb_txn_begin(db->env, NULL, 0, &txn));
     if (ret < 0)
         return ret;
-    ret = put_meta(db, txn, m, db->keys->record);
+    ret = db_put_meta(db, txn, m, db->keys->record);
     if (ret == 0)
-        ret = mdb_to_errno(mdb_txn_commit(txn));
+        ret = db_errno(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
     if (ret == 0)
@@ -657,20 +498,20 @@ int cas_db_create(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], const u
         snprintf(err, err_size, "cas_db_create: missing argument");
         return -EINVAL;
     }
-    int ret = env_open(dir, true, &db, err, err_size);
+    int ret = db_env_open(dir, true, &db, err, err_size);
     if (ret < 0)
         return ret;
     struct cas_db_meta m = {.generation = 1};
     memcpy(m.id, id, CAS_DB_ID_SIZE);
     MDB_stat ms;
     MDB_txn *txn = NULL;
-    ret = derive(dbkey, "custos-db-records-v1", db->keys->record);
+    ret = db_derive(dbkey, "custos-db-records-v1", db->keys->record);
     if (ret == 0)
-        ret = derive(dbkey, "custos-db-names-v1", db->keys->name);
+        ret = db_derive(dbkey, "custos-db-names-v1", db->keys->name);
     if (ret == 0)
-        ret = mdb_to_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
+        ret = db_errno(mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn));
     if (ret == 0) {
-        ret = mdb_to_errno(mdb_stat(txn, db->dbi, &ms));
+        ret = db_errno(mdb_stat(txn, db->dbi, &ms));
         mdb_txn_abort(txn);
         if (ret == 0 && ms.ms_entries != 0) {
             snprintf(err, err_size, "%s already holds records: refusing to create a database over them", dir);
@@ -711,121 +552,6 @@ int cas_db_migrate(struct cas_db *db, const uint8_t id[CAS_DB_ID_SIZE])
     return ret;
 }
 
-/* Replaces data.mdb with a compact copy of itself: the pages a rotation freed still hold the records
- * under the old key, and LMDB reuses free pages only as it needs them. The copy holds live pages only.
- * Called with key_lock held exclusively (no transaction of this process is open). A crash leaves
- * the old file (the same data, with its stale pages) or the new one. */
-static int compact(struct cas_db *db)
-{
-    const char *dir = NULL;
-    char path[PATH_MAX], tmp[PATH_MAX];
-    int ret = mdb_to_errno(mdb_env_get_path(db->env, &dir));
-    if (ret < 0)
-        return ret;
-    if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >= (int)sizeof(path) ||
-        snprintf(tmp, sizeof(tmp), "%s/data.mdb.compact", dir) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
-    (void)unlink(tmp); /* left by a crash during an earlier compaction */
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
-    ret = mdb_to_errno(mdb_env_copyfd2(db->env, fd, MDB_CP_COMPACT));
-    if (ret == 0 && fsync(fd) < 0)
-        ret = -errno;
-    close(fd);
-    if (ret < 0) {
-        (void)unlink(tmp);
-        return ret;
-    }
-    char dcopy[PATH_MAX];
-    strcpy(dcopy, dir);
-    mdb_env_close(db->env);
-    db->env = NULL;
-    ret = custos_rename_durable(tmp, path);
-    char err[256];
-    struct cas_db *fresh = NULL;
-    int oret = env_open(dcopy, false, &fresh, err, sizeof(err));
-    if (oret == 0) {
-        db->env = fresh->env;
-        db->dbi = fresh->dbi;
-        fresh->env = NULL;
-    }
-    cas_db_close(fresh);
-    return ret < 0 ? ret : oret;
-}
-
-int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint64_t generation)
-{
-    uint8_t record[32];
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    uint8_t *pt = NULL, *rec = NULL;
-    size_t pt_size = 0, rec_size = 0;
-    if (!db || !new_key || generation <= db->meta.generation || db->meta.generation == 0)
-        return -EINVAL;
-    int ret = derive(new_key, "custos-db-records-v1", record);
-    if (ret < 0)
-        return ret;
-    pthread_rwlock_wrlock(&db->key_lock);
-    ret = mdb_to_errno(mdb_txn_begin(db->env, NULL, 0, &txn));
-    if (ret < 0) {
-        txn = NULL;
-        goto out;
-    }
-    ret = mdb_to_errno(mdb_cursor_open(txn, db->dbi, &cur));
-    if (ret < 0)
-        goto out;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if ((ret = mdb_to_errno(rc)) < 0)
-            goto out;
-        if (k.mv_size == META_KEY_SIZE && memcmp(k.mv_data, META_KEY, META_KEY_SIZE) == 0)
-            continue;
-        if (k.mv_size != 32) {
-            ret = -EBADMSG;
-            goto out;
-        }
-        uint8_t lkey[32];
-        memcpy(lkey, k.mv_data, 32);
-        ret = open_record(db, lkey, v.mv_data, v.mv_size, &pt, &pt_size);
-        if (ret == 0)
-            ret = seal_record_with(record, lkey, pt, pt_size, &rec, &rec_size);
-        cas_db_value_free(pt, pt_size);
-        pt = NULL;
-        if (ret < 0)
-            goto out;
-        MDB_val nv = {rec_size, rec};
-        ret = mdb_to_errno(mdb_cursor_put(cur, &k, &nv, MDB_CURRENT));
-        free(rec);
-        rec = NULL;
-        if (ret < 0)
-            goto out;
-    }
-    mdb_cursor_close(cur);
-    cur = NULL;
-    struct cas_db_meta m = db->meta;
-    m.generation = generation;
-    if ((ret = put_meta(db, txn, &m, record)) < 0)
-        goto out;
-    if (custos_atomic_write_hook)
-        custos_atomic_write_hook(10);
-    ret = mdb_to_errno(mdb_txn_commit(txn));
-    txn = NULL;
-    if (ret == 0) {
-        memcpy(db->keys->record, record, sizeof(record));
-        db->meta = m;
-        ret = compact(db);
-    }
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&db->key_lock);
-    custos_wipe(record, sizeof(record));
-    return ret;
-}
-
 void cas_db_close(struct cas_db *db)
 {
     if (!db)
@@ -839,5 +565,7 @@ void cas_db_close(struct cas_db *db)
         munmap(db->keys, KEY_PAGE);
     }
     pthread_rwlock_destroy(&db->key_lock);
+    pthread_mutex_destroy(&db->q_lock);
+    pthread_cond_destroy(&db->q_done);
     free(db);
 }

@@ -1,25 +1,46 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* casd's HTTPS server (libmicrohttpd with GnuTLS): bounded bodies, connections and time; clients
- * are identified by the key hash of their TLS client certificate; every answer is JSON. */
+ * are identified by the key hash of their TLS client certificate; every answer is JSON.
+ * The identity is computed once per connection: it is kept with the certificate it came from and
+ * computed again only if the peer's certificate differs at a later request. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 
 #include "casd.h"
 
+/* Per request (libmicrohttpd's con_cls). */
 struct conn_ctx {
     char *body;
     size_t size;
     bool too_large;
 };
 
-static void caller_identity(struct http_request *req)
+/* Per connection (libmicrohttpd's socket context). */
+struct conn_state {
+    void *guard;     /* http_guard.c's entry */
+    uint8_t *cert;   /* DER of the peer certificate the identity below was computed from */
+    size_t cert_size;
+    char caller[65]; /* its key hash */
+};
+
+static struct conn_state *conn_state(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The key hash of the peer's certificate, as the TLS session has it now. It is kept in cs with a
+ * copy of the certificate: a later request on the connection compares the certificate (bytes) and
+ * reuses the hash; a different certificate is parsed again. */
+static void caller_identity(struct conn_state *cs, struct http_request *req)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
@@ -27,11 +48,51 @@ static void caller_identity(struct http_request *req)
         return;
     unsigned int n = 0;
     const gnutls_datum_t *certs = gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &n);
+    if (!certs || n == 0)
+        return;
+    if (cs && cs->cert && cs->cert_size == certs[0].size && memcmp(cs->cert, certs[0].data, cs->cert_size) == 0) {
+        memcpy(req->caller, cs->caller, sizeof(req->caller));
+        req->has_caller = true;
+        return;
+    }
     uint8_t hash[32];
-    if (!certs || n == 0 || custos_cert_key_hash(certs[0].data, certs[0].size, hash) < 0)
+    if (custos_cert_key_hash(certs[0].data, certs[0].size, hash) < 0)
         return;
     custos_hex_encode(hash, sizeof(hash), req->caller, false);
     req->has_caller = true;
+    if (!cs)
+        return;
+    free(cs->cert);
+    cs->cert = malloc(certs[0].size);
+    cs->cert_size = cs->cert ? certs[0].size : 0; /* without memory: computed again next time */
+    if (cs->cert) {
+        memcpy(cs->cert, certs[0].data, certs[0].size);
+        memcpy(cs->caller, req->caller, sizeof(cs->caller));
+    }
+}
+
+/* Connection start and end: the per-connection state around http_guard's entry. Without memory
+ * for it the connection is shut down (libmicrohttpd closes it). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct conn_state *cs = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        cs = calloc(1, sizeof(*cs));
+        *socket_context = cs;
+        if (cs) {
+            cas_http_guard_notify(cls, conn, &cs->guard, toe);
+            return;
+        }
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            (void)shutdown(ci->connect_fd, SHUT_RDWR);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && cs) {
+        cas_http_guard_notify(cls, conn, &cs->guard, toe);
+        free(cs->cert);
+        free(cs);
+        *socket_context = NULL;
+    }
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, struct http_response *r)
@@ -67,13 +128,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct cas_state *st = cls;
     struct conn_ctx *ctx = *con_cls;
+    struct conn_state *cs = conn_state(conn);
     (void)version;
     if (!ctx) {
         ctx = calloc(1, sizeof(*ctx));
         if (!ctx)
             return MHD_NO;
         *con_cls = ctx;
-        cas_http_guard_mark(conn, false); /* the headers are in */
+        if (cs)
+            cas_http_guard_mark(cs->guard, false); /* the headers are in */
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -103,7 +166,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     struct http_request req = {.method = method, .url = url, .conn = conn, .body = ctx->body,
                                .body_size = ctx->size};
-    caller_identity(&req);
+    caller_identity(cs, &req);
     cas_dispatch(st, &req, &r);
     if (!r.body)
         http_error(&r, 500, "internal", "no answer");
@@ -116,9 +179,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct conn_ctx *ctx = *con_cls;
+    struct conn_state *cs = conn_state(conn);
     (void)cls;
     (void)toe;
-    cas_http_guard_mark(conn, true); /* the next request's headers are due from now */
+    if (cs)
+        cas_http_guard_mark(cs->guard, true); /* the next request's headers are due from now */
     if (!ctx)
         return;
     if (ctx->body) {
@@ -222,7 +287,7 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
         (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
         &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls.cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
         st->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &cas_http_guard_notify, NULL,
+        &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &on_connection, NULL,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->cfg.max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
         "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL,
         /* headers up to this size reach the handlers (which answer 414/431 in JSON); beyond it

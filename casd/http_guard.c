@@ -17,11 +17,21 @@
 
 #include "casd.h"
 
+/* used, cut and fd change under g.lock; waiting and since are written by the connection's own
+ * thread without it (twice per request): since before waiting (release), read in that order. */
 struct guard_slot {
-    bool used, waiting, cut;
+    bool used, cut;
+    atomic_bool waiting;
+    atomic_llong since; /* CLOCK_MONOTONIC seconds */
     int fd;
-    struct timespec since;
 };
+
+static long long mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec;
+}
 
 static struct {
     pthread_mutex_t lock;
@@ -58,44 +68,46 @@ void cas_http_guard_notify(void *cls, struct MHD_Connection *conn, void **socket
         *socket_context = NULL;
         for (size_t i = 0; ci && i < g.count; i++) {
             if (!g.slots[i].used) {
-                g.slots[i] = (struct guard_slot){.used = true, .waiting = true, .fd = ci->connect_fd};
-                clock_gettime(CLOCK_MONOTONIC, &g.slots[i].since);
+                g.slots[i].used = true;
+                g.slots[i].cut = false;
+                g.slots[i].fd = ci->connect_fd;
+                atomic_store(&g.slots[i].since, mono_s());
+                atomic_store(&g.slots[i].waiting, true);
                 *socket_context = &g.slots[i];
                 break;
             }
         }
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
-        memset(*socket_context, 0, sizeof(struct guard_slot));
+        struct guard_slot *s = *socket_context;
+        s->used = s->cut = false;
+        s->fd = -1;
+        atomic_store(&s->waiting, false);
         *socket_context = NULL;
     }
     pthread_mutex_unlock(&g.lock);
 }
 
-/* waiting: the connection waits for request headers (again) from now; false: they arrived. */
-void cas_http_guard_mark(struct MHD_Connection *conn, bool waiting)
+/* waiting: the connection waits for request headers (again) from now; false: they arrived. Called
+ * by the connection's thread between its STARTED and CLOSED notifications: no lock needed (the
+ * reaper may cut a connection whose headers arrive in the same instant, as it could with a lock). */
+void cas_http_guard_mark(void *entry, bool waiting)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct guard_slot *s = ci ? ci->socket_context : NULL;
+    struct guard_slot *s = entry;
     if (!s)
         return;
-    pthread_mutex_lock(&g.lock);
-    if (s->used) {
-        s->waiting = waiting;
-        if (waiting)
-            clock_gettime(CLOCK_MONOTONIC, &s->since);
-    }
-    pthread_mutex_unlock(&g.lock);
+    if (waiting)
+        atomic_store(&s->since, mono_s());
+    atomic_store(&s->waiting, waiting);
 }
 
 unsigned cas_http_guard_reap(void)
 {
-    struct timespec now;
+    long long now = mono_s();
     unsigned n = 0;
-    clock_gettime(CLOCK_MONOTONIC, &now);
     pthread_mutex_lock(&g.lock);
     for (size_t i = 0; i < g.count; i++) {
         struct guard_slot *s = &g.slots[i];
-        if (s->used && s->waiting && !s->cut && now.tv_sec - s->since.tv_sec >= (time_t)g.deadline_s) {
+        if (s->used && !s->cut && atomic_load(&s->waiting) && now - atomic_load(&s->since) >= (long long)g.deadline_s) {
             (void)shutdown(s->fd, SHUT_RDWR);
             s->cut = true;
             n++;

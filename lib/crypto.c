@@ -1,6 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* SHA-256, HMAC, HKDF, AES-256-GCM, ECDSA P-256 and X25519 through OpenSSL 3. */
+/* SHA-256, HMAC, HKDF, AES-256-GCM, ECDSA P-256 and X25519 through OpenSSL 3.
+ *
+ * OpenSSL 3 looks an algorithm up by name (locks, string compares, hash tables) whenever it is
+ * given a legacy EVP_sha256()/EVP_aes_256_gcm() or a name: the algorithms of the hot paths (SHA-256,
+ * HMAC, AES-256-GCM, HKDF) are fetched once, at first use, and kept until exit. HMAC and AES-GCM
+ * contexts are kept per thread and keyed per call; after each call they are keyed again with an
+ * all-zero key, so no key schedule or HMAC state of a caller's key stays behind in them. */
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,39 +27,118 @@ struct custos_p256 {
     EVP_PKEY *pkey;
 };
 
+/* ---- algorithms fetched once, contexts per thread ----------------------------------------------- */
+
+static struct {
+    EVP_MD *sha256;
+    EVP_MAC *hmac;
+    EVP_CIPHER *gcm;
+    EVP_KDF *hkdf;
+    pthread_key_t key; /* struct thread_ctx of each thread */
+    bool ok;
+} g_alg;
+static pthread_once_t g_alg_once = PTHREAD_ONCE_INIT;
+static const uint8_t g_zero_key[32];
+
+struct thread_ctx {
+    EVP_MAC_CTX *hmac; /* digest set; keyed per call */
+    EVP_CIPHER_CTX *gcm; /* cipher set; keyed per call */
+};
+
+static void thread_ctx_free(void *p)
+{
+    struct thread_ctx *t = p;
+    if (!t)
+        return;
+    EVP_MAC_CTX_free(t->hmac);
+    EVP_CIPHER_CTX_free(t->gcm);
+    free(t);
+}
+
+static void alg_fetch(void)
+{
+    g_alg.sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    g_alg.hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    g_alg.gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    g_alg.hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    g_alg.ok = g_alg.sha256 && g_alg.hmac && g_alg.gcm && g_alg.hkdf &&
+               pthread_key_create(&g_alg.key, thread_ctx_free) == 0;
+}
+
+static bool alg_ready(void)
+{
+    return pthread_once(&g_alg_once, alg_fetch) == 0 && g_alg.ok;
+}
+
+/* This thread's contexts, made at its first call; NULL when out of memory or fetching failed. */
+static struct thread_ctx *thread_ctx(void)
+{
+    if (!alg_ready())
+        return NULL;
+    struct thread_ctx *t = pthread_getspecific(g_alg.key);
+    if (t)
+        return t;
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA2-256", 0),
+                           OSSL_PARAM_construct_end()};
+    t->hmac = EVP_MAC_CTX_new(g_alg.hmac);
+    t->gcm = EVP_CIPHER_CTX_new();
+    if (!t->hmac || !t->gcm || EVP_MAC_CTX_set_params(t->hmac, params) != 1 ||
+        EVP_CipherInit_ex2(t->gcm, g_alg.gcm, NULL, NULL, 1, NULL) != 1 || pthread_setspecific(g_alg.key, t) != 0) {
+        thread_ctx_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+int custos_crypto_init(void)
+{
+    return thread_ctx() ? 0 : -EIO;
+}
+
 int custos_sha256(const void *data, size_t size, uint8_t out[CUSTOS_SHA256_SIZE])
 {
     unsigned int n = 0;
-    return EVP_Digest(data, size, out, &n, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+    if (!alg_ready())
+        return -EIO;
+    return EVP_Digest(data, size, out, &n, g_alg.sha256, NULL) == 1 ? 0 : -EIO;
 }
 
 int custos_hmac_sha256(const uint8_t *key, size_t key_size, const void *data, size_t size,
                        uint8_t out[CUSTOS_SHA256_SIZE])
 {
-    unsigned int n = 0;
-    return HMAC(EVP_sha256(), key, (int)key_size, data, size, out, &n) ? 0 : -EIO;
+    struct thread_ctx *t = thread_ctx();
+    size_t n = 0;
+    if (!t)
+        return -EIO;
+    /* a NULL key would mean "the previous key" to EVP_MAC_init: an empty key is meant */
+    int ok = EVP_MAC_init(t->hmac, key ? key : g_zero_key, key ? key_size : 0, NULL) == 1 &&
+             EVP_MAC_update(t->hmac, data, size) == 1 &&
+             EVP_MAC_final(t->hmac, out, &n, CUSTOS_SHA256_SIZE) == 1 && n == CUSTOS_SHA256_SIZE;
+    (void)EVP_MAC_init(t->hmac, g_zero_key, sizeof(g_zero_key), NULL); /* drop the key's state */
+    return ok ? 0 : -EIO;
 }
 
 int custos_hkdf_sha256(const uint8_t *ikm, size_t ikm_size, const uint8_t *salt, size_t salt_size,
                        const uint8_t *info, size_t info_size, uint8_t *out, size_t out_size)
 {
-    int ret = -EIO;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    if (!alg_ready())
+        return -EIO;
+    EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(g_alg.hkdf);
     if (!ctx)
         return -ENOMEM;
-    if (EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) != 1 ||
-        EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm, (int)ikm_size) != 1)
-        goto out;
-    if (salt_size && EVP_PKEY_CTX_set1_hkdf_salt(ctx, salt, (int)salt_size) != 1)
-        goto out;
-    if (info_size && EVP_PKEY_CTX_add1_hkdf_info(ctx, info, (int)info_size) != 1)
-        goto out;
-    size_t n = out_size;
-    if (EVP_PKEY_derive(ctx, out, &n) != 1 || n != out_size)
-        goto out;
-    ret = 0;
-out:
-    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM params[5], *p = params;
+    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA2-256", 0);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_size);
+    if (salt_size)
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_size);
+    if (info_size)
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_size);
+    *p = OSSL_PARAM_construct_end();
+    int ret = EVP_KDF_derive(ctx, out, out_size, params) == 1 ? 0 : -EIO;
+    EVP_KDF_CTX_free(ctx); /* clears the key it copied */
     return ret;
 }
 
@@ -60,14 +147,30 @@ int custos_random(void *out, size_t size)
     return RAND_bytes(out, (int)size) == 1 ? 0 : -EIO;
 }
 
+/* Keys the thread's AES-256-GCM context (cipher kept, so nothing is fetched or allocated). */
+static EVP_CIPHER_CTX *gcm_ctx(const uint8_t key[32], const uint8_t nonce[12], int enc)
+{
+    struct thread_ctx *t = thread_ctx();
+    if (!t || EVP_CipherInit_ex2(t->gcm, NULL, key, nonce, enc, NULL) != 1)
+        return NULL;
+    return t->gcm;
+}
+
+/* Keys the context again with the zero key: the caller's key schedule does not stay in it. */
+static void gcm_done(EVP_CIPHER_CTX *ctx)
+{
+    if (ctx)
+        (void)EVP_CipherInit_ex2(ctx, NULL, g_zero_key, NULL, 1, NULL);
+}
+
 int custos_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size,
                      const void *in, size_t size, uint8_t *out)
 {
     int ret = -EIO, n = 0;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (size > INT_MAX || aad_size > INT_MAX)
+        return -E2BIG;
+    EVP_CIPHER_CTX *ctx = gcm_ctx(key, nonce, 1);
     if (!ctx)
-        return -ENOMEM;
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce) != 1)
         goto out;
     if (aad_size && EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aad_size) != 1)
         goto out;
@@ -78,7 +181,7 @@ int custos_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const void 
         goto out;
     ret = 0;
 out:
-    EVP_CIPHER_CTX_free(ctx);
+    gcm_done(ctx);
     return ret;
 }
 
@@ -89,10 +192,10 @@ int custos_aead_open(const uint8_t key[32], const uint8_t nonce[12], const void 
     if (in_size < CUSTOS_AEAD_TAG_SIZE)
         return -EBADMSG;
     size_t size = in_size - CUSTOS_AEAD_TAG_SIZE;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (size > INT_MAX || aad_size > INT_MAX)
+        return -E2BIG;
+    EVP_CIPHER_CTX *ctx = gcm_ctx(key, nonce, 0);
     if (!ctx)
-        return -ENOMEM;
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce) != 1)
         goto out;
     if (aad_size && EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aad_size) != 1)
         goto out;
@@ -107,7 +210,7 @@ int custos_aead_open(const uint8_t key[32], const uint8_t nonce[12], const void 
     }
     ret = 0;
 out:
-    EVP_CIPHER_CTX_free(ctx);
+    gcm_done(ctx);
     return ret;
 }
 

@@ -127,6 +127,9 @@ int custos_buf_get_str0(struct custos_buf *r, const char **out);
 #define CUSTOS_PLATFORM_ID_LEN 66 /* hex digits */
 #define CUSTOS_X25519_SIZE 32
 
+/* Fetches the algorithms (once per process) and makes this thread's contexts: optional (the first
+ * call of any function below does it), so a daemon can fail at start rather than at a request. */
+int custos_crypto_init(void);
 int custos_sha256(const void *data, size_t size, uint8_t out[CUSTOS_SHA256_SIZE]);
 int custos_hmac_sha256(const uint8_t *key, size_t key_size, const void *data, size_t size,
                        uint8_t out[CUSTOS_SHA256_SIZE]);

@@ -6,8 +6,10 @@ PKGS=(
   libssl-dev openssl libjansson-dev libyaml-dev liblmdb-dev libmicrohttpd-dev libgnutls28-dev
   libcurl4-openssl-dev libtss2-dev swtpm swtpm-tools tpm2-tools
   libcmocka-dev python3 python3-pytest python3-cryptography procps curl strace util-linux
-  clang-format-14
+  clang-format-14 nginx linux-perf
 )
+# nginx: bench/cas runs it as its own child (temporary prefix and configuration) as the ceiling
+# beside casd; linux-perf: bench/cas's BENCH_CAS_PERF profile.
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -18,4 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The package enables a system nginx on port 80; the bench needs none: stop what we just installed.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for crypto.c and secret.c against published test vectors. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -405,6 +406,56 @@ static void test_wipe(void **state)
     custos_wipe(NULL, 10); /* tolerated */
 }
 
+/* The contexts kept per thread: threads keyed differently at the same time each get their own
+ * answers (HMAC against RFC 4231 case 2, AES-GCM round trips under a per-thread key), and a key
+ * is never reused from an earlier call (an empty key after a 20-byte one). */
+struct crypto_worker {
+    int id;
+    int failures;
+};
+
+static void *crypto_worker_main(void *arg)
+{
+    struct crypto_worker *w = arg;
+    static const char data[] = "what do ya want for nothing?";
+    uint8_t key[32], nonce[12] = {0}, mac[32], want[32], sealed[64 + 16], opened[64], msg[64];
+    custos_hex_decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", want, 32);
+    memset(key, w->id + 1, sizeof(key));
+    memset(msg, w->id, sizeof(msg));
+    for (int i = 0; i < 2000; i++) {
+        nonce[0] = (uint8_t)i;
+        if (custos_hmac_sha256((const uint8_t *)"Jefe", 4, data, strlen(data), mac) < 0 || memcmp(mac, want, 32))
+            w->failures++;
+        if (custos_aead_seal(key, nonce, "a", 1, msg, sizeof(msg), sealed) < 0 ||
+            custos_aead_open(key, nonce, "a", 1, sealed, sizeof(sealed), opened) < 0 ||
+            memcmp(opened, msg, sizeof(msg)))
+            w->failures++;
+    }
+    return NULL;
+}
+
+static void test_contexts_per_thread(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    struct crypto_worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct crypto_worker){.id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, crypto_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    /* HMAC with an empty key (RFC 4231 has none: HMAC-SHA256("", "") is well known) after a keyed call */
+    uint8_t k20[20], mac[32];
+    memset(k20, 0x0b, sizeof(k20));
+    assert_int_equal(custos_hmac_sha256(k20, sizeof(k20), "Hi There", 8, mac), 0);
+    assert_int_equal(custos_hmac_sha256(NULL, 0, "", 0, mac), 0);
+    assert_hex(mac, sizeof(mac), "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+    assert_int_equal(custos_crypto_init(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_wipe),
+        cmocka_unit_test(test_contexts_per_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -455,6 +455,54 @@ static void test_threads(void **state)
     cas_db_close(db);
 }
 
+/* Group commit: concurrent batches share commits, yet each stays all-or-nothing on its own. A
+ * batch that fails (a delete of an absent name) leaves nothing behind, and the batches committed
+ * with it are kept; after a reopen every successful batch is there. */
+static void *group_worker_main(void *arg)
+{
+    struct worker *w = arg;
+    char a[32], b[32], absent[32];
+    for (int i = 0; i < 30; i++) {
+        snprintf(a, sizeof(a), "g%d/%d/a", w->id, i);
+        snprintf(b, sizeof(b), "g%d/%d/b", w->id, i);
+        snprintf(absent, sizeof(absent), "absent/%d/%d", w->id, i);
+        bool bad = i % 3 == 1;
+        struct cas_db_op ops[] = {{a, "A", 1}, {bad ? absent : b, bad ? NULL : "B", bad ? 0 : 1}};
+        int ret = cas_db_write(w->db, ops, 2);
+        if (ret != (bad ? -ENOENT : 0) || get_ret(w->db, a) != (bad ? -ENOENT : 0))
+            w->failures++;
+    }
+    return NULL;
+}
+
+static void test_group_commit(void **state)
+{
+    struct fixture *f = *state;
+    struct cas_db *db = open_ok(f);
+    pthread_t t[6];
+    struct worker w[6];
+    for (int i = 0; i < 6; i++) {
+        w[i] = (struct worker){db, i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, group_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    cas_db_close(db);
+    db = open_ok(f);
+    for (int id = 0; id < 6; id++) {
+        for (int i = 0; i < 30; i++) {
+            char a[32], b[32];
+            snprintf(a, sizeof(a), "g%d/%d/a", id, i);
+            snprintf(b, sizeof(b), "g%d/%d/b", id, i);
+            assert_int_equal(get_ret(db, a), i % 3 == 1 ? -ENOENT : 0);
+            assert_int_equal(get_ret(db, b), i % 3 == 1 ? -ENOENT : 0);
+        }
+    }
+    cas_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +515,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flipped_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
