@@ -95,6 +95,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
 }
 
+/* An answer may hold a secret (GET /v1/secrets/NAME): its text is wiped when libmicrohttpd lets go. */
+static void wipe_free(void *text)
+{
+    custos_wipe(text, strlen(text));
+    free(text);
+}
+
 static enum MHD_Result send_json(struct MHD_Connection *conn, struct http_response *r)
 {
     char *text = r->body ? json_dumps(r->body, JSON_COMPACT) : strdup("{}");
@@ -103,9 +110,9 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, struct http_respon
     if (!text)
         return MHD_NO;
     size_t n = strlen(text);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(n, text, wipe_free);
     if (!resp) {
-        free(text);
+        wipe_free(text);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
