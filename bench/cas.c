@@ -194,8 +194,7 @@ static int free_port(const char *ip)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof(sa);
     inet_pton(AF_INET, ip, &sa.sin_addr);
-    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        getsockname(s, (struct sockaddr *)&sa, &len) < 0)
+    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(s, (struct sockaddr *)&sa, &len) < 0)
         die("cannot bind %s", ip);
     close(s);
     return ntohs(sa.sin_port);
@@ -450,8 +449,8 @@ static void start_casd(void)
     snprintf(listen, sizeof(listen), "%s:%d", g_ip, g_port);
     char threads[16];
     snprintf(threads, sizeof(threads), "%d", g_threads);
-    char *argv[] = {bin,         "--db",      g_db,    "--las",     g_sock, "--listen",
-                    listen,      "--node-name", "bench", "--threads", threads, NULL};
+    char *argv[] = {bin,    "--db",        g_db,    "--las",     g_sock,  "--listen",
+                    listen, "--node-name", "bench", "--threads", threads, NULL};
     g_casd = spawn(argv, g_cas_log);
 }
 
@@ -546,8 +545,8 @@ static size_t answer_size(const struct target *t, const char *path)
 {
     CURL *c = handle(t, true, false);
     curl_off_t n = 0;
-    if (request(c, "GET", path, NULL, NULL) != 200 ||
-        curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &n) != CURLE_OK || n <= 0)
+    if (request(c, "GET", path, NULL, NULL) != 200 || curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &n) != CURLE_OK ||
+        n <= 0)
         die("GET %s failed", path);
     curl_easy_cleanup(c);
     return (size_t)n;
@@ -584,35 +583,35 @@ static void start_nginx(const char *bin, size_t body_size)
         die("openssl could not make nginx's P-256 key (see %s/openssl.log)", nd);
     char conf[4096];
     int n = snprintf(conf, sizeof(conf),
-        "daemon off;\n"
-        "%s"
-        "worker_processes %d;\n"
-        "pid %s/nginx.pid;\n"
-        "error_log %s/error.log warn;\n"
-        "events { worker_connections 1024; }\n"
-        "http {\n"
-        "    access_log off;\n"
-        "    default_type application/json;\n"
-        "    types { }\n"
-        "    keepalive_timeout 60s;\n"
-        "    keepalive_requests 100000000;\n"
-        "    client_body_temp_path %s/tmp/body;\n"
-        "    proxy_temp_path %s/tmp/proxy;\n"
-        "    fastcgi_temp_path %s/tmp/fastcgi;\n"
-        "    uwsgi_temp_path %s/tmp/uwsgi;\n"
-        "    scgi_temp_path %s/tmp/scgi;\n"
-        "    server {\n"
-        "        listen %s:%d ssl;\n"
-        "        ssl_certificate %s/cert.pem;\n"
-        "        ssl_certificate_key %s/key.pem;\n"
-        "        ssl_protocols TLSv1.2 TLSv1.3;\n"
-        "        ssl_verify_client optional_no_ca;\n"
-        "        root %s/www;\n"
-        "        location / { add_header Cache-Control no-store; }\n"
-        "    }\n"
-        "}\n",
-        geteuid() == 0 ? "user nobody nogroup;\n" : "", g_threads, nd, nd, nd, nd, nd, nd, nd, g_ip, port, nd,
-        nd, nd);
+                     "daemon off;\n"
+                     "%s"
+                     "worker_processes %d;\n"
+                     "pid %s/nginx.pid;\n"
+                     "error_log %s/error.log warn;\n"
+                     "events { worker_connections 1024; }\n"
+                     "http {\n"
+                     "    access_log off;\n"
+                     "    default_type application/json;\n"
+                     "    types { }\n"
+                     "    keepalive_timeout 60s;\n"
+                     "    keepalive_requests 100000000;\n"
+                     "    client_body_temp_path %s/tmp/body;\n"
+                     "    proxy_temp_path %s/tmp/proxy;\n"
+                     "    fastcgi_temp_path %s/tmp/fastcgi;\n"
+                     "    uwsgi_temp_path %s/tmp/uwsgi;\n"
+                     "    scgi_temp_path %s/tmp/scgi;\n"
+                     "    server {\n"
+                     "        listen %s:%d ssl;\n"
+                     "        ssl_certificate %s/cert.pem;\n"
+                     "        ssl_certificate_key %s/key.pem;\n"
+                     "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+                     "        ssl_verify_client optional_no_ca;\n"
+                     "        root %s/www;\n"
+                     "        location / { add_header Cache-Control no-store; }\n"
+                     "    }\n"
+                     "}\n",
+                     geteuid() == 0 ? "user nobody nogroup;\n" : "", g_threads, nd, nd, nd, nd, nd, nd, nd, g_ip, port,
+                     nd, nd, nd);
     if (n < 0 || (size_t)n >= sizeof(conf))
         die("%s", "nginx configuration too long");
     snprintf(path, sizeof(path), "%s/nginx.conf", nd);
@@ -785,11 +784,11 @@ int main(int argc, char **argv)
     double fs = (double)fs_count / fs_time;
 
     printf("casd %s/casd on https://%s:%d/, sim platform, default options but --threads %d (HTTPS threads; "
-           "default 2); %g s per run, %ld CPUs\n\n", g_build, g_ip, g_port, g_threads, g_seconds,
-           sysconf(_SC_NPROCESSORS_ONLN));
+           "default 2); %g s per run, %ld CPUs\n\n",
+           g_build, g_ip, g_port, g_threads, g_seconds, sysconf(_SC_NPROCESSORS_ONLN));
     printf("start to first answer (exec -> first 200 GET /healthz over TLS):\n");
-    printf("  provisioned database, median of 5: %7.1f ms   (min %.1f, max %.1f)\n", 1000 * starts[2],
-           1000 * starts[0], 1000 * starts[4]);
+    printf("  provisioned database, median of 5: %7.1f ms   (min %.1f, max %.1f)\n", 1000 * starts[2], 1000 * starts[0],
+           1000 * starts[4]);
     printf("  first start (creates the database):  %7.1f ms\n\n", 1000 * first);
     printf("%-44s %10s     %10s %10s  %9s  %7s\n", "", "rate", "p50", "p99", "of AES", "vs hs-1");
     printf("%-44s %10.0f /s  %31s\n", "reference: AES-256-GCM seal, 1 KiB, 1 thread", aes, "");
@@ -805,13 +804,13 @@ int main(int argc, char **argv)
            r8.rate / r1.rate, w8.rate / w1.rate);
     double fsm = fs;
     printf("writes vs fdatasync rate (interleaved): 1 client %.2f, 8 clients %.2f (an LMDB commit syncs data "
-           "and meta page: ~0.5 is the bound for one writer; goal for 8 clients: >= 0.80)\n", w1.rate / fsm,
-           w8.rate / fsm);
+           "and meta page: ~0.5 is the bound for one writer; goal for 8 clients: >= 0.80)\n",
+           w1.rate / fsm, w8.rate / fsm);
     printf("'of AES': request rate as %% of 1 KiB AES-GCM seals/s; 'vs hs-1': x the 1-client handshake rate; "
            "[conn]: TCP connections opened\n");
     printf("\nGET /v1/secrets/x (%zu-byte answer), keep-alive, client certificate: casd beside nginx (%s, P-256, "
-           "ssl_verify_client optional_no_ca, %d workers, static file of the same size)\n", body_size, nginx,
-           g_threads);
+           "ssl_verify_client optional_no_ca, %d workers, static file of the same size)\n",
+           body_size, nginx, g_threads);
     printf("%-8s %10s %10s %8s %9s %9s %9s %9s\n", "clients", "casd/s", "nginx/s", "ratio", "casd p50", "casd p99",
            "ngx p50", "ngx p99");
     const struct result *cr[] = {&r1, &r8}, *nr[] = {&n1, &n8};
@@ -820,9 +819,10 @@ int main(int argc, char **argv)
                nr[i]->rate, 100.0 * cr[i]->rate / nr[i]->rate, cr[i]->p50_ms, cr[i]->p99_ms, nr[i]->p50_ms,
                nr[i]->p99_ms, nr[i]->failed ? "  (nginx requests failed)" : "");
     printf("goal (8 clients): casd >= 50%% of nginx: %s; casd p99 < 1 ms: %s; durable writes >= 80%% of "
-           "write+fdatasync: %s\n", r8.rate >= 0.5 * n8.rate ? "met" : "NOT met", r8.p99_ms < 1.0 ? "met" : "NOT met",
+           "write+fdatasync: %s\n",
+           r8.rate >= 0.5 * n8.rate ? "met" : "NOT met", r8.p99_ms < 1.0 ? "met" : "NOT met",
            w8.rate >= 0.8 * fsm ? "met" : "NOT met");
-    bool failed = hs1.failed || hs8.failed || r1.failed || r8.failed || w1.failed || w8.failed || n1.failed ||
-                  n8.failed;
+    bool failed =
+        hs1.failed || hs8.failed || r1.failed || r8.failed || w1.failed || w8.failed || n1.failed || n8.failed;
     return failed ? 1 : 0;
 }

@@ -14,15 +14,15 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-#define MEASURE(name, count, stmt)                                                                                  \
-    do {                                                                                                           \
-        double t0 = now();                                                                                         \
-        for (int i_ = 0; i_ < (count); i_++) {                                                                     \
-            stmt;                                                                                                  \
-        }                                                                                                          \
-        double us = (now() - t0) * 1e6 / (count);                                                                  \
-        printf("%-28s %10.2f\n", name, us);                                                                        \
-        total += us * mult_##count;                                                                                \
+#define MEASURE(name, count, stmt)                                                                                     \
+    do {                                                                                                               \
+        double t0 = now();                                                                                             \
+        for (int i_ = 0; i_ < (count); i_++) {                                                                         \
+            stmt;                                                                                                      \
+        }                                                                                                              \
+        double us = (now() - t0) * 1e6 / (count);                                                                      \
+        printf("%-28s %10.2f\n", name, us);                                                                            \
+        total += us * mult_##count;                                                                                    \
     } while (0)
 
 int main(void)
@@ -36,8 +36,16 @@ int main(void)
     custos_p256_sign(k, msg, sizeof(msg), sig, &sig_size);
     custos_x25519_keypair(priv2, pub2);
     /* How often each runs in one registration (backup + primary). */
-    enum { mult_2000 = 2, mult_2001 = 2, /* quote + offer signature */ mult_2002 = 2, mult_2003 = 2, mult_20000 = 6, mult_20001 = 2,
-           mult_20002 = 4, mult_20003 = 4 };
+    enum {
+        mult_2000 = 2,
+        mult_2001 = 2,
+        /* quote + offer signature */ mult_2002 = 2,
+        mult_2003 = 2,
+        mult_20000 = 6,
+        mult_20001 = 2,
+        mult_20002 = 4,
+        mult_20003 = 4
+    };
     MEASURE("ecdsa_p256_sign(quote,offer)", 2000, custos_p256_sign(k, msg, sizeof(msg), sig, &sig_size));
     MEASURE("ecdsa_p256_verify(quote,offer)", 2001, custos_p256_verify(k, msg, sizeof(msg), sig, sig_size));
     MEASURE("x25519_keypair", 2002, custos_x25519_keypair(priv, pub));

@@ -73,7 +73,8 @@ static double socket_round_trips(void)
     long n = 0;
     double t0 = now(), t1;
     while ((t1 = now()) - t0 < g_seconds) {
-        if (write(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf) || read(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+        if (write(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf) ||
+            read(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf))
             break;
         n++;
     }
@@ -141,8 +142,7 @@ int main(int argc, char **argv)
     if (pid == 0) {
         int null = open("/dev/null", 1);
         dup2(null, 2);
-        execl(argv[1], "lasd", "--socket", g_socket, "--platform-dir", pdir, "--threads", g_threads,
-              (char *)NULL);
+        execl(argv[1], "lasd", "--socket", g_socket, "--platform-dir", pdir, "--threads", g_threads, (char *)NULL);
         _exit(127);
     }
     struct stat st;
@@ -163,16 +163,12 @@ int main(int argc, char **argv)
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
     printf("raw ECDSA P-256 sign (1 thread):   %10.0f /s\n", raw);
-    printf("Unix socket round trips (1 thread, no work): %7.0f /s   (%.1f us each: the floor for 1 client)\n",
-           rtt, 1e6 / rtt);
-    printf("lasd quotes, 1 client thread:      %10.0f /s   ratio to raw sign: %5.1f%%\n", q1,
-           100.0 * q1 / raw);
-    printf("lasd quotes, 2 client threads:     %10.0f /s   ratio to raw sign: %5.1f%%\n", q2,
-           100.0 * q2 / raw);
-    printf("lasd quotes, 1 thread, kept conn.: %10.0f /s   ratio to raw sign: %5.1f%%\n", k1,
-           100.0 * k1 / raw);
-    printf("lasd quotes, 2 threads, kept conn.:%10.0f /s   ratio to raw sign: %5.1f%%\n", k2,
-           100.0 * k2 / raw);
+    printf("Unix socket round trips (1 thread, no work): %7.0f /s   (%.1f us each: the floor for 1 client)\n", rtt,
+           1e6 / rtt);
+    printf("lasd quotes, 1 client thread:      %10.0f /s   ratio to raw sign: %5.1f%%\n", q1, 100.0 * q1 / raw);
+    printf("lasd quotes, 2 client threads:     %10.0f /s   ratio to raw sign: %5.1f%%\n", q2, 100.0 * q2 / raw);
+    printf("lasd quotes, 1 thread, kept conn.: %10.0f /s   ratio to raw sign: %5.1f%%\n", k1, 100.0 * k1 / raw);
+    printf("lasd quotes, 2 threads, kept conn.:%10.0f /s   ratio to raw sign: %5.1f%%\n", k2, 100.0 * k2 / raw);
     printf("(each quote: connect, SO_PASSCRED, measurement (cached by inode/ctime), sign; goal >= 50%%)\n");
     return 0;
 }

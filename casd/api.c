@@ -13,7 +13,6 @@
 
 /* ---- GET /v1/attestation?nonce=HEX ---------------------------------------------------------- */
 
-
 void cas_get_attestation(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     const char *hex = http_arg(req, "nonce");
@@ -38,10 +37,10 @@ void cas_get_attestation(struct cas_state *st, struct http_request *req, struct 
     char m[65];
     custos_hex_encode(st->node.measurement, sizeof(st->node.measurement), m, false);
     pthread_mutex_lock(&st->lock);
-    r->body = json_pack("{s:o, s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "quote", custos_quote_to_json(&q),
-                        "key_hash", st->tls.key_hash, "certificate", st->tls.cert_pem, "platform_id",
-                        st->node.platform_id, "platform_kind", st->node.platform_kind, "tcb", (int)st->node.tcb,
-                        "measurement", m, "provisioned", (int)atomic_load(&st->pri.provisioned));
+    r->body = json_pack("{s:o, s:s, s:s, s:s, s:s, s:i, s:s, s:b}", "quote", custos_quote_to_json(&q), "key_hash",
+                        st->tls.key_hash, "certificate", st->tls.cert_pem, "platform_id", st->node.platform_id,
+                        "platform_kind", st->node.platform_kind, "tcb", (int)st->node.tcb, "measurement", m,
+                        "provisioned", (int)atomic_load(&st->pri.provisioned));
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -85,8 +84,7 @@ void cas_post_provision(struct cas_state *st, struct http_request *req, struct h
         goto out;
     }
     if (cas_certificate_for(st, cfg, NULL) < 0) {
-        http_error(r, 400, "invalid_owner_config",
-                   "[api_identity]: no TLS certificate can be made with these names");
+        http_error(r, 400, "invalid_owner_config", "[api_identity]: no TLS certificate can be made with these names");
         goto out;
     }
     pthread_mutex_lock(&st->lock);
@@ -95,19 +93,18 @@ void cas_post_provision(struct cas_state *st, struct http_request *req, struct h
     if (!ok) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_WARN(CAS_LOG, "provisioning refused for identity %s", req->caller);
-        http_error(r, 403, "provisioning_refused",
-                   "provisioning refused: the token is not valid (it is single-use)");
+        http_error(r, 403, "provisioning_refused", "provisioning refused: the token is not valid (it is single-use)");
         goto out;
     }
-    owner = json_pack("{s:s, s:O, s:O, s:I}", "key_hash", req->caller, "config", cfg, "ignored_sections",
-                      ignored, "provisioned_at", (json_int_t)time(NULL));
+    owner = json_pack("{s:s, s:O, s:O, s:I}", "key_hash", req->caller, "config", cfg, "ignored_sections", ignored,
+                      "provisioned_at", (json_int_t)time(NULL));
     text = owner ? json_dumps(owner, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     policy_text = json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS);
     struct cas_db_op ops[] = {{REC_OWNER, text, text ? strlen(text) : 0},
                               {REC_POLICY, policy_text, policy_text ? strlen(policy_text) : 0},
                               {REC_TOKEN, NULL, 0}};
-    ret = text && policy_text ? cas_audit(st, "provisioned", json_pack("{s:s}", "owner", req->caller), ops, 3)
-                              : -ENOMEM;
+    ret =
+        text && policy_text ? cas_audit(st, "provisioned", json_pack("{s:s}", "owner", req->caller), ops, 3) : -ENOMEM;
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_ERROR(CAS_LOG, "cannot store the owner: %s", strerror(-ret));
@@ -120,8 +117,8 @@ void cas_post_provision(struct cas_state *st, struct http_request *req, struct h
     pthread_mutex_unlock(&st->lock);
     atomic_store(&st->pri.cert_changed, true);
     LOG_MODULE_INFO(CAS_LOG, "CAS provisioned; owner identity %s", req->caller);
-    r->body = json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->tls.key_hash,
-                        "ignored_sections", ignored);
+    r->body =
+        json_pack("{s:s, s:s, s:O}", "owner", req->caller, "key_hash", st->tls.key_hash, "ignored_sections", ignored);
 out:
     free(text);
     free(policy_text);
@@ -133,7 +130,6 @@ out:
 }
 
 /* ---- owner-only endpoints ------------------------------------------------------------------- */
-
 
 void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
@@ -165,8 +161,10 @@ static bool secret_record(const struct http_request *req, char *rec, size_t size
     const char *name = req->url + strlen("/v1/secrets/");
     char err[512];
     if (http_arg_count(req) > 0) {
-        http_error(r, 400, "invalid_name", "secret name '%.140s' followed by a query string: a '?' in a name "
-                   "must be percent-encoded (it is not allowed in a name anyway)", name);
+        http_error(r, 400, "invalid_name",
+                   "secret name '%.140s' followed by a query string: a '?' in a name "
+                   "must be percent-encoded (it is not allowed in a name anyway)",
+                   name);
         return false;
     }
     if (cas_secret_name_check(name, err, sizeof(err)) < 0) {
@@ -176,7 +174,6 @@ static bool secret_record(const struct http_request *req, char *rec, size_t size
     snprintf(rec, size, "secret/%s", name);
     return true;
 }
-
 
 void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_response *r)
 {

@@ -68,8 +68,7 @@ void cas_backup_post_complete(struct cas_state *st, struct http_request *req, st
                    offer.request_id, b->request.id);
         goto out;
     }
-    backup_transcript(&b->request, offer.primary_platform_id, offer.primary_key_hash, offer.ephemeral_key,
-                      transcript);
+    backup_transcript(&b->request, offer.primary_platform_id, offer.primary_key_hash, offer.ephemeral_key, transcript);
     if (backup_offer_verify(&offer, transcript) < 0) {
         http_error(r, 403, "bad_signature", "the offer is not signed by the CAS key it names");
         goto out;
@@ -128,10 +127,9 @@ out:
 void cas_backup_get_healthz(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
     (void)req;
-    r->body = json_pack("{s:s, s:s, s:b}", "status", "ready", "mode", "backup", "done",
-                        (int)atomic_load(&st->backup_done));
+    r->body =
+        json_pack("{s:s, s:s, s:b}", "status", "ready", "mode", "backup", "done", (int)atomic_load(&st->backup_done));
 }
-
 
 /* lasd's view of this node, and the quoted request. */
 static int make_request(struct cas_state *st, struct cas_backup_session *b)
@@ -183,7 +181,7 @@ int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile si
                     st->cfg.node_name, st->node.platform_id, st->node.tcb, st->cfg.listen, st->backup->request.id);
     if (!st->cfg.cas_key_hash)
         LOG_MODULE_WARN(CAS_LOG, "no --cas-key-hash: a key offer from any CAS is accepted (anyone who reaches this "
-                        "backup can spend its one registration)");
+                                 "backup can spend its one registration)");
     time_t deadline = time(NULL) + timeout_s;
     while (!*stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
         usleep(20000);
@@ -198,8 +196,9 @@ int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile si
                         atomic_load(&st->backup_finished) ? " and confirmed" : " (no confirmation relayed)");
         ret = 0;
     } else {
-        LOG_MODULE_ERROR(CAS_LOG, "%s", *stop ? "stopped before any registration"
-                                              : "no registration before the timeout; backup CAS exits");
+        LOG_MODULE_ERROR(CAS_LOG, "%s",
+                         *stop ? "stopped before any registration"
+                               : "no registration before the timeout; backup CAS exits");
         ret = -ETIMEDOUT;
     }
     return ret;

@@ -95,7 +95,8 @@ int backup_request_from_json(const json_t *j, struct backup_request *out, char *
     r.created_at = created;
     backup_request_report_data(r.public_key, r.created_at, r.node_name, rd);
     if (!custos_ct_equal(rd, r.quote.report_data, sizeof(rd))) {
-        snprintf(err, err_size, "backup request: the quote does not bind this request's public key, node name "
+        snprintf(err, err_size,
+                 "backup request: the quote does not bind this request's public key, node name "
                  "and time (a quote taken from another request or node)");
         return -EPERM;
     }
@@ -129,8 +130,8 @@ int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err,
     memset(&o, 0, sizeof(o));
     if (!json_is_object(j) ||
         json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id", &rid,
-                       "primary_platform_id", &pid, "primary_key_hash", &kh, "primary_public_key", &s4,
-                       "ephemeral_key", &s1, "nonce", &s2, "wrapped", &s3, "signature", &s5) < 0) {
+                       "primary_platform_id", &pid, "primary_key_hash", &kh, "primary_public_key", &s4, "ephemeral_key",
+                       &s1, "nonce", &s2, "wrapped", &s3, "signature", &s5) < 0) {
         snprintf(err, err_size, "backup offer: %s", json_is_object(j) ? e.text : "not a JSON object");
         return -EINVAL;
     }
@@ -143,7 +144,8 @@ int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err,
         return -EINVAL;
     }
     if (get_b64(j, "ephemeral_key", o.ephemeral_key, 32, err, err_size) < 0 ||
-        get_b64(j, "nonce", o.nonce, 12, err, err_size) < 0 || get_b64(j, "wrapped", o.wrapped, 48, err, err_size) < 0 ||
+        get_b64(j, "nonce", o.nonce, 12, err, err_size) < 0 ||
+        get_b64(j, "wrapped", o.wrapped, 48, err, err_size) < 0 ||
         get_b64_var(j, "primary_public_key", o.primary_spki, sizeof(o.primary_spki), &o.primary_spki_size, err,
                     err_size) < 0 ||
         get_b64_var(j, "signature", o.signature, sizeof(o.signature), &o.signature_size, err, err_size) < 0)
@@ -165,8 +167,8 @@ int backup_offer_from_json(const json_t *j, struct backup_offer *out, char *err,
  * database key for it. */
 json_t *backup_completion_to_json(const struct backup_completion *c)
 {
-    return json_pack("{s:s, s:o, s:o}", "request_id", c->request_id, "entry", cas_keystore_entry_to_json(&c->entry, false),
-                     "proof", b64(c->proof, 32));
+    return json_pack("{s:s, s:o, s:o}", "request_id", c->request_id, "entry",
+                     cas_keystore_entry_to_json(&c->entry, false), "proof", b64(c->proof, 32));
 }
 
 int backup_completion_from_json(const json_t *j, struct backup_completion *out, char *err, size_t err_size)
@@ -185,8 +187,8 @@ int backup_completion_from_json(const json_t *j, struct backup_completion *out, 
         snprintf(err, err_size, "backup completion: field 'request_id' must be 64 hex digits");
         return -EINVAL;
     }
-    if (cas_keystore_entry_from_json(entry, CAS_KS_FORM_BACKUP, "backup completion: entry: ", &c.entry, err,
-                                     err_size) < 0 ||
+    if (cas_keystore_entry_from_json(entry, CAS_KS_FORM_BACKUP, "backup completion: entry: ", &c.entry, err, err_size) <
+            0 ||
         get_b64(j, "proof", c.proof, 32, err, err_size) < 0)
         return -EINVAL;
     strcpy(c.request_id, rid);
@@ -194,8 +196,8 @@ int backup_completion_from_json(const json_t *j, struct backup_completion *out, 
     return 0;
 }
 
-void backup_transcript(const struct backup_request *r, const char *primary_platform_id,
-                       const char *primary_key_hash, const uint8_t primary_ephemeral[32], uint8_t out[32])
+void backup_transcript(const struct backup_request *r, const char *primary_platform_id, const char *primary_key_hash,
+                       const uint8_t primary_ephemeral[32], uint8_t out[32])
 {
     uint8_t buf[sizeof(TRANSCRIPT_LABEL) - 1 + CUSTOS_QUOTE_BODY_SIZE + 32 + BACKUP_NODE_MAX + 1 + 8 +
                 CUSTOS_PLATFORM_ID_LEN + 64 + 32];
@@ -216,8 +218,7 @@ void backup_transcript(const struct backup_request *r, const char *primary_platf
 
 int backup_wrap_key(const uint8_t shared[32], const uint8_t transcript[32], uint8_t out[32])
 {
-    return custos_hkdf_sha256(shared, 32, transcript, 32, (const uint8_t *)WRAP_LABEL, sizeof(WRAP_LABEL) - 1, out,
-                              32);
+    return custos_hkdf_sha256(shared, 32, transcript, 32, (const uint8_t *)WRAP_LABEL, sizeof(WRAP_LABEL) - 1, out, 32);
 }
 
 int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const struct cas_keystore_entry *e,

@@ -43,7 +43,7 @@ struct backup_offer {
     uint8_t wrapped[32 + 16];
     uint8_t primary_spki[160]; /* the primary CAS's identity public key (DER SubjectPublicKeyInfo) */
     size_t primary_spki_size;
-    uint8_t signature[160];    /* by that key, over the transcript */
+    uint8_t signature[160]; /* by that key, over the transcript */
     size_t signature_size;
 };
 
@@ -69,8 +69,8 @@ int backup_offer_verify(const struct backup_offer *o, const uint8_t transcript[3
 json_t *backup_completion_to_json(const struct backup_completion *c);
 int backup_completion_from_json(const json_t *j, struct backup_completion *out, char *err, size_t err_size);
 
-void backup_transcript(const struct backup_request *r, const char *primary_platform_id,
-                       const char *primary_key_hash, const uint8_t primary_ephemeral[32], uint8_t out[32]);
+void backup_transcript(const struct backup_request *r, const char *primary_platform_id, const char *primary_key_hash,
+                       const uint8_t primary_ephemeral[32], uint8_t out[32]);
 /* Wrap key for the database key from an X25519 shared secret. */
 int backup_wrap_key(const uint8_t shared[32], const uint8_t transcript[32], uint8_t out[32]);
 /* Proof that the sender holds the database key and sealed this entry. */

@@ -40,8 +40,7 @@ void cas_backups_remove(struct cas_state *st, struct http_request *req, struct h
     }
     custos_platform_id(pub, norm);
     if (strcmp(norm, st->node.platform_id) == 0) {
-        http_error(r, 409, "primary_entry",
-                   "the entry of the platform this CAS runs on (%s) cannot be removed", norm);
+        http_error(r, 409, "primary_entry", "the entry of the platform this CAS runs on (%s) cannot be removed", norm);
         return;
     }
     pthread_mutex_lock(&st->lock);
@@ -53,7 +52,8 @@ void cas_backups_remove(struct cas_state *st, struct http_request *req, struct h
             http_error(r, 409, "legacy_entry",
                        "removing a backup rotates the database key, and the entry of platform %s (node %s) was "
                        "registered before rotation existed: it could not open the database afterwards. Register "
-                       "that node again (cas register-backup), then remove this one", e->platform_id, e->node);
+                       "that node again (cas register-backup), then remove this one",
+                       e->platform_id, e->node);
             return;
         }
     }

@@ -19,8 +19,8 @@
 #define CAS_LOG "cas"
 #define CAS_SEAL_LABEL "cas-db"
 #define CAS_MAX_BODY (1u << 20)
-#define CAS_MAX_URL 8192u                 /* longer request URIs: 414 (JSON) */
-#define CAS_HEADER_MEMORY (128u << 10)    /* libmicrohttpd's per-connection pool */
+#define CAS_MAX_URL 8192u              /* longer request URIs: 414 (JSON) */
+#define CAS_HEADER_MEMORY (128u << 10) /* libmicrohttpd's per-connection pool */
 
 #define REC_IDENTITY "cas/identity-key"
 #define REC_TOKEN "cas/provisioning-token"
@@ -108,8 +108,8 @@ struct cas_node {
 struct cas_tls {
     EVP_PKEY *key;
     char *key_pem;
-    char *cert_pem;      /* guarded by cas_state.lock once serving */
-    char *old_certs[8];  /* replaced certificates, kept until exit (a reader may hold one) */
+    char *cert_pem;     /* guarded by cas_state.lock once serving */
+    char *old_certs[8]; /* replaced certificates, kept until exit (a reader may hold one) */
     size_t old_cert_count;
     char key_hash[65];
 };
@@ -135,8 +135,8 @@ struct cas_state {
     struct cas_node node;
     struct cas_tls tls;
     pthread_mutex_t lock;
-    struct cas_primary pri;              /* primary mode */
-    struct cas_backup_session *backup;   /* backup mode (NULL on a primary) */
+    struct cas_primary pri;            /* primary mode */
+    struct cas_backup_session *backup; /* backup mode (NULL on a primary) */
     atomic_bool backup_done, backup_finished;
 };
 
@@ -158,8 +158,8 @@ struct http_request {
     char *body;
     size_t body_size;
     bool has_caller;
-    char caller[65]; /* key hash of the client certificate's public key */
-    json_t *json;    /* the parsed body of a ROUTE_BODY route (owned by cas_dispatch) */
+    char caller[65];   /* key hash of the client certificate's public key */
+    json_t *json;      /* the parsed body of a ROUTE_BODY route (owned by cas_dispatch) */
     json_t *test_args; /* unit tests (conn NULL): the query arguments */
 };
 /* A query argument (NULL when absent), and how many there are. */

@@ -21,7 +21,9 @@
 
 #define REC_VERSION 1
 #define REC_OVERHEAD (1 + CUSTOS_AEAD_NONCE_SIZE + CUSTOS_AEAD_TAG_SIZE)
-#define SENTINEL_NAME "\x01" "custos-db-sentinel"
+#define SENTINEL_NAME                                                                                                  \
+    "\x01"                                                                                                             \
+    "custos-db-sentinel"
 #define SENTINEL_VALUE "custos-db-sentinel-v1"
 #define KEY_PAGE 4096
 
@@ -85,15 +87,15 @@ out:
     return ret;
 }
 
-static int seal_record(const struct cas_db *db, const uint8_t lkey[32], const void *value, size_t size,
-                       uint8_t **out, size_t *out_size)
+static int seal_record(const struct cas_db *db, const uint8_t lkey[32], const void *value, size_t size, uint8_t **out,
+                       size_t *out_size)
 {
     return db_seal_record_with(db->keys->record, lkey, value, size, out, out_size);
 }
 
 /* Authenticates and decrypts a stored record into a new buffer (NUL-terminated). -EBADMSG. */
-int db_open_record(const struct cas_db *db, const uint8_t lkey[32], const uint8_t *rec, size_t rec_size,
-                   uint8_t **out, size_t *out_size)
+int db_open_record(const struct cas_db *db, const uint8_t lkey[32], const uint8_t *rec, size_t rec_size, uint8_t **out,
+                   size_t *out_size)
 {
     int ret;
     uint8_t *pt = NULL;
@@ -277,16 +279,17 @@ static int meta_open(const uint8_t record_key[32], const MDB_val *v, struct cas_
     size_t aad_size = meta_aad(m, aad);
     const uint8_t *p = (const uint8_t *)v->mv_data + 5 + CAS_DB_ID_SIZE + 8;
     return custos_aead_open(record_key, p, aad, aad_size, p + CUSTOS_AEAD_NONCE_SIZE, 32 + CUSTOS_AEAD_TAG_SIZE,
-                            name_key_) < 0 ? -EBADMSG : 0;
+                            name_key_) < 0
+               ? -EBADMSG
+               : 0;
 }
 
 /* ---- opening -------------------------------------------------------------------------------- */
 
 int db_derive(const uint8_t dbkey[32], const char *info, uint8_t out[32])
 {
-    return custos_hkdf_sha256(dbkey, CAS_DB_KEY_SIZE, NULL, 0, (const uint8_t *)info, strlen(info), out, 32) < 0
-               ? -EIO
-               : 0;
+    return custos_hkdf_sha256(dbkey, CAS_DB_KEY_SIZE, NULL, 0, (const uint8_t *)info, strlen(info), out, 32) < 0 ? -EIO
+                                                                                                                 : 0;
 }
 
 /* The environment, without keys. create: a new data file may be made. */
@@ -429,8 +432,7 @@ static int check_sentinel(struct cas_db *db, const char *dir, char *err, size_t 
     return ret;
 }
 
-int cas_db_open(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], struct cas_db **out, char *err,
-                size_t err_size)
+int cas_db_open(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], struct cas_db **out, char *err, size_t err_size)
 {
     struct cas_db *db = NULL;
     if (!dir || !*dir || !dbkey || !out) {

@@ -51,8 +51,7 @@ int cas_db_create(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], const u
  * created here); -EBADMSG with "the database key does not open <dir>" when the meta (or format-1
  * sentinel) record does not authenticate; -EBADMSG naming the damage when the file is truncated or
  * not an LMDB file. Errors name the file and the cause. */
-int cas_db_open(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], struct cas_db **out, char *err,
-                size_t err_size);
+int cas_db_open(const char *dir, const uint8_t dbkey[CAS_DB_KEY_SIZE], struct cas_db **out, char *err, size_t err_size);
 
 /* Reads the meta record's clear part without the key (for messages and to choose between key-stores;
  * nothing is trusted until cas_db_open authenticates it). 0; -ENODATA for a format-1 database;
@@ -84,7 +83,7 @@ struct cas_db_op {
  * batch with -ENOENT. -ENOSPC when the map is full. */
 int cas_db_write(struct cas_db *db, const struct cas_db_op *ops, size_t count);
 int cas_db_put(struct cas_db *db, const char *name, const void *value, size_t size); /* value non-NULL */
-int cas_db_del(struct cas_db *db, const char *name); /* -ENOENT when absent */
+int cas_db_del(struct cas_db *db, const char *name);                                 /* -ENOENT when absent */
 
 /* Caller frees *value with cas_db_value_free (wipes it); the value is followed by a NUL byte not
  * counted in *size. -ENOENT when absent, -EBADMSG when a record fails authentication (tampered,

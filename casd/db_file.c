@@ -88,7 +88,8 @@ int db_check_data_file(const char *dir, char *err, size_t err_size)
     bool ok1 = ok0 && read_lmdb_meta(fd, (off_t)m[0].psize, &m[1]) && m[1].psize == m[0].psize;
     if (!ok0 || !ok1) {
         snprintf(err, err_size, "%s: damaged database file: %s (%lld bytes)", path,
-                 ok0 ? "its second meta page is missing or invalid" : "not an LMDB database or its first page is damaged",
+                 ok0 ? "its second meta page is missing or invalid"
+                     : "not an LMDB database or its first page is damaged",
                  (long long)sb.st_size);
         ret = -EBADMSG;
         goto out;

@@ -58,8 +58,8 @@ int db_derive(const uint8_t dbkey[32], const char *info, uint8_t out[32]);
 int db_seal_record_with(const uint8_t record_key[32], const uint8_t lkey[32], const void *value, size_t size,
                         uint8_t **out, size_t *out_size);
 /* Authenticates and decrypts a stored record into a new buffer (NUL-terminated). -EBADMSG. */
-int db_open_record(const struct cas_db *db, const uint8_t lkey[32], const uint8_t *rec, size_t rec_size,
-                   uint8_t **out, size_t *out_size);
+int db_open_record(const struct cas_db *db, const uint8_t lkey[32], const uint8_t *rec, size_t rec_size, uint8_t **out,
+                   size_t *out_size);
 /* Puts the meta record for m, sealed with record_key, in txn. */
 int db_put_meta(struct cas_db *db, MDB_txn *txn, const struct cas_db_meta *m, const uint8_t record_key[32]);
 /* The environment, without keys. create: a new data file may be made. */

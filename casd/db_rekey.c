@@ -76,7 +76,8 @@ int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint
     ret = db_errno(mdb_cursor_open(txn, db->dbi, &cur));
     if (ret < 0)
         goto out;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc != MDB_NOTFOUND;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if ((ret = db_errno(rc)) < 0)
             goto out;
         if (k.mv_size == META_KEY_SIZE && memcmp(k.mv_data, META_KEY, META_KEY_SIZE) == 0)

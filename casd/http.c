@@ -25,8 +25,8 @@ struct conn_ctx {
 
 /* Per connection (libmicrohttpd's socket context). */
 struct conn_state {
-    void *guard;     /* http_guard.c's entry */
-    uint8_t *cert;   /* DER of the peer certificate the identity below was computed from */
+    void *guard;   /* http_guard.c's entry */
+    uint8_t *cert; /* DER of the peer certificate the identity below was computed from */
     size_t cert_size;
     char caller[65]; /* its key hash */
 };
@@ -42,8 +42,7 @@ static struct conn_state *conn_state(struct MHD_Connection *conn)
  * reuses the hash; a different certificate is parsed again. */
 static void caller_identity(struct conn_state *cs, struct http_request *req)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (!ci || !ci->tls_session)
         return;
     unsigned int n = 0;
@@ -129,9 +128,9 @@ size_t cas_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return cas_url_unescape(s);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
 {
     struct cas_state *st = cls;
     struct conn_ctx *ctx = *con_cls;
@@ -171,8 +170,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         http_error(&r, 413, "body_too_large", "request body exceeds %u bytes", CAS_MAX_BODY);
         return send_json(conn, &r);
     }
-    struct http_request req = {.method = method, .url = url, .conn = conn, .body = ctx->body,
-                               .body_size = ctx->size};
+    struct http_request req = {.method = method, .url = url, .conn = conn, .body = ctx->body, .body_size = ctx->size};
     caller_identity(cs, &req);
     cas_dispatch(st, &req, &r);
     if (!r.body)
@@ -182,8 +180,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_json(conn, &r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     struct conn_ctx *ctx = *con_cls;
     struct conn_state *cs = conn_state(conn);
@@ -274,7 +271,6 @@ static int tls_certificate(gnutls_session_t session, const gnutls_datum_t *req_c
     return 0;
 }
 
-
 struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_size)
 {
     struct sockaddr_in sa;
@@ -288,18 +284,20 @@ struct MHD_Daemon *cas_http_start(struct cas_state *st, char *err, size_t err_si
     }
     /* The trust list only makes the server ask for a client certificate; any certificate is
      * accepted (the TLS handshake proves its key) and identified by its key hash. */
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        &on_request, st, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK,
-        &tls_certificate, MHD_OPTION_HTTPS_MEM_TRUST, st->tls.cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
-        st->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, st->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        &on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, &on_connection, NULL,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, st->cfg.max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
-        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape, NULL,
-        /* headers up to this size reach the handlers (which answer 414/431 in JSON); beyond it
-         * libmicrohttpd answers on its own */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CAS_HEADER_MEMORY, MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL,
+                         NULL, &on_request, st, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&sa, MHD_OPTION_HTTPS_CERT_CALLBACK, &tls_certificate,
+                         MHD_OPTION_HTTPS_MEM_TRUST, st->tls.cert_pem, MHD_OPTION_THREAD_POOL_SIZE, st->cfg.threads,
+                         MHD_OPTION_CONNECTION_LIMIT, st->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                         st->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED, &on_completed, NULL,
+                         MHD_OPTION_NOTIFY_CONNECTION, &on_connection, NULL, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                         st->cfg.max_per_address, MHD_OPTION_HTTPS_PRIORITIES,
+                         "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_UNESCAPE_CALLBACK, &cas_mhd_unescape,
+                         NULL,
+                         /* headers up to this size reach the handlers (which answer 414/431 in JSON); beyond it
+                          * libmicrohttpd answers on its own */
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CAS_HEADER_MEMORY, MHD_OPTION_END);
     if (!d)
         snprintf(err, err_size, "cannot listen on %s (address in use or not available?)", st->cfg.listen);
     return d;

@@ -53,7 +53,8 @@ int cas_keystore_entry_check(const struct cas_keystore_entry *e, char *err, size
         return -EINVAL;
     }
     if (!platform_id_valid(e->platform_id)) {
-        snprintf(err, err_size, "field \"platform_id\": not 66 uppercase hex digits of a compressed P-256 key "
+        snprintf(err, err_size,
+                 "field \"platform_id\": not 66 uppercase hex digits of a compressed P-256 key "
                  "(02/03 prefix)");
         return -EINVAL;
     }
@@ -168,8 +169,10 @@ int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const c
 
     s = str_field(j, "platform_id", &len);
     if (!s || len != CUSTOS_PLATFORM_ID_LEN || !platform_id_valid(s)) {
-        snprintf(err, err_size, "%sfield \"platform_id\": not 66 uppercase hex digits of a compressed "
-                 "P-256 key (02/03 prefix)", where);
+        snprintf(err, err_size,
+                 "%sfield \"platform_id\": not 66 uppercase hex digits of a compressed "
+                 "P-256 key (02/03 prefix)",
+                 where);
         return -EBADMSG;
     }
     memcpy(e->platform_id, s, len + 1);
@@ -183,8 +186,7 @@ int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const c
 
     s = str_field(j, "node", &len);
     if (!s || len >= sizeof(e->node) || !node_valid(s, len + 1)) {
-        snprintf(err, err_size, "%sfield \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", where,
-                 CAS_KS_NODE_MAX);
+        snprintf(err, err_size, "%sfield \"node\": not 1..%d characters of A-Z a-z 0-9 . - _", where, CAS_KS_NODE_MAX);
         return -EBADMSG;
     }
     memcpy(e->node, s, len + 1);
@@ -300,8 +302,9 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
     for (size_t i = 0; i < count; i++) {
         char where[48];
         snprintf(where, sizeof(where), "entry %zu: ", i);
-        ret = cas_keystore_entry_from_json(json_array_get(entries, i), ks.version >= 2 ? CAS_KS_FORM_V2 : CAS_KS_FORM_V1,
-                                           where, &ks.entries[i], err, err_size);
+        ret =
+            cas_keystore_entry_from_json(json_array_get(entries, i), ks.version >= 2 ? CAS_KS_FORM_V2 : CAS_KS_FORM_V1,
+                                         where, &ks.entries[i], err, err_size);
         if (ret < 0) {
             if (ret == -ENOMEM)
                 snprintf(err, err_size, "out of memory");
@@ -309,8 +312,8 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
         }
         for (size_t k = 0; k < i; k++) {
             if (!strcmp(ks.entries[k].platform_id, ks.entries[i].platform_id)) {
-                snprintf(err, err_size, "entry %zu: field \"platform_id\": duplicate platform %s (also entry %zu)",
-                         i, ks.entries[i].platform_id, k);
+                snprintf(err, err_size, "entry %zu: field \"platform_id\": duplicate platform %s (also entry %zu)", i,
+                         ks.entries[i].platform_id, k);
                 ret = -EBADMSG;
                 goto out;
             }
@@ -428,8 +431,8 @@ json_t *cas_keystore_entry_to_json(const struct cas_keystore_entry *e, bool with
     if (!o || set_new(o, "platform_id", json_string(e->platform_id)) < 0 ||
         set_new(o, "kind", json_string(e->kind)) < 0 || set_new(o, "node", json_string(e->node)) < 0 ||
         set_new(o, "tcb", json_integer((json_int_t)e->tcb)) < 0 ||
-        set_new(o, "time", json_integer((json_int_t)e->time)) < 0 || set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 ||
-        set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0 ||
+        set_new(o, "time", json_integer((json_int_t)e->time)) < 0 ||
+        set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 || set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0 ||
         (e->node_key && set_b64(o, "public_key", e->public_key, sizeof(e->public_key)) < 0) ||
         (e->node_key && with_wrapped && set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0)) {
         json_decref(o);

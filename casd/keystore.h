@@ -126,8 +126,8 @@ int cas_keystore_seal_node(struct cas_keystore_entry *e, const uint8_t seal_key[
 int cas_keystore_wrap(const struct cas_keystore *ks, struct cas_keystore_entry *e, const uint8_t dbkey[32]);
 /* The database key from e (node or legacy entry) with the node's seal key. -EBADMSG when it does not
  * open (other seal key, changed metadata, another database or generation). */
-int cas_keystore_open(const struct cas_keystore *ks, const struct cas_keystore_entry *e,
-                      const uint8_t seal_key[32], uint8_t dbkey[32]);
+int cas_keystore_open(const struct cas_keystore *ks, const struct cas_keystore_entry *e, const uint8_t seal_key[32],
+                      uint8_t dbkey[32]);
 
 const struct cas_keystore_entry *cas_keystore_find(const struct cas_keystore *ks, const char *platform_id);
 /* Replaces the entry with the same platform_id, or appends. -EINVAL (invalid entry), -E2BIG (full). */

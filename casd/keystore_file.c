@@ -46,9 +46,9 @@ int cas_keystore_load(const char *path, struct cas_keystore *out, char *err, siz
     if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_uid != geteuid() || (sb.st_mode & 077))) {
         snprintf(err, err_size,
                  "%s: the key-store is %s (owner uid %u, mode %03o): it must be owned by uid %u and not readable "
-                 "or writable by others; check who changed it, then chown %u and chmod 600 it", path,
-                 sb.st_uid != geteuid() ? "owned by another user" : "accessible to other users", (unsigned)sb.st_uid,
-                 (unsigned)(sb.st_mode & 0777), (unsigned)geteuid(), (unsigned)geteuid());
+                 "or writable by others; check who changed it, then chown %u and chmod 600 it",
+                 path, sb.st_uid != geteuid() ? "owned by another user" : "accessible to other users",
+                 (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 0777), (unsigned)geteuid(), (unsigned)geteuid());
         return -EPERM;
     }
     int ret = custos_read_file(path, CAS_KS_MAX_FILE, &buf, &size);
@@ -62,7 +62,9 @@ int cas_keystore_load(const char *path, struct cas_keystore *out, char *err, siz
     }
     if (ret < 0) {
         snprintf(err, err_size, "%s: cannot read the key-store: %s%s", path, strerror(-ret),
-                 ret == -ELOOP ? " (a symbolic link)" : ret == -EINVAL ? " (not a regular file)" : "");
+                 ret == -ELOOP    ? " (a symbolic link)"
+                 : ret == -EINVAL ? " (not a regular file)"
+                                  : "");
         return ret;
     }
     ret = cas_keystore_parse((const char *)buf, size, out, perr, sizeof(perr));
@@ -93,8 +95,7 @@ static void remove_stale_temps(const char *path)
     while ((de = readdir(d))) {
         struct stat st;
         const char *name = de->d_name;
-        if (strncmp(name, prefix, plen) || strlen(name + plen) != 12 ||
-            strspn(name + plen, "0123456789abcdef") != 12)
+        if (strncmp(name, prefix, plen) || strlen(name + plen) != 12 || strspn(name + plen, "0123456789abcdef") != 12)
             continue;
         if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             continue;

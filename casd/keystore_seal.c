@@ -129,8 +129,8 @@ int cas_keystore_wrap(const struct cas_keystore *ks, struct cas_keystore_entry *
     return ret;
 }
 
-int cas_keystore_open(const struct cas_keystore *ks, const struct cas_keystore_entry *e,
-                      const uint8_t seal_key[32], uint8_t dbkey[32])
+int cas_keystore_open(const struct cas_keystore *ks, const struct cas_keystore_entry *e, const uint8_t seal_key[32],
+                      uint8_t dbkey[32])
 {
     uint8_t aad[AAD_MAX], priv[32], shared[32], key[32], out[32];
     char err[160];

@@ -77,12 +77,14 @@ static int serve(struct cas_state *st)
         usleep(50000);
         unsigned cut = cas_http_guard_reap();
         if (cut)
-            LOG_MODULE_WARN(CAS_LOG, "closed %u connection(s) that did not send complete request headers within "
-                            "%u s", cut, st->cfg.header_timeout_s);
+            LOG_MODULE_WARN(CAS_LOG,
+                            "closed %u connection(s) that did not send complete request headers within "
+                            "%u s",
+                            cut, st->cfg.header_timeout_s);
         if (g_hup) {
             g_hup = 0;
             LOG_MODULE_INFO(CAS_LOG, "SIGHUP received: nothing to reload (configuration is read at start); "
-                            "carrying on");
+                                     "carrying on");
         }
         if (!atomic_exchange(&st->pri.cert_changed, false))
             continue;
@@ -120,7 +122,7 @@ static int run_backup(struct cas_state *st, long long timeout_s)
 int main(int argc, char **argv)
 {
     static struct cas_state st; /* locked in memory: it holds the database key */
-    custos_json_wipe_init(); /* jansson wipes what it frees: request and answer bodies hold secrets */
+    custos_json_wipe_init();    /* jansson wipes what it frees: request and answer bodies hold secrets */
     const char *log_spec = NULL;
     long long threads = 0, max_conn = 0, timeout_s = 0, backup_timeout = 0, header_timeout = 0, per_address = 0;
     bool backup = false;
@@ -129,13 +131,12 @@ int main(int argc, char **argv)
          "database directory (its key-store is DIR.key-store)", &st.cfg.db_dir},
         {"las", 0, "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH",
          "this node's lasd socket", &st.cfg.las},
-        {"listen", 0, "CAS_LISTEN", CUSTOS_OPT_STRING, "0.0.0.0:8081", 0, 0, "ADDR:PORT",
-         "HTTPS API address", &st.cfg.listen},
+        {"listen", 0, "CAS_LISTEN", CUSTOS_OPT_STRING, "0.0.0.0:8081", 0, 0, "ADDR:PORT", "HTTPS API address",
+         &st.cfg.listen},
         {"node-name", 0, "NODE_NAME", CUSTOS_OPT_STRING, "localhost", 0, 0, "NAME",
          "this node's name (recorded in the key-store)", &st.cfg.node_name},
         {"threads", 0, NULL, CUSTOS_OPT_INT, "2", 1, 64, "N", "HTTPS worker threads", &threads},
-        {"max-connections", 0, NULL, CUSTOS_OPT_INT, "256", 1, 65536, "N", "concurrent connections",
-         &max_conn},
+        {"max-connections", 0, NULL, CUSTOS_OPT_INT, "256", 1, 65536, "N", "concurrent connections", &max_conn},
         {"idle-timeout", 0, NULL, CUSTOS_OPT_INT, "30", 1, 3600, "SECONDS",
          "an idle connection is closed after this long", &timeout_s},
         {"header-timeout", 0, NULL, CUSTOS_OPT_INT, "10", 1, 3600, "SECONDS",
@@ -150,8 +151,7 @@ int main(int argc, char **argv)
          "backup mode: exit after this long without a registration", &backup_timeout},
         {"cas-key-hash", 0, "CAS_KEY_HASH", CUSTOS_OPT_STRING, NULL, 0, 0, "KEYHASH",
          "backup mode: accept key offers only from the CAS with this key hash (recommended)", &st.cfg.cas_key_hash},
-        {"log", 0, "CUSTOS_LOG", CUSTOS_OPT_STRING, "info", 0, 0, "SPEC", "log levels, e.g. info,cas=debug",
-         &log_spec},
+        {"log", 0, "CUSTOS_LOG", CUSTOS_OPT_STRING, "info", 0, 0, "SPEC", "log levels, e.g. info,cas=debug", &log_spec},
     };
     int ret = custos_options_parse("casd", "Custos Configuration and Attestation Service.", opts,
                                    sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
@@ -166,7 +166,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "casd: %s\n", aerr);
         return 2;
     }
-    if (backup && (cas_args_check(CAS_ARGS_NO_DB, st.cfg.listen, st.cfg.node_name, st.cfg.las, aerr, sizeof(aerr)) < 0)) {
+    if (backup &&
+        (cas_args_check(CAS_ARGS_NO_DB, st.cfg.listen, st.cfg.node_name, st.cfg.las, aerr, sizeof(aerr)) < 0)) {
         fprintf(stderr, "casd: %s\n", aerr);
         return 2;
     }

@@ -21,8 +21,9 @@ json_t *cas_policy_load(struct cas_state *st)
         custos_json_parse((const char *)raw, size, &p, err, sizeof(err));
         cas_db_value_free(raw, size);
     }
-    return p ? p : json_pack("{s:b, s:b, s:[], s:[]}", "trust_any_platform", 0, "allow_debug", 0, "platforms",
-                             "measurements");
+    return p ? p
+             : json_pack("{s:b, s:b, s:[], s:[]}", "trust_any_platform", 0, "allow_debug", 0, "platforms",
+                         "measurements");
 }
 
 /* POST /v1/owner/allowed-measurements {"measurement": HEX} or /v1/owner/allowed-platforms
@@ -47,7 +48,8 @@ void cas_policy_allow(struct cas_state *st, struct http_request *req, struct htt
     size_t i;
     json_t *v;
     bool present = false;
-    json_array_foreach(list, i, v) present |= strcasecmp(json_string_value(v), value) == 0;
+    json_array_foreach(list, i, v)
+        present |= strcasecmp(json_string_value(v), value) == 0;
     if (!present)
         json_array_append_new(list, json_string(value));
     if (cas_policy_check(policy, &checked, err, sizeof(err)) < 0) {

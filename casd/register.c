@@ -23,11 +23,15 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
     json_t *v;
     bool ok = false;
     char err[1024];
-    json_array_foreach(json_object_get(policy, "platforms"), i, v) if (np < 256) platforms[np++] = json_string_value(v);
+    json_array_foreach(json_object_get(policy, "platforms"), i, v)
+        if (np < 256)
+            platforms[np++] = json_string_value(v);
     const char *hex[256];
     size_t nh = 0;
     memcpy(ms[nm++], st->node.measurement, CUSTOS_MEASUREMENT_SIZE); /* the primary's own measurement */
-    json_array_foreach(json_object_get(policy, "measurements"), i, v) if (nh < 256) hex[nh++] = json_string_value(v);
+    json_array_foreach(json_object_get(policy, "measurements"), i, v)
+        if (nh < 256)
+            hex[nh++] = json_string_value(v);
     if (custos_measurements_decode(hex, nh, ms + 1, NULL) == 0) /* checked when stored (validate.c) */
         nm += nh;
     platforms[np] = NULL;
@@ -48,9 +52,8 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
                            : strncmp(err, "measurement", 11) == 0      ? "measurement_not_allowed"
                                                                        : "quote_refused";
         http_error(r, strcmp(code, "bad_quote") ? 403 : 400, code, "backup refused: %s%s", err,
-                   strcmp(code, "measurement_not_allowed") == 0
-                       ? " (allow it with: cas owner allow-measurement HEX)"
-                       : "");
+                   strcmp(code, "measurement_not_allowed") == 0 ? " (allow it with: cas owner allow-measurement HEX)"
+                                                                : "");
         goto out;
     }
     if (rq->quote.uid != st->node.uid) {
@@ -62,7 +65,8 @@ static bool check_backup_quote(struct cas_state *st, const struct backup_request
     if (rq->quote.tcb < st->node.tcb) {
         http_error(r, 403, "tcb_too_low",
                    "backup refused: its TCB %u is lower than the primary's TCB %u (a backup must have an equal "
-                   "or better TCB)", rq->quote.tcb, st->node.tcb);
+                   "or better TCB)",
+                   rq->quote.tcb, st->node.tcb);
         goto out;
     }
     ok = true;
@@ -179,7 +183,8 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
     if (rq.created_at > now + 60) {
         http_error(r, 403, "request_from_future",
                    "backup refused: the request is dated %lld, more than 60 s after this CAS's time %lld (clocks "
-                   "out of step?)", (long long)rq.created_at, (long long)now);
+                   "out of step?)",
+                   (long long)rq.created_at, (long long)now);
         goto out;
     }
     if (now - rq.created_at > CAS_REQUEST_MAX_AGE) {
@@ -204,16 +209,15 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
         pthread_mutex_unlock(&st->lock);
         http_error(r, 409, "replayed_request",
                    "request %.16s of node %s was already used: its registration completed (cas backups list shows "
-                   "it). To register that node again, start a new backup CAS there (replayed request)", rq.id,
-                   rq.node_name);
+                   "it). To register that node again, start a new backup CAS there (replayed request)",
+                   rq.id, rq.node_name);
         goto out;
     }
     struct cas_pending *again = pending_find(st, rq.id);
     if (again) { /* a retry of an interrupted registration: the same offer again */
         r->body = json_pack("{s:O}", "offer", again->offer);
         pthread_mutex_unlock(&st->lock);
-        LOG_MODULE_INFO(CAS_LOG, "backup request %.16s from node %s asked again; same offer sent", rq.id,
-                        rq.node_name);
+        LOG_MODULE_INFO(CAS_LOG, "backup request %.16s from node %s asked again; same offer sent", rq.id, rq.node_name);
         goto out;
     }
     ret = custos_x25519_keypair(eph_priv, offer.ephemeral_key);
@@ -252,8 +256,8 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
     pthread_mutex_unlock(&st->lock);
     char id[CUSTOS_PLATFORM_ID_LEN + 1];
     custos_platform_id(rq.quote.platform_pub, id);
-    LOG_MODULE_INFO(CAS_LOG, "backup request %.16s from node %s (platform %s, TCB %u) accepted; key offered",
-                    rq.id, rq.node_name, id, rq.quote.tcb);
+    LOG_MODULE_INFO(CAS_LOG, "backup request %.16s from node %s (platform %s, TCB %u) accepted; key offered", rq.id,
+                    rq.node_name, id, rq.quote.tcb);
 out:
     custos_wipe(eph_priv, sizeof(eph_priv));
     custos_wipe(shared, sizeof(shared));
@@ -336,8 +340,8 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         pthread_mutex_unlock(&st->lock);
         http_error(r, 403, "entry_mismatch",
                    "backup refused: its key-store entry (platform %s, node %s, TCB %u) does not match its quote "
-                   "(platform %s, node %s, TCB %u)", c.entry.platform_id, c.entry.node, c.entry.tcb, id,
-                   rq->node_name, rq->quote.tcb);
+                   "(platform %s, node %s, TCB %u)",
+                   c.entry.platform_id, c.entry.node, c.entry.tcb, id, rq->node_name, rq->quote.tcb);
         goto out;
     }
     const struct cas_keystore_entry *have = cas_keystore_find(&st->pri.ks, id);
@@ -350,8 +354,10 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
     }
     if (!p && have && have->time > c.entry.time) {
         pthread_mutex_unlock(&st->lock);
-        http_error(r, 409, "superseded", "registration %.16s of node %s completed, and a later registration of the "
-                   "same platform replaced it", c.request_id, have->node);
+        http_error(r, 409, "superseded",
+                   "registration %.16s of node %s completed, and a later registration of the "
+                   "same platform replaced it",
+                   c.request_id, have->node);
         goto out;
     }
     int ret = cas_keystore_wrap(&st->pri.ks, &c.entry, st->pri.dbkey);
@@ -373,7 +379,8 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         struct cas_db_op op = {used, record, record ? strlen(record) : 0};
         ret = record ? cas_audit(st, "backup registering",
                                  json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node",
-                                           c.entry.node, "tcb", (int)c.entry.tcb), &op, 1)
+                                           c.entry.node, "tcb", (int)c.entry.tcb),
+                                 &op, 1)
                      : -ENOMEM;
     }
     if (ret == 0)

@@ -60,8 +60,10 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id)
     if (custos_atomic_write_hook)
         custos_atomic_write_hook(11);
     if ((ret = custos_rename_durable(next_path, st->pri.keystore_path)) < 0)
-        LOG_MODULE_ERROR(CAS_LOG, "the database key was rotated but %s could not replace %s: %s; the next start "
-                         "finishes it", next_path, st->pri.keystore_path, strerror(-ret));
+        LOG_MODULE_ERROR(CAS_LOG,
+                         "the database key was rotated but %s could not replace %s: %s; the next start "
+                         "finishes it",
+                         next_path, st->pri.keystore_path, strerror(-ret));
 out:
     custos_wipe(key, sizeof(key));
     cas_keystore_free(&next);

@@ -51,8 +51,10 @@ static int finish_create(struct cas_state *st, struct cas_keystore *ks, char *er
     } else if (ret == 0 && memcmp(meta.id, ks->database_id, CAS_KS_ID_SIZE) == 0 && meta.generation == 1) {
         ret = cas_db_open(st->cfg.db_dir, st->pri.dbkey, &st->pri.db, err, err_size);
     } else if (ret == 0) {
-        snprintf(err, err_size, "%s holds another database than the one key-store %s was being created for; "
-                 "refusing to touch either", st->cfg.db_dir, st->pri.keystore_path);
+        snprintf(err, err_size,
+                 "%s holds another database than the one key-store %s was being created for; "
+                 "refusing to touch either",
+                 st->cfg.db_dir, st->pri.keystore_path);
         ret = -EEXIST;
     }
     if (ret < 0)
@@ -72,7 +74,8 @@ static int create_database(struct cas_state *st, struct cas_keystore *ks, const 
     int ret = cas_db_peek(st->cfg.db_dir, &meta, err, err_size);
     if (ret != -ENOENT) {
         if (ret == 0 || ret == -ENODATA)
-            snprintf(err, err_size, "database %s exists but its key-store %s is missing: refusing to create a new "
+            snprintf(err, err_size,
+                     "database %s exists but its key-store %s is missing: refusing to create a new "
                      "database key (that would make the data unreadable); restore the key-store",
                      st->cfg.db_dir, st->pri.keystore_path);
         return ret < 0 && ret != -ENODATA ? ret : -ENOENT;
@@ -105,8 +108,8 @@ static int create_database(struct cas_state *st, struct cas_keystore *ks, const 
     }
     if ((ret = finish_create(st, ks, err, err_size)) < 0)
         return ret;
-    LOG_MODULE_INFO(CAS_LOG, "created a new database key, sealed for platform %s (node %s) in %s",
-                    st->node.platform_id, e.node, st->pri.keystore_path);
+    LOG_MODULE_INFO(CAS_LOG, "created a new database key, sealed for platform %s (node %s) in %s", st->node.platform_id,
+                    e.node, st->pri.keystore_path);
     return 0;
 }
 
@@ -184,14 +187,18 @@ static int recover_rotation(struct cas_state *st, struct cas_keystore *ks, char 
     } else if (ret == 0 && meta.generation == ks->generation) {
         ret = unlink(next_path) < 0 ? -errno : 0;
         if (ret == 0)
-            LOG_MODULE_WARN(CAS_LOG, "discarded an unfinished key rotation (the database was not re-encrypted; "
-                            "%s stays generation %llu)", st->pri.keystore_path, (unsigned long long)ks->generation);
+            LOG_MODULE_WARN(CAS_LOG,
+                            "discarded an unfinished key rotation (the database was not re-encrypted; "
+                            "%s stays generation %llu)",
+                            st->pri.keystore_path, (unsigned long long)ks->generation);
         else
             snprintf(err, err_size, "cannot remove %s: %s", next_path, strerror(-ret));
     } else if (ret == 0 || ret == -ENODATA) {
-        snprintf(err, err_size, "key-stores %s (generation %llu) and %s (generation %llu) do not match database %s "
-                 "(generation %llu); refusing to guess", st->pri.keystore_path, (unsigned long long)ks->generation,
-                 next_path, (unsigned long long)next.generation, st->cfg.db_dir,
+        snprintf(err, err_size,
+                 "key-stores %s (generation %llu) and %s (generation %llu) do not match database %s "
+                 "(generation %llu); refusing to guess",
+                 st->pri.keystore_path, (unsigned long long)ks->generation, next_path,
+                 (unsigned long long)next.generation, st->cfg.db_dir,
                  (unsigned long long)(ret == 0 ? meta.generation : 0));
         ret = -EBADMSG;
     }
@@ -205,15 +212,16 @@ static void hex_id(const uint8_t id[CAS_KS_ID_SIZE], char out[2 * CAS_KS_ID_SIZE
 }
 
 /* The key-store must belong to the database beside it: same ID, same generation. */
-static int check_binding(struct cas_state *st, const struct cas_keystore *ks, const struct cas_db_meta *meta,
-                         int peek, char *err, size_t err_size)
+static int check_binding(struct cas_state *st, const struct cas_keystore *ks, const struct cas_db_meta *meta, int peek,
+                         char *err, size_t err_size)
 {
     char a[33], b[33];
     if (peek == -ENOENT) {
         snprintf(err, err_size,
                  "database %s is missing or empty, but its key-store %s exists: refusing to create a new database "
                  "under an existing key. Restore the database directory (or move the key-store away to start a "
-                 "new CAS deliberately)", st->cfg.db_dir, st->pri.keystore_path);
+                 "new CAS deliberately)",
+                 st->cfg.db_dir, st->pri.keystore_path);
         return -ENOENT;
     }
     if (peek < 0 && peek != -ENODATA)
@@ -222,29 +230,35 @@ static int check_binding(struct cas_state *st, const struct cas_keystore *ks, co
         return 0; /* no binding yet: migrated after the key opens the database */
     hex_id(ks->database_id, a);
     if (peek == -ENODATA) {
-        snprintf(err, err_size, "key-store %s belongs to database %s, but %s has no database ID (an older "
-                 "database): they do not belong together", st->pri.keystore_path, a, st->cfg.db_dir);
+        snprintf(err, err_size,
+                 "key-store %s belongs to database %s, but %s has no database ID (an older "
+                 "database): they do not belong together",
+                 st->pri.keystore_path, a, st->cfg.db_dir);
         return -EBADMSG;
     }
     hex_id(meta->id, b);
     if (memcmp(meta->id, ks->database_id, CAS_KS_ID_SIZE) != 0) {
-        snprintf(err, err_size, "key-store %s belongs to database %s, but %s is database %s: they do not belong "
-                 "together", st->pri.keystore_path, a, st->cfg.db_dir, b);
+        snprintf(err, err_size,
+                 "key-store %s belongs to database %s, but %s is database %s: they do not belong "
+                 "together",
+                 st->pri.keystore_path, a, st->cfg.db_dir, b);
         return -EBADMSG;
     }
     if (ks->generation < meta->generation) {
         snprintf(err, err_size,
                  "key-store %s (generation %llu) is older than database %s (generation %llu): the database key was "
                  "rotated since (a backup was removed), and this key-store no longer opens it. Platform %s is not "
-                 "in the current key-store unless the CAS lists it (cas backups list)", st->pri.keystore_path,
-                 (unsigned long long)ks->generation, st->cfg.db_dir, (unsigned long long)meta->generation,
-                 st->node.platform_id);
+                 "in the current key-store unless the CAS lists it (cas backups list)",
+                 st->pri.keystore_path, (unsigned long long)ks->generation, st->cfg.db_dir,
+                 (unsigned long long)meta->generation, st->node.platform_id);
         return -EPERM;
     }
     if (ks->generation > meta->generation) {
-        snprintf(err, err_size, "key-store %s (generation %llu) is newer than database %s (generation %llu): the "
-                 "database was replaced by an older copy", st->pri.keystore_path, (unsigned long long)ks->generation,
-                 st->cfg.db_dir, (unsigned long long)meta->generation);
+        snprintf(err, err_size,
+                 "key-store %s (generation %llu) is newer than database %s (generation %llu): the "
+                 "database was replaced by an older copy",
+                 st->pri.keystore_path, (unsigned long long)ks->generation, st->cfg.db_dir,
+                 (unsigned long long)meta->generation);
         return -EBADMSG;
     }
     return 0;
@@ -281,8 +295,10 @@ static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t 
         snprintf(err, err_size, "cannot upgrade key-store %s: %s", st->pri.keystore_path, strerror(-ret));
         return ret;
     }
-    LOG_MODULE_INFO(CAS_LOG, "key-store %s upgraded: bound to database %s, entry of platform %s can follow key "
-                    "rotations", st->pri.keystore_path, st->cfg.db_dir, st->node.platform_id);
+    LOG_MODULE_INFO(CAS_LOG,
+                    "key-store %s upgraded: bound to database %s, entry of platform %s can follow key "
+                    "rotations",
+                    st->pri.keystore_path, st->cfg.db_dir, st->node.platform_id);
     return 0;
 }
 
@@ -314,12 +330,15 @@ static int open_existing(struct cas_state *st, struct cas_keystore *ks, const ui
         snprintf(err, err_size,
                  "the key-store entry of platform %s in %s does not open with this CAS's seal key: this casd binary "
                  "(measurement differs) or this platform is not the one the entry was sealed for, or the key-store "
-                 "may be damaged", st->node.platform_id, st->pri.keystore_path);
+                 "may be damaged",
+                 st->node.platform_id, st->pri.keystore_path);
         return ret;
     }
     if ((ret = cas_keystore_verify_mac(ks, st->pri.dbkey)) < 0) {
-        snprintf(err, err_size, "key-store %s was modified by someone without the database key (its MAC does not "
-                 "match) or is damaged; refusing to use it", st->pri.keystore_path);
+        snprintf(err, err_size,
+                 "key-store %s was modified by someone without the database key (its MAC does not "
+                 "match) or is damaged; refusing to use it",
+                 st->pri.keystore_path);
         return ret;
     }
     int peek = cas_db_peek(st->cfg.db_dir, &meta, err, err_size);
@@ -364,8 +383,10 @@ int cas_open_database(struct cas_state *st)
         struct stat sb;
         snprintf(next_path, sizeof(next_path), "%s.next", st->pri.keystore_path);
         if (lstat(next_path, &sb) == 0) {
-            snprintf(err, sizeof(err), "key-store %s is missing but %s exists (an interrupted key rotation): "
-                     "refusing to guess; restore the key-store", st->pri.keystore_path, next_path);
+            snprintf(err, sizeof(err),
+                     "key-store %s is missing but %s exists (an interrupted key rotation): "
+                     "refusing to guess; restore the key-store",
+                     st->pri.keystore_path, next_path);
         } else {
             err[0] = '\0';
             ret = create_database(st, ks, seal, err, sizeof(err));
@@ -395,8 +416,7 @@ int cas_load_identity(struct cas_state *st)
     int ret = cas_db_get(st->pri.db, REC_IDENTITY, &pem, &size);
     if (ret == -ENOENT) {
         char *new_pem = NULL;
-        if ((ret = custos_key_generate(&st->tls.key)) < 0 ||
-            (ret = custos_key_to_pem(st->tls.key, &new_pem)) < 0)
+        if ((ret = custos_key_generate(&st->tls.key)) < 0 || (ret = custos_key_to_pem(st->tls.key, &new_pem)) < 0)
             return ret;
         ret = cas_db_put(st->pri.db, REC_IDENTITY, new_pem, strlen(new_pem));
         st->tls.key_pem = new_pem;
@@ -434,8 +454,9 @@ int cas_certificate_for(struct cas_state *st, const json_t *config, char **out)
     json_t *v;
     json_t *api = json_object_get(config, "api_identity");
     const char *cn = json_string_value(json_object_get(api, "common_name"));
-    json_array_foreach(json_object_get(api, "alt_names"), i, v) if (n < 64 && json_is_string(v)) alts[n++] =
-        json_string_value(v);
+    json_array_foreach(json_object_get(api, "alt_names"), i, v)
+        if (n < 64 && json_is_string(v))
+            alts[n++] = json_string_value(v);
     if (n == 0) {
         alts[n++] = "localhost";
         alts[n++] = st->cfg.node_name;

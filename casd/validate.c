@@ -22,8 +22,7 @@ int cas_owner_config_check(json_t *cfg, json_t *ignored, char *err, size_t err_s
     json_t *v;
     json_object_foreach(api, key, v) {
         if (strcmp(key, "common_name") && strcmp(key, "alt_names")) {
-            snprintf(err, err_size, "[api_identity]: unknown key '%.64s' (expected common_name, alt_names)",
-                     key);
+            snprintf(err, err_size, "[api_identity]: unknown key '%.64s' (expected common_name, alt_names)", key);
             return -EINVAL;
         }
     }
@@ -93,7 +92,6 @@ int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_s
     return *out ? 0 : -ENOMEM;
 }
 
-
 int cas_listen_parse(const char *listen, struct sockaddr_in *sa)
 {
     char host[64];
@@ -137,8 +135,10 @@ int cas_args_check(const char *db, const char *listen, const char *node_name, co
     if (db == CAS_ARGS_NO_DB)
         goto no_db;
     if (!db || len == 0 || (len == 1 && db[0] == '/')) {
-        snprintf(err, err_size, "--db '%s' is not a database directory path (give a directory, e.g. "
-                 "/var/lib/custos/cas/db)", db ? db : "");
+        snprintf(err, err_size,
+                 "--db '%s' is not a database directory path (give a directory, e.g. "
+                 "/var/lib/custos/cas/db)",
+                 db ? db : "");
         return -EINVAL;
     }
     if (len + sizeof(".key-store.next") + sizeof("/data.mdb.compact") >= PATH_MAX) {
@@ -147,14 +147,18 @@ int cas_args_check(const char *db, const char *listen, const char *node_name, co
         return -ENAMETOOLONG;
     }
     if (stat(db, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
-        snprintf(err, err_size, "--db '%s' exists and is not a directory (the database is a directory; its key-store "
-                 "is written beside it as '%s.key-store')", db, db);
+        snprintf(err, err_size,
+                 "--db '%s' exists and is not a directory (the database is a directory; its key-store "
+                 "is written beside it as '%s.key-store')",
+                 db, db);
         return -ENOTDIR;
     }
 no_db:
     if (!listen || cas_listen_parse(listen, &sa) < 0) {
-        snprintf(err, err_size, "--listen '%s' is not IPV4-ADDRESS:PORT (e.g. 0.0.0.0:8081; port 1..65535; IPv6 is "
-                 "not supported)", listen ? listen : "");
+        snprintf(err, err_size,
+                 "--listen '%s' is not IPV4-ADDRESS:PORT (e.g. 0.0.0.0:8081; port 1..65535; IPv6 is "
+                 "not supported)",
+                 listen ? listen : "");
         return -EINVAL;
     }
     if (!cas_node_name_valid(node_name)) {
@@ -196,13 +200,15 @@ int cas_secret_name_check(const char *name, char *err, size_t err_size)
         what = "holds '/'";
     else if (!strcmp(name, ".") || !strcmp(name, ".."))
         what = "is '.' or '..'";
-    else if (n == 0 || n > CAS_SECRET_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                 "0123456789._-") != n)
+    else if (n == 0 || n > CAS_SECRET_NAME_MAX ||
+             strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "0123456789._-") != n)
         what = "is not 1 to 128 characters of A-Z a-z 0-9 . _ -";
     if (!what)
         return 0;
-    snprintf(err, err_size, "secret name '%.*s' %s (names are 1 to %d characters of A-Z a-z 0-9 . _ -, "
-             "not '.' or '..'; the CLI percent-encodes them)", n > 140 ? 140 : (int)n, name, what,
-             CAS_SECRET_NAME_MAX);
+    snprintf(err, err_size,
+             "secret name '%.*s' %s (names are 1 to %d characters of A-Z a-z 0-9 . _ -, "
+             "not '.' or '..'; the CLI percent-encodes them)",
+             n > 140 ? 140 : (int)n, name, what, CAS_SECRET_NAME_MAX);
     return -EINVAL;
 }

@@ -9,8 +9,8 @@
 
 #include "cli.h"
 
-int cli_attest_cas(const char *url, const char *expected_key_hash, const struct cli_trust *trust,
-                   json_t **evidence, char **cert_pem, char key_hash[65], char *err, size_t err_size)
+int cli_attest_cas(const char *url, const char *expected_key_hash, const struct cli_trust *trust, json_t **evidence,
+                   char **cert_pem, char key_hash[65], char *err, size_t err_size)
 {
     uint8_t nonce[16], kh[32], rd[CUSTOS_REPORT_DATA_SIZE];
     char nonce_hex[33], path[64], qerr[1024];
@@ -18,7 +18,8 @@ int cli_attest_cas(const char *url, const char *expected_key_hash, const struct 
     struct custos_quote q;
     int ret = -EPERM;
     if (!trust->ignore_signer && trust->measurements.count == 0) {
-        snprintf(err, err_size, "no expected CAS measurement: pass --measurement HEX (SHA-256 of the "
+        snprintf(err, err_size,
+                 "no expected CAS measurement: pass --measurement HEX (SHA-256 of the "
                  "casd binary you trust) or, for testing only, --only_for_testing-ignore-signer");
         return -EINVAL;
     }
@@ -54,8 +55,8 @@ int cli_attest_cas(const char *url, const char *expected_key_hash, const struct 
     custos_attestation_report_data(kh, nonce, sizeof(nonce), rd);
     uint8_t(*ms)[CUSTOS_MEASUREMENT_SIZE] = calloc(trust->measurements.count + 1, sizeof(*ms));
     size_t bad = 0;
-    if (ms && custos_measurements_decode((const char *const *)trust->measurements.items, trust->measurements.count,
-                                         ms, &bad) < 0) {
+    if (ms && custos_measurements_decode((const char *const *)trust->measurements.items, trust->measurements.count, ms,
+                                         &bad) < 0) {
         snprintf(err, err_size, "--measurement '%s' is not 64 hex digits", trust->measurements.items[bad]);
         free(ms);
         ret = -EINVAL;
@@ -79,13 +80,12 @@ int cli_attest_cas(const char *url, const char *expected_key_hash, const struct 
     char id[CUSTOS_PLATFORM_ID_LEN + 1], m[65];
     custos_platform_id(q.platform_pub, id);
     custos_hex_encode(q.measurement, sizeof(q.measurement), m, false);
-    *evidence = json_pack("{s:O, s:s, s:s, s:s, s:i, s:b, s:I, s:I, s:{s:b, s:b, s:b, s:b, s:b}}", "quote", qj,
-                          "platform_id", id, "platform_kind", custos_platform_kind_name(q.kind),
-                          "measurement", m, "tcb", (int)q.tcb, "debug", q.debug, "uid", (json_int_t)q.uid,
-                          "verified_at",
-                          (json_int_t)time(NULL), "tolerated", "trust_any", trust->trust_any, "debug",
-                          trust->debug, "ignore_signer", trust->ignore_signer, "outdated_tcb",
-                          trust->tolerate_g, "config_needed", trust->tolerate_c);
+    *evidence =
+        json_pack("{s:O, s:s, s:s, s:s, s:i, s:b, s:I, s:I, s:{s:b, s:b, s:b, s:b, s:b}}", "quote", qj, "platform_id",
+                  id, "platform_kind", custos_platform_kind_name(q.kind), "measurement", m, "tcb", (int)q.tcb, "debug",
+                  q.debug, "uid", (json_int_t)q.uid, "verified_at", (json_int_t)time(NULL), "tolerated", "trust_any",
+                  trust->trust_any, "debug", trust->debug, "ignore_signer", trust->ignore_signer, "outdated_tcb",
+                  trust->tolerate_g, "config_needed", trust->tolerate_c);
     *cert_pem = strdup(cert);
     snprintf(key_hash, 65, "%s", got_hash);
     ret = *evidence && *cert_pem ? 0 : -ENOMEM;

@@ -16,8 +16,8 @@ int cli_dispatch(const char *prog, const struct cli_command *cmds, size_t count,
 
 /* Parses a command's options and exactly `want` positional arguments (described by `what` in the
  * error). Returns -1 when the command goes on, else its exit status (0 after --help, 2 on bad usage). */
-int cli_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc,
-              char **argv, struct custos_strlist *pos, size_t want, const char *what);
+int cli_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc, char **argv,
+              struct custos_strlist *pos, size_t want, const char *what);
 
 /* Reads a whole file ("-" for stdin) of at most max_size bytes; caller frees. */
 int cli_read_input(const char *path, size_t max_size, char **out, size_t *out_size);
@@ -27,10 +27,10 @@ int cmd_las(int argc, char **argv);
 /* ---- configuration (config.c) ---- */
 struct cli_identity {
     EVP_PKEY *key;
-    char *key_pem;  /* secret: wiped by cli_identity_free */
+    char *key_pem; /* secret: wiped by cli_identity_free */
     char *cert_pem;
     char key_hash[65];
-    bool changed;   /* created or imported now: the configuration must be saved */
+    bool changed; /* created or imported now: the configuration must be saved */
 };
 /* --cli-config, else CAS_CLI_CONFIG, else SCONE_CLI_CONFIG, else ~/.cas/config.json. */
 const char *cli_config_path(const char *override, char *buf, size_t size);
@@ -46,7 +46,7 @@ void cli_identity_free(struct cli_identity *id);
 /* ---- HTTPS client (https.c) ---- */
 struct cli_response {
     long status;
-    json_t *body;          /* parsed JSON answer, or NULL */
+    json_t *body;           /* parsed JSON answer, or NULL */
     char peer_key_hash[65]; /* key hash of the server's certificate */
 };
 /* Normalizes host, host:port or URL into "https://host:port" (default port 8081). */
@@ -75,11 +75,10 @@ struct cli_trust {
 };
 /* Attests the CAS at url. expected_key_hash (hex) pins its TLS key, or NULL to learn it. On success
  * returns the evidence (caller json_decref's), its certificate (caller frees) and key hash. */
-int cli_attest_cas(const char *url, const char *expected_key_hash, const struct cli_trust *trust,
-                   json_t **evidence, char **cert_pem, char key_hash[65], char *err, size_t err_size);
+int cli_attest_cas(const char *url, const char *expected_key_hash, const struct cli_trust *trust, json_t **evidence,
+                   char **cert_pem, char key_hash[65], char *err, size_t err_size);
 /* The CAS named (or addressed) by which, else the default one, from the configuration. */
-int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err,
-                 size_t err_size);
+int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err, size_t err_size);
 
 /* ---- owner commands (cmd_owner.c) ---- */
 struct cli_context {
@@ -91,13 +90,15 @@ struct cli_context {
 };
 int cli_owner_context(const char *prog, const char *cli_config, const char *cas, struct cli_context *ctx);
 void cli_context_free(struct cli_context *ctx);
-int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method, const char *path,
-                   const char *body, struct cli_response *resp);
+int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method, const char *path, const char *body,
+                   struct cli_response *resp);
 
 /* The option rows every command that talks to a CAS shares (one place, so they cannot drift). */
+// clang-format off
 #define CLI_OPT_CAS(var)                                                                                      \
     {"cas", 0, "SCONE_CAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR",                               \
      "which CAS (default: the CLI configuration's default CAS)", &(var)}
 #define CLI_OPT_CLI_CONFIG(var)                                                                               \
     {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",                                          \
      "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config.json]", &(var)}
+// clang-format on

@@ -34,9 +34,9 @@ static bool registered_since(struct cli_context *ctx, const json_t *request)
         r.status == 200) {
         size_t i;
         json_t *b;
-        json_array_foreach(json_object_get(r.body, "backups"), i, b) found |=
-            !strcmp(json_string_value(json_object_get(b, "platform_id")) ?: "", id) &&
-            json_integer_value(json_object_get(b, "registered_at")) >= created;
+        json_array_foreach(json_object_get(r.body, "backups"), i, b)
+            found |= !strcmp(json_string_value(json_object_get(b, "platform_id")) ?: "", id) &&
+                     json_integer_value(json_object_get(b, "registered_at")) >= created;
     }
     cli_response_free(&r);
     return found;
@@ -50,9 +50,10 @@ int cmd_register_backup(int argc, char **argv)
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = cli_parse(argv[0], "Register the backup CAS at BACKUP_ADDR (casd --backup on another node) with the "
-                        "primary CAS, so that CAS can move to that node.", opts, 2, argc, argv, &pos, 1,
-                        "one backup CAS address");
+    int ret = cli_parse(argv[0],
+                        "Register the backup CAS at BACKUP_ADDR (casd --backup on another node) with the "
+                        "primary CAS, so that CAS can move to that node.",
+                        opts, 2, argc, argv, &pos, 1, "one backup CAS address");
     struct cli_context ctx = {0};
     struct cli_response r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
     char url[512], host[300], err[1024];
@@ -165,8 +166,10 @@ static int backups_list(int argc, char **argv)
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = custos_options_parse(argv[0], "List the platforms that can open the CAS database (its own and every "
-                                   "registered backup).", opts, 3, argc, argv, NULL);
+    int ret = custos_options_parse(argv[0],
+                                   "List the platforms that can open the CAS database (its own and every "
+                                   "registered backup).",
+                                   opts, 3, argc, argv, NULL);
     if (ret)
         return ret > 0 ? 0 : 2;
     struct cli_response resp = {0};
@@ -185,8 +188,8 @@ static int backups_list(int argc, char **argv)
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
             printf("%-66s  %-5s  %-24s  %5lld  %-20s%s\n", json_string_value(json_object_get(b, "platform_id")),
                    json_string_value(json_object_get(b, "platform_kind")),
-                   json_string_value(json_object_get(b, "node")), json_integer_value(json_object_get(b, "tcb")),
-                   when, json_is_true(json_object_get(b, "primary")) ? "  (primary)" : "");
+                   json_string_value(json_object_get(b, "node")), json_integer_value(json_object_get(b, "tcb")), when,
+                   json_is_true(json_object_get(b, "primary")) ? "  (primary)" : "");
         }
     }
     cli_response_free(&resp);
@@ -201,8 +204,8 @@ static int backups_remove(int argc, char **argv)
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = cli_parse(argv[0], "Remove the backup entry of PLATFORM-ID (not the primary's own).", opts, 2, argc,
-                        argv, &pos, 1, "one PLATFORM-ID");
+    int ret = cli_parse(argv[0], "Remove the backup entry of PLATFORM-ID (not the primary's own).", opts, 2, argc, argv,
+                        &pos, 1, "one PLATFORM-ID");
     struct cli_context ctx = {0};
     struct cli_response resp = {0};
     char path[128];
@@ -237,8 +240,10 @@ static int backups_check(int argc, char **argv)
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = custos_options_parse(argv[0], "Check that at least one of the given nodes can open the CAS database "
-                                   "(holds a registered backup or is the primary's node).", opts, 3, argc, argv, NULL);
+    int ret = custos_options_parse(argv[0],
+                                   "Check that at least one of the given nodes can open the CAS database "
+                                   "(holds a registered backup or is the primary's node).",
+                                   opts, 3, argc, argv, NULL);
     if (ret)
         return ret > 0 ? 0 : 2;
     if (!nodes || !*nodes) {
@@ -255,16 +260,18 @@ static int backups_check(int argc, char **argv)
         size_t i;
         json_t *b;
         bool found = false;
-        json_array_foreach(json_object_get(resp.body, "backups"), i, b) found |=
-            strcmp(json_string_value(json_object_get(b, "node")), n) == 0;
+        json_array_foreach(json_object_get(resp.body, "backups"), i, b)
+            found |= strcmp(json_string_value(json_object_get(b, "node")), n) == 0;
         printf("%-32s %s\n", n, found ? "can open the CAS database" : "NO registered backup");
         covered += found;
     }
     free(copy);
     cli_response_free(&resp);
     if (covered == 0) {
-        fprintf(stderr, "warning: none of the %d given nodes holds a registered backup: if CAS comes back only on "
-                "these nodes, its database cannot be opened. Register a backup on one of them first.\n", given);
+        fprintf(stderr,
+                "warning: none of the %d given nodes holds a registered backup: if CAS comes back only on "
+                "these nodes, its database cannot be opened. Register a backup on one of them first.\n",
+                given);
         return 1;
     }
     printf("%d of %d given nodes can open the CAS database\n", covered, given);

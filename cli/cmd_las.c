@@ -13,21 +13,21 @@ static int las_quote(int argc, char **argv)
 {
     const char *las = NULL, *report_hex = NULL;
     struct custos_option opts[] = {
-        {"las", 0, "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH",
-         "lasd socket", &las},
+        {"las", 0, "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH", "lasd socket", &las},
         {"report-data", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
          "64 bytes (128 hex digits) to bind in the quote; shorter input is zero-padded", &report_hex},
     };
-    int ret = custos_options_parse(argv[0], "Ask lasd for a quote of this program over REPORT-DATA and "
-                                   "print it as JSON.", opts, 2, argc, argv, NULL);
+    int ret = custos_options_parse(argv[0],
+                                   "Ask lasd for a quote of this program over REPORT-DATA and "
+                                   "print it as JSON.",
+                                   opts, 2, argc, argv, NULL);
     if (ret)
         return ret > 0 ? 0 : 2;
     uint8_t rd[CUSTOS_REPORT_DATA_SIZE] = {0};
     size_t hex_len = report_hex ? strlen(report_hex) : 0;
-    if (!report_hex || hex_len % 2 || hex_len > 2 * sizeof(rd) ||
-        custos_hex_decode(report_hex, rd, hex_len / 2) < 0) {
-        fprintf(stderr, "%s: --report-data must be up to 128 hex digits (even count), got '%s'\n",
-                argv[0], report_hex ? report_hex : "(none)");
+    if (!report_hex || hex_len % 2 || hex_len > 2 * sizeof(rd) || custos_hex_decode(report_hex, rd, hex_len / 2) < 0) {
+        fprintf(stderr, "%s: --report-data must be up to 128 hex digits (even count), got '%s'\n", argv[0],
+                report_hex ? report_hex : "(none)");
         return 2;
     }
     struct custos_quote q;
@@ -53,20 +53,20 @@ static int las_verify(int argc, char **argv)
     long long min_tcb = 0;
     struct custos_option opts[] = {
         {"platform", 0, NULL, CUSTOS_OPT_LIST, NULL, 0, 0, "ID", "allowed platform ID", &platforms},
-        {"measurement", 0, NULL, CUSTOS_OPT_LIST, NULL, 0, 0, "HEX", "allowed measurement (64 hex)",
-         &measurements},
-        {"report-data", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
-         "expected report data (128 hex digits)", &report_hex},
+        {"measurement", 0, NULL, CUSTOS_OPT_LIST, NULL, 0, 0, "HEX", "allowed measurement (64 hex)", &measurements},
+        {"report-data", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX", "expected report data (128 hex digits)",
+         &report_hex},
         {"min-tcb", 0, NULL, CUSTOS_OPT_INT, "0", 0, 4294967295LL, "N", "lowest TCB accepted", &min_tcb},
         {"only_for_testing-trust-any", 0, NULL, CUSTOS_OPT_BOOL, NULL, 0, 0, NULL,
          "accept any platform, simulated ones included (testing only)", &trust_any},
         {"only_for_testing-debug", 0, NULL, CUSTOS_OPT_BOOL, NULL, 0, 0, NULL,
          "accept debug-mode quotes (testing only)", &allow_debug},
     };
-    int ret = custos_options_parse(argv[0], "Verify a quote (FILE, or - for stdin) and print what it "
+    int ret = custos_options_parse(argv[0],
+                                   "Verify a quote (FILE, or - for stdin) and print what it "
                                    "binds. Exits 1 naming the failing check.",
                                    opts, sizeof(opts) / sizeof(opts[0]), argc, argv, &pos);
-    uint8_t (*ms)[CUSTOS_MEASUREMENT_SIZE] = NULL;
+    uint8_t(*ms)[CUSTOS_MEASUREMENT_SIZE] = NULL;
     uint8_t rd[CUSTOS_REPORT_DATA_SIZE];
     char *text = NULL, err[1024];
     size_t text_size = 0;
@@ -84,16 +84,14 @@ static int las_verify(int argc, char **argv)
     for (size_t i = 0; i < platforms.count; i++) {
         uint8_t pub[CUSTOS_P256_PUB_SIZE];
         if (custos_platform_id_parse(platforms.items[i], pub) < 0) {
-            fprintf(stderr, "%s: --platform '%s' is not a platform ID (66 hex digits)\n", argv[0],
-                    platforms.items[i]);
+            fprintf(stderr, "%s: --platform '%s' is not a platform ID (66 hex digits)\n", argv[0], platforms.items[i]);
             goto out;
         }
     }
     ms = calloc(measurements.count + 1, sizeof(*ms));
     for (size_t i = 0; ms && i < measurements.count; i++) {
         if (custos_hex_decode(measurements.items[i], ms[i], CUSTOS_MEASUREMENT_SIZE) < 0) {
-            fprintf(stderr, "%s: --measurement '%s' is not 64 hex digits\n", argv[0],
-                    measurements.items[i]);
+            fprintf(stderr, "%s: --measurement '%s' is not 64 hex digits\n", argv[0], measurements.items[i]);
             goto out;
         }
     }
@@ -130,8 +128,8 @@ static int las_verify(int argc, char **argv)
         fprintf(stderr, "%s: quote refused: %s\n", argv[0], err);
         goto out;
     }
-    printf("platform_id: %s\nplatform_kind: %s\nmeasurement: %s\ntcb: %u\ndebug: %s\nuid: %u\nreport_data: %s\n",
-           id, custos_platform_kind_name(q.kind), m, q.tcb, q.debug ? "true" : "false", q.uid, rdh);
+    printf("platform_id: %s\nplatform_kind: %s\nmeasurement: %s\ntcb: %u\ndebug: %s\nuid: %u\nreport_data: %s\n", id,
+           custos_platform_kind_name(q.kind), m, q.tcb, q.debug ? "true" : "false", q.uid, rdh);
     if (trust_any)
         printf("warning: platform not checked (--only_for_testing-trust-any)\n");
     printf("quote OK\n");
@@ -150,11 +148,10 @@ static int las_info(int argc, char **argv)
 {
     const char *las = NULL;
     struct custos_option opts[] = {
-        {"las", 0, "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH",
-         "lasd socket", &las},
+        {"las", 0, "SCONE_LAS_ADDR", CUSTOS_OPT_STRING, CUSTOS_LAS_DEFAULT_SOCKET, 0, 0, "PATH", "lasd socket", &las},
     };
-    int ret = custos_options_parse(argv[0], "Print the platform ID, kind and TCB of a lasd.", opts, 1,
-                                   argc, argv, NULL);
+    int ret =
+        custos_options_parse(argv[0], "Print the platform ID, kind and TCB of a lasd.", opts, 1, argc, argv, NULL);
     if (ret)
         return ret > 0 ? 0 : 2;
     char err[512];

@@ -32,8 +32,8 @@ void cli_context_free(struct cli_context *ctx)
 }
 
 /* One request to the context's CAS; prints the CAS's reason and returns 1 on a non-2xx answer. */
-int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method, const char *path,
-                   const char *body, struct cli_response *resp)
+int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method, const char *path, const char *body,
+                   struct cli_response *resp)
 {
     char err[1024];
     if (cli_https(ctx->url, method, path, body, ctx->key_hash, &ctx->id, resp, err, sizeof(err)) < 0) {
@@ -54,8 +54,8 @@ static int owner_show(int argc, char **argv)
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = custos_options_parse(argv[0], "Show the owner identity and owner configuration of a CAS.", opts,
-                                   2, argc, argv, NULL);
+    int ret = custos_options_parse(argv[0], "Show the owner identity and owner configuration of a CAS.", opts, 2, argc,
+                                   argv, NULL);
     if (ret)
         return ret > 0 ? 0 : 2;
     struct cli_context ctx;

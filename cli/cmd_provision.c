@@ -8,6 +8,8 @@
 
 #include "cli.h"
 
+/* A table: one option per row. */
+// clang-format off
 #define TRUST_OPTIONS(t)                                                                              \
     {"platform", 0, NULL, CUSTOS_OPT_LIST, NULL, 0, 0, "ID", "allowed platform ID of the CAS's node",   \
      &(t).platforms},                                                                                 \
@@ -25,6 +27,7 @@
      "tolerate platform configuration needed (SGX; no effect on sim/tpm2)", &(t).tolerate_c},         \
     {"sw-hardening-needed", 'S', NULL, CUSTOS_OPT_BOOL, NULL, 0, 0, NULL,                              \
      "tolerate software hardening needed (SGX; no effect on sim/tpm2)", &(t).tolerate_s}
+// clang-format on
 
 static void trust_free(struct cli_trust *t)
 {
@@ -33,11 +36,11 @@ static void trust_free(struct cli_trust *t)
 }
 
 /* Records a CAS under its host name in the configuration and makes it the default. */
-static void record_cas(json_t *cfg, const char *name, const char *url, const char *key_hash,
-                       const char *cert, json_t *evidence, bool owner)
+static void record_cas(json_t *cfg, const char *name, const char *url, const char *key_hash, const char *cert,
+                       json_t *evidence, bool owner)
 {
-    json_t *entry = json_pack("{s:s, s:s, s:s, s:O, s:b}", "url", url, "key_hash", key_hash, "certificate",
-                              cert, "evidence", evidence, "owner", owner);
+    json_t *entry = json_pack("{s:s, s:s, s:s, s:O, s:b}", "url", url, "key_hash", key_hash, "certificate", cert,
+                              "evidence", evidence, "owner", owner);
     json_object_set_new(json_object_get(cfg, "cas"), name, entry);
     json_object_set_new(cfg, "default_cas", json_string(name));
 }
@@ -55,9 +58,10 @@ int cmd_attest(int argc, char **argv)
     };
     json_t *cfg = NULL, *evidence = NULL;
     char *cert = NULL, err[2048], url[512], host[300], path_buf[4096], got_hash[65];
-    int ret = custos_options_parse(argv[0], "Attest a CAS at ADDR (host, host:port or URL) and record it in "
-                                   "the CLI configuration.", opts, sizeof(opts) / sizeof(opts[0]), argc,
-                                   argv, &pos);
+    int ret = custos_options_parse(argv[0],
+                                   "Attest a CAS at ADDR (host, host:port or URL) and record it in "
+                                   "the CLI configuration.",
+                                   opts, sizeof(opts) / sizeof(opts[0]), argc, argv, &pos);
     if (ret) {
         ret = ret > 0 ? 0 : 2;
         goto out;
@@ -99,14 +103,14 @@ struct provision {
     struct custos_strlist pos;
     const char *key_hash, *token, *token_file, *config_file, *cli_config, *identity;
     char url[512], host[300], path_buf[4096];
-    const char *path;  /* the CLI configuration file */
-    char *token_buf;   /* the token read from --token-file (secret) */
-    char *toml;        /* the owner configuration as given */
+    const char *path; /* the CLI configuration file */
+    char *token_buf;  /* the token read from --token-file (secret) */
+    char *toml;       /* the owner configuration as given */
     size_t toml_size;
     json_t *owner_cfg; /* ... and parsed */
     json_t *cfg;       /* the CLI configuration */
     struct cli_identity id;
-    json_t *evidence;  /* of the attested CAS */
+    json_t *evidence; /* of the attested CAS */
     char *cert;
     char got_hash[65];
 };
@@ -136,11 +140,11 @@ static int provision_args(struct provision *p, int argc, char **argv)
          "key hash of the CAS, from its log ('CAS key hash')", &p->key_hash},
         {"token", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "TOKEN",
          "provisioning token, from its log ('CAS provisioning token'); visible to other local users while "
-         "the command runs: prefer --token-file", &p->token},
+         "the command runs: prefer --token-file",
+         &p->token},
         {"token-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
          "read the provisioning token from FILE (- for stdin)", &p->token_file},
-        {"config-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "owner configuration (TOML)",
-         &p->config_file},
+        {"config-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "owner configuration (TOML)", &p->config_file},
         {"identity", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
          "owner identity to use (PKCS#8 PEM private key); default: the CLI configuration's", &p->identity},
         CLI_OPT_CLI_CONFIG(p->cli_config),
@@ -155,8 +159,10 @@ static int provision_args(struct provision *p, int argc, char **argv)
     if (ret)
         return ret > 0 ? 0 : 2;
     if (p->pos.count != 2 || strcmp(p->pos.items[1], "with-attestation") != 0) {
-        fprintf(stderr, "%s: expected ADDR with-attestation (provisioning without attestation is not "
-                "offered)\n", p->prog);
+        fprintf(stderr,
+                "%s: expected ADDR with-attestation (provisioning without attestation is not "
+                "offered)\n",
+                p->prog);
         return 2;
     }
     if (cli_normalize_address(p->pos.items[0], p->url, sizeof(p->url), p->host, sizeof(p->host)) < 0) {
@@ -165,8 +171,10 @@ static int provision_args(struct provision *p, int argc, char **argv)
         return 2;
     }
     if (!p->key_hash || (!p->token == !p->token_file) || !p->config_file) {
-        fprintf(stderr, "%s: -c KEYHASH, one of --token TOKEN or --token-file FILE, and --config-file FILE are "
-                "required\n", p->prog);
+        fprintf(stderr,
+                "%s: -c KEYHASH, one of --token TOKEN or --token-file FILE, and --config-file FILE are "
+                "required\n",
+                p->prog);
         return 2;
     }
     return -1;
@@ -232,15 +240,15 @@ static void provision_announce(const struct provision *p)
     json_object_foreach(p->owner_cfg, section, v) {
         if (strcmp(section, "api_identity") != 0)
             printf("CAS owner configuration section [%s] is not used by this platform; it is stored as "
-                   "given.\n", section);
+                   "given.\n",
+                   section);
     }
 }
 
 static int provision_attest(struct provision *p)
 {
     char err[2048];
-    int ret = cli_attest_cas(p->url, p->key_hash, &p->trust, &p->evidence, &p->cert, p->got_hash, err,
-                             sizeof(err));
+    int ret = cli_attest_cas(p->url, p->key_hash, &p->trust, &p->evidence, &p->cert, p->got_hash, err, sizeof(err));
     if (ret < 0) {
         fprintf(stderr, "%s: %s\n", p->prog, err);
         return ret;
@@ -260,12 +268,11 @@ static int provision_send(struct provision *p)
     json_t *plist = json_array();
     for (size_t i = 0; plist && i < p->trust.platforms.count; i++)
         json_array_append_new(plist, json_string(p->trust.platforms.items[i]));
-    json_t *req = json_pack("{s:s, s:s, s:{s:b, s:b, s:o}}", "token", p->token, "owner_config", p->toml, "policy",
-                            "trust_any_platform", p->trust.trust_any, "allow_debug", p->trust.debug, "platforms",
-                            plist);
+    json_t *req =
+        json_pack("{s:s, s:s, s:{s:b, s:b, s:o}}", "token", p->token, "owner_config", p->toml, "policy",
+                  "trust_any_platform", p->trust.trust_any, "allow_debug", p->trust.debug, "platforms", plist);
     body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    if (!body || cli_https(p->url, "POST", "/v1/provision", body, p->got_hash, &p->id, &resp, err,
-                           sizeof(err)) < 0) {
+    if (!body || cli_https(p->url, "POST", "/v1/provision", body, p->got_hash, &p->id, &resp, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", p->prog, body ? err : "out of memory");
         goto out;
     }
@@ -292,8 +299,10 @@ static int provision_record(struct provision *p)
     record_cas(p->cfg, p->host, p->url, p->got_hash, p->cert, p->evidence, true);
     int ret = cli_config_save(p->path, p->cfg, err, sizeof(err));
     if (ret < 0)
-        fprintf(stderr, "%s: %s\n(CAS IS provisioned and you are its owner; the identity above must be "
-                "kept)\n", p->prog, err);
+        fprintf(stderr,
+                "%s: %s\n(CAS IS provisioned and you are its owner; the identity above must be "
+                "kept)\n",
+                p->prog, err);
     return ret;
 }
 

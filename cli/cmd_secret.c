@@ -42,9 +42,10 @@ static int secret_put(int argc, char **argv)
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = cli_parse(argv[0], "Store a secret value in CAS under NAME (owner only). The value is read from a "
-                        "file or stdin, never from the command line.", opts, 3, argc, argv, &pos, 1,
-                        "one secret NAME");
+    int ret = cli_parse(argv[0],
+                        "Store a secret value in CAS under NAME (owner only). The value is read from a "
+                        "file or stdin, never from the command line.",
+                        opts, 3, argc, argv, &pos, 1, "one secret NAME");
     char *value = NULL, *body = NULL, path[16 + 3 * 128 + 1];
     size_t size = 0;
     json_t *req = NULL;
@@ -60,8 +61,10 @@ static int secret_put(int argc, char **argv)
         goto out;
     }
     if (memchr(value, '\0', size)) {
-        fprintf(stderr, "%s: the value holds a NUL byte (at offset %zu): secret values are UTF-8 text without NUL "
-                "bytes (encode binary values, e.g. with base64)\n", argv[0], (size_t)((char *)memchr(value, '\0', size) - value));
+        fprintf(stderr,
+                "%s: the value holds a NUL byte (at offset %zu): secret values are UTF-8 text without NUL "
+                "bytes (encode binary values, e.g. with base64)\n",
+                argv[0], (size_t)((char *)memchr(value, '\0', size) - value));
         goto out;
     }
     if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
@@ -100,8 +103,8 @@ static int secret_get(int argc, char **argv)
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = cli_parse(argv[0], "Print the secret value stored under NAME (owner only).", opts, 2, argc, argv,
-                        &pos, 1, "one secret NAME");
+    int ret = cli_parse(argv[0], "Print the secret value stored under NAME (owner only).", opts, 2, argc, argv, &pos, 1,
+                        "one secret NAME");
     struct cli_context ctx = {0};
     struct cli_response resp = {0};
     char path[16 + 3 * 128 + 1];

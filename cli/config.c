@@ -147,15 +147,16 @@ int cli_identity(json_t *cfg, const char *import_file, struct cli_identity *out,
         char tmp[256];
         if (key_pem && custos_key_from_pem(key_pem, strlen(key_pem), &old, tmp, sizeof(tmp)) == 0) {
             uint8_t h_old[32], h_new[32];
-            bool same = custos_key_hash(old, h_old) == 0 && custos_key_hash(key, h_new) == 0 &&
-                        memcmp(h_old, h_new, 32) == 0;
+            bool same =
+                custos_key_hash(old, h_old) == 0 && custos_key_hash(key, h_new) == 0 && memcmp(h_old, h_new, 32) == 0;
             EVP_PKEY_free(old);
             if (!same) {
                 char hex[65];
                 custos_hex_encode(h_old, 32, hex, false);
                 snprintf(err, err_size,
                          "the CLI configuration already holds another identity (key hash %s), which may own a CAS; "
-                         "it is not replaced: use another --cli-config for identity %s", hex, import_file);
+                         "it is not replaced: use another --cli-config for identity %s",
+                         hex, import_file);
                 EVP_PKEY_free(key);
                 return -EEXIST;
             }
@@ -185,8 +186,8 @@ int cli_identity(json_t *cfg, const char *import_file, struct cli_identity *out,
         free(new_key_pem);
         return ret;
     }
-    json_object_set_new(cfg, "identity", json_pack("{s:s, s:s}", "private_key", new_key_pem, "certificate",
-                                                   new_cert_pem));
+    json_object_set_new(cfg, "identity",
+                        json_pack("{s:s, s:s}", "private_key", new_key_pem, "certificate", new_cert_pem));
     out->key = key;
     out->key_pem = new_key_pem;
     out->cert_pem = new_cert_pem;
@@ -214,8 +215,7 @@ void cli_identity_free(struct cli_identity *id)
     memset(id, 0, sizeof(*id));
 }
 
-int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err,
-                 size_t err_size)
+int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err, size_t err_size)
 {
     json_t *all = json_object_get(cfg, "cas");
     const char *name = which ? which : json_string_value(json_object_get(cfg, "default_cas"));
@@ -226,16 +226,16 @@ int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **
         if (cli_normalize_address(which, u, sizeof(u), host, sizeof(host)) == 0) {
             const char *k;
             json_t *v;
-            json_object_foreach(all, k, v) if (!strcmp(json_string_value(json_object_get(v, "url")) ?: "", u))
-                entry = v;
+            json_object_foreach(all, k, v)
+                if (!strcmp(json_string_value(json_object_get(v, "url")) ?: "", u))
+                    entry = v;
         }
     }
     *url = json_string_value(json_object_get(entry, "url"));
     *key_hash = json_string_value(json_object_get(entry, "key_hash"));
     if (!*url || !*key_hash) {
         if (name)
-            snprintf(err, err_size, "CAS '%s' is not in the CLI configuration; attest or provision it first",
-                     name);
+            snprintf(err, err_size, "CAS '%s' is not in the CLI configuration; attest or provision it first", name);
         else
             snprintf(err, err_size, "no CAS in the CLI configuration; attest or provision one first");
         return -ENOENT;

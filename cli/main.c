@@ -11,8 +11,7 @@
 
 int cli_dispatch(const char *prog, const struct cli_command *cmds, size_t count, int argc, char **argv)
 {
-    bool help = argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-                !strcmp(argv[1], "help");
+    bool help = argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help");
     if (!help) {
         for (size_t i = 0; i < count; i++) {
             if (!strcmp(cmds[i].name, argv[1])) {
@@ -32,8 +31,8 @@ int cli_dispatch(const char *prog, const struct cli_command *cmds, size_t count,
     return help ? 0 : 2;
 }
 
-int cli_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc,
-              char **argv, struct custos_strlist *pos, size_t want, const char *what)
+int cli_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc, char **argv,
+              struct custos_strlist *pos, size_t want, const char *what)
 {
     int ret = custos_options_parse(prog, summary, opts, count, argc, argv, want ? pos : NULL);
     if (ret)

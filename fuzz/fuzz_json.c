@@ -27,8 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     char *text = json_dumps(out, JSON_COMPACT);
     json_t *back = NULL;
-    if (!text || custos_json_parse(text, strlen(text), &back, err, sizeof(err)) != 0 ||
-        !json_equal(out, back))
+    if (!text || custos_json_parse(text, strlen(text), &back, err, sizeof(err)) != 0 || !json_equal(out, back))
         abort();
     json_decref(back);
     free(text);

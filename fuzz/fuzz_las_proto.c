@@ -78,8 +78,7 @@ static void parse_answer(const uint8_t *p, size_t n)
     memset(&q, 0, sizeof(q));
     ret = custos_las_answer_quote(a, an, &q, err, sizeof(err));
     check_message(ret, err, sizeof(err));
-    if (ret == 0 && (q.sig_size == 0 || q.sig_size > sizeof(q.sig) ||
-                     an != CUSTOS_QUOTE_BODY_SIZE + q.sig_size))
+    if (ret == 0 && (q.sig_size == 0 || q.sig_size > sizeof(q.sig) || an != CUSTOS_QUOTE_BODY_SIZE + q.sig_size))
         abort();
     uint8_t key[CUSTOS_SEAL_KEY_SIZE];
     ret = custos_las_answer_seal_key(a, an, key, err, sizeof(err));

@@ -49,8 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(j);
         return 0;
     }
-    if (q.sig_size == 0 || q.sig_size > sizeof(q.sig) || !custos_platform_kind_name(q.kind) ||
-        q.debug > 1)
+    if (q.sig_size == 0 || q.sig_size > sizeof(q.sig) || !custos_platform_kind_name(q.kind) || q.debug > 1)
         abort();
 
     /* A parsed quote encodes back to JSON that parses to the same quote. */

@@ -116,9 +116,10 @@ static int check_tracer_and_env(pid_t pid, char *err, size_t err_size)
     for (const char *p = env; p < env + n; p += strlen(p) + 1) {
         for (size_t i = 0; i < sizeof(loader_vars) / sizeof(loader_vars[0]); i++) {
             if (!strncmp(p, loader_vars[i], strlen(loader_vars[i]))) {
-                snprintf(err, err_size, "caller pid %d was started with %.*s set; programs started with dynamic "
-                         "loader variables are not measured", (int)pid, (int)strlen(loader_vars[i]) - 1,
-                         loader_vars[i]);
+                snprintf(err, err_size,
+                         "caller pid %d was started with %.*s set; programs started with dynamic "
+                         "loader variables are not measured",
+                         (int)pid, (int)strlen(loader_vars[i]) - 1, loader_vars[i]);
                 return -EPERM;
             }
         }
@@ -138,28 +139,32 @@ static int parse_mapping(char *line, struct mapping *m)
     unsigned long long offset, inode;
     unsigned major, minor;
     int pos = 0;
-    if (sscanf(line, "%lx-%lx %4s %llx %x:%x %llu %n", &m->start, &m->end, m->perms, &offset, &major, &minor,
-               &inode, &pos) != 7 || strlen(m->perms) != 4)
+    if (sscanf(line, "%lx-%lx %4s %llx %x:%x %llu %n", &m->start, &m->end, m->perms, &offset, &major, &minor, &inode,
+               &pos) != 7 ||
+        strlen(m->perms) != 4)
         return -1;
     m->path = pos > 0 ? line + pos : "";
     return 0;
 }
 
 /* Judges one executable mapping. */
-static int check_exec_mapping(pid_t pid, const struct mapping *m, const struct stat *exe, char *err,
-                              size_t err_size)
+static int check_exec_mapping(pid_t pid, const struct mapping *m, const struct stat *exe, char *err, size_t err_size)
 {
     const char *name = m->path[0] ? m->path : "no name";
     if (m->perms[1] == 'w') {
-        snprintf(err, err_size, "caller pid %d has writable and executable memory at %lx-%lx (%s); such code "
-                 "can be anything, it is not measured", (int)pid, m->start, m->end, name);
+        snprintf(err, err_size,
+                 "caller pid %d has writable and executable memory at %lx-%lx (%s); such code "
+                 "can be anything, it is not measured",
+                 (int)pid, m->start, m->end, name);
         return -EPERM;
     }
     if (m->path[0] != '/') {
         if (!strcmp(m->path, "[vdso]") || !strcmp(m->path, "[vsyscall]"))
             return 0; /* the kernel's */
-        snprintf(err, err_size, "caller pid %d has anonymous executable memory at %lx-%lx (%s); code that "
-                 "comes from no file is not measured", (int)pid, m->start, m->end, name);
+        snprintf(err, err_size,
+                 "caller pid %d has anonymous executable memory at %lx-%lx (%s); code that "
+                 "comes from no file is not measured",
+                 (int)pid, m->start, m->end, name);
         return -EPERM;
     }
     char path[96];
@@ -167,26 +172,29 @@ static int check_exec_mapping(pid_t pid, const struct mapping *m, const struct s
     snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", (int)pid, m->start, m->end);
     if (stat(path, &st) < 0) {
         int e = errno;
-        snprintf(err, err_size, "cannot inspect the executable mapping %lx-%lx (%s) of caller pid %d: %s%s",
-                 m->start, m->end, m->path, (int)pid, strerror(e),
+        snprintf(err, err_size, "cannot inspect the executable mapping %lx-%lx (%s) of caller pid %d: %s%s", m->start,
+                 m->end, m->path, (int)pid, strerror(e),
                  e == EPERM ? " (lasd needs CAP_SYS_ADMIN for /proc/<pid>/map_files)" : "");
         return e == ENOENT ? -ESRCH : -e;
     }
     if (st.st_dev == exe->st_dev && st.st_ino == exe->st_ino)
         return 0; /* the program itself: its hash is the measurement */
     if (!S_ISREG(st.st_mode)) {
-        snprintf(err, err_size, "caller pid %d runs code from %s, which is not a regular file", (int)pid,
-                 m->path);
+        snprintf(err, err_size, "caller pid %d runs code from %s, which is not a regular file", (int)pid, m->path);
         return -EPERM;
     }
     if (st.st_uid != 0) {
-        snprintf(err, err_size, "caller pid %d runs code from %s, owned by uid %u: besides the program itself "
-                 "only libraries owned by root are accepted", (int)pid, m->path, (unsigned)st.st_uid);
+        snprintf(err, err_size,
+                 "caller pid %d runs code from %s, owned by uid %u: besides the program itself "
+                 "only libraries owned by root are accepted",
+                 (int)pid, m->path, (unsigned)st.st_uid);
         return -EPERM;
     }
     if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        snprintf(err, err_size, "caller pid %d runs code from %s, mode %04o: writable by group or others, "
-                 "so not only root's", (int)pid, m->path, (unsigned)(st.st_mode & 07777));
+        snprintf(err, err_size,
+                 "caller pid %d runs code from %s, mode %04o: writable by group or others, "
+                 "so not only root's",
+                 (int)pid, m->path, (unsigned)(st.st_mode & 07777));
         return -EPERM;
     }
     return 0;
@@ -210,8 +218,8 @@ static int check_private_copies(pid_t pid, int pagemap_fd, const struct mapping 
             want = sizeof(entries) / sizeof(entries[0]);
         ssize_t n = pread(pagemap_fd, entries, want * sizeof(entries[0]), (off_t)(at * sizeof(entries[0])));
         if (n <= 0 || n % (ssize_t)sizeof(entries[0]) != 0) {
-            snprintf(err, err_size, "cannot read /proc/%d/pagemap for %lx-%lx (%s): %s", (int)pid, m->start,
-                     m->end, m->path, n < 0 ? strerror(errno) : "short read");
+            snprintf(err, err_size, "cannot read /proc/%d/pagemap for %lx-%lx (%s): %s", (int)pid, m->start, m->end,
+                     m->path, n < 0 ? strerror(errno) : "short read");
             return -ESRCH;
         }
         for (size_t i = 0; i < (size_t)n / sizeof(entries[0]); i++)
@@ -221,8 +229,10 @@ static int check_private_copies(pid_t pid, int pagemap_fd, const struct mapping 
     }
     if (copies == 0)
         return 0;
-    snprintf(err, err_size, "caller pid %d: the code of %s at %lx-%lx was changed in memory (%lu private "
-             "page copies): it is no longer what the file says", (int)pid, m->path, m->start, m->end, copies);
+    snprintf(err, err_size,
+             "caller pid %d: the code of %s at %lx-%lx was changed in memory (%lu private "
+             "page copies): it is no longer what the file says",
+             (int)pid, m->path, m->start, m->end, copies);
     return -EPERM;
 }
 

@@ -16,8 +16,7 @@ static size_t error_resp(uint8_t *resp, size_t cap, const char *msg)
     return 1 + n;
 }
 
-static size_t do_quote(const struct custos_platform *platform, const struct las_caller *caller,
-                       const uint8_t *data,
+static size_t do_quote(const struct custos_platform *platform, const struct las_caller *caller, const uint8_t *data,
                        size_t size, uint8_t *resp, size_t cap)
 {
     struct custos_quote q;
@@ -36,8 +35,7 @@ static size_t do_quote(const struct custos_platform *platform, const struct las_
     return 1 + CUSTOS_QUOTE_BODY_SIZE + q.sig_size;
 }
 
-static size_t do_seal_key(const struct custos_platform *platform, const struct las_caller *caller,
-                          const uint8_t *label,
+static size_t do_seal_key(const struct custos_platform *platform, const struct las_caller *caller, const uint8_t *label,
                           size_t size, uint8_t *resp, size_t cap)
 {
     uint8_t m[CUSTOS_MEASUREMENT_SIZE];
@@ -60,8 +58,8 @@ static size_t do_info(const struct custos_platform *platform, uint8_t *resp, siz
     return 1 + (size_t)n;
 }
 
-size_t las_handle(const struct custos_platform *platform, const struct las_caller *caller,
-                  const uint8_t *req, size_t req_size, uint8_t *resp, size_t resp_cap)
+size_t las_handle(const struct custos_platform *platform, const struct las_caller *caller, const uint8_t *req,
+                  size_t req_size, uint8_t *resp, size_t resp_cap)
 {
     struct custos_las_request r;
     char err[160];

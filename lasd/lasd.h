@@ -24,8 +24,7 @@ struct las_caller {
  * After hashing it checks that /proc/<pid>/exe is still the hashed file and that the caller is
  * still alive (through its pidfd, or else by its unchanged start time), so the pid cannot have
  * been recycled meanwhile. Results are cached by (device, inode, size, mtime, ctime) of the file. */
-int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err,
-                size_t err_size);
+int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err, size_t err_size);
 
 /* Refuses (-EPERM, reason in err naming the mapping) a caller whose code can differ from its
  * executable exe (the fstat of /proc/<pid>/exe that is measured): traced; started with
@@ -64,7 +63,10 @@ struct las_ratelimit {
     unsigned long suppressed;
     bool logged;
 };
-#define LAS_RATELIMIT_INIT {.lock = PTHREAD_MUTEX_INITIALIZER}
+#define LAS_RATELIMIT_INIT                                                                                             \
+    {                                                                                                                  \
+        .lock = PTHREAD_MUTEX_INITIALIZER                                                                              \
+    }
 void las_warn_limited(struct las_ratelimit *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void las_ratelimit_flush(struct las_ratelimit *rl, const char *what);
 
@@ -87,5 +89,5 @@ void las_unlisten(struct las_socket *s);
 int las_serve(const struct las_server_config *cfg, const struct custos_platform *platform);
 
 /* Handles one request payload from caller; writes the response payload (status byte first). */
-size_t las_handle(const struct custos_platform *platform, const struct las_caller *caller,
-                  const uint8_t *req, size_t req_size, uint8_t *resp, size_t resp_cap);
+size_t las_handle(const struct custos_platform *platform, const struct las_caller *caller, const uint8_t *req,
+                  size_t req_size, uint8_t *resp, size_t resp_cap);

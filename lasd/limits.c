@@ -30,8 +30,8 @@ static unsigned g_total, g_unreserved;
 int las_limits_init(const struct las_server_config *cfg)
 {
     if (cfg->reserved_clients >= cfg->max_clients) {
-        LOG_MODULE_ERROR(LAS_LOG, "--reserved-clients (%u) must be less than --max-clients (%u)",
-                         cfg->reserved_clients, cfg->max_clients);
+        LOG_MODULE_ERROR(LAS_LOG, "--reserved-clients (%u) must be less than --max-clients (%u)", cfg->reserved_clients,
+                         cfg->max_clients);
         return -EINVAL;
     }
     g_uids = calloc(cfg->max_clients, sizeof(*g_uids));
@@ -61,16 +61,17 @@ int las_slot_take(uid_t uid, char *err, size_t err_size)
         i++;
     unsigned mine = i < g_nuids ? g_uids[i].count : 0;
     if (g_total >= g_cfg->max_clients) {
-        snprintf(err, err_size, "lasd is serving its maximum of %u connections; try again later",
-                 g_cfg->max_clients);
+        snprintf(err, err_size, "lasd is serving its maximum of %u connections; try again later", g_cfg->max_clients);
         ret = -EMFILE;
     } else if (!reserved && mine >= g_cfg->max_per_uid) {
         snprintf(err, err_size, "uid %u already holds %u connections to lasd, the limit per user; close some",
                  (unsigned)uid, mine);
         ret = -EUSERS;
     } else if (!reserved && g_unreserved >= g_cfg->max_clients - g_cfg->reserved_clients) {
-        snprintf(err, err_size, "lasd is serving its maximum of %u connections for users without a "
-                 "reserve; try again later", g_cfg->max_clients - g_cfg->reserved_clients);
+        snprintf(err, err_size,
+                 "lasd is serving its maximum of %u connections for users without a "
+                 "reserve; try again later",
+                 g_cfg->max_clients - g_cfg->reserved_clients);
         ret = -EMFILE;
     } else {
         if (i == g_nuids)
@@ -164,8 +165,8 @@ int las_parse_uids(const struct custos_strlist *list, uid_t **out, size_t *out_c
             errno = 0;
             unsigned long v = len ? strtoul(p, &end, 10) : 0;
             if (!len || p[0] == '-' || end != p + len || errno || v >= (uid_t)-1) {
-                LOG_MODULE_ERROR(LAS_LOG, "--reserved-uid: '%.*s' is not a uid (expected numbers like 0,998)",
-                                 (int)len, p);
+                LOG_MODULE_ERROR(LAS_LOG, "--reserved-uid: '%.*s' is not a uid (expected numbers like 0,998)", (int)len,
+                                 p);
                 free(uids);
                 return -EINVAL;
             }

@@ -72,13 +72,15 @@ static int clear_path(const struct sockaddr_un *addr)
     }
     int live = socket_is_live(addr);
     if (live == 1) {
-        LOG_MODULE_ERROR(LAS_LOG, "another lasd is serving on %s (it accepted a connection); refusing to take "
-                         "its socket over: stop it first, or give this one another --socket", path);
+        LOG_MODULE_ERROR(LAS_LOG,
+                         "another lasd is serving on %s (it accepted a connection); refusing to take "
+                         "its socket over: stop it first, or give this one another --socket",
+                         path);
         return -EADDRINUSE;
     }
     if (live < 0) {
-        LOG_MODULE_ERROR(LAS_LOG, "cannot tell whether a lasd is serving on %s: %s; refusing to replace it",
-                         path, strerror(-live));
+        LOG_MODULE_ERROR(LAS_LOG, "cannot tell whether a lasd is serving on %s: %s; refusing to replace it", path,
+                         strerror(-live));
         return live;
     }
     LOG_MODULE_INFO(LAS_LOG, "replacing the stale socket %s (nobody accepts connections on it)", path);
@@ -124,8 +126,8 @@ int las_listen(const char *path, struct las_socket *out)
     if (setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) < 0)
         LOG_MODULE_INFO(LAS_LOG, "kernel without SO_PASSPIDFD: callers are re-checked by start time");
     struct stat st;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(path, 0666) < 0 ||
-        lstat(path, &st) < 0 || listen(fd, 512) < 0) {
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(path, 0666) < 0 || lstat(path, &st) < 0 ||
+        listen(fd, 512) < 0) {
         ret = -errno;
         LOG_MODULE_ERROR(LAS_LOG, "cannot listen on %s: %s", path, strerror(-ret));
         goto out;

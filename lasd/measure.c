@@ -123,8 +123,7 @@ static bool still_alive(const struct las_caller *caller, unsigned long long t1)
     return start_time(caller->pid, &t2) == 0 && t1 == t2;
 }
 
-int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err,
-                size_t err_size)
+int las_measure(const struct las_caller *caller, uint8_t out[CUSTOS_MEASUREMENT_SIZE], char *err, size_t err_size)
 {
     char path[64];
     struct stat st, again;

@@ -27,9 +27,9 @@
 
 struct conn {
     int fd;
-    struct ucred peer; /* SO_PEERCRED: the process that connected */
+    struct ucred peer;        /* SO_PEERCRED: the process that connected */
     struct las_caller caller; /* sender of the bytes buffered so far (pid 0 when none) */
-    size_t got;      /* bytes buffered in buf */
+    size_t got;               /* bytes buffered in buf */
     uint64_t deadline_ms;
     struct conn *next;
     uint8_t buf[4 + CUSTOS_LAS_MAX_MSG];
@@ -194,8 +194,7 @@ static int answer_frames(struct worker *w, struct conn *c)
     uint8_t resp[4 + CUSTOS_LAS_MAX_MSG];
     long len;
     while ((len = custos_frame_split(c->buf, c->got)) >= 0) {
-        size_t n = las_handle(g_platform, &c->caller, c->buf + 4, (size_t)len, resp + 4,
-                              CUSTOS_LAS_MAX_MSG);
+        size_t n = las_handle(g_platform, &c->caller, c->buf + 4, (size_t)len, resp + 4, CUSTOS_LAS_MAX_MSG);
         custos_put_be(resp, n, 4);
         /* Answers fit the socket buffer; a client that does not read them is dropped. */
         ssize_t sent = send(c->fd, resp, 4 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -230,7 +229,9 @@ static void conn_serve(struct worker *w, struct conn *c)
             char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 4)];
         } control;
         struct iovec iov = {.iov_base = c->buf + c->got, .iov_len = sizeof(c->buf) - c->got};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buf,
                              .msg_controllen = sizeof(control.buf)};
         ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
@@ -260,8 +261,7 @@ static void expire(struct worker *w)
     while (c) {
         struct conn *next = c->next;
         if (now > c->deadline_ms) {
-            LOG_MODULE_DEBUG(LAS_LOG, "closing a connection idle for more than %u ms",
-                             g_cfg->request_timeout_ms);
+            LOG_MODULE_DEBUG(LAS_LOG, "closing a connection idle for more than %u ms", g_cfg->request_timeout_ms);
             conn_close(w, c);
         }
         c = next;
@@ -299,8 +299,10 @@ static void raise_fd_limit(unsigned max_clients)
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < need)
-        LOG_MODULE_WARN(LAS_LOG, "only %llu file descriptors allowed (RLIMIT_NOFILE) for --max-clients %u: "
-                        "raise the limit or lower --max-clients", (unsigned long long)rl.rlim_cur, max_clients);
+        LOG_MODULE_WARN(LAS_LOG,
+                        "only %llu file descriptors allowed (RLIMIT_NOFILE) for --max-clients %u: "
+                        "raise the limit or lower --max-clients",
+                        (unsigned long long)rl.rlim_cur, max_clients);
 }
 
 /* Signals are taken synchronously by the main thread (blocked everywhere, sigwaitinfo), so they
@@ -314,12 +316,10 @@ static void wait_for_stop(const sigset_t *set)
         if (sig < 0)
             continue; /* EINTR */
         if (sig == SIGHUP) {
-            LOG_MODULE_INFO(LAS_LOG, "SIGHUP from pid %d: lasd has nothing to reload, carrying on",
-                            (int)si.si_pid);
+            LOG_MODULE_INFO(LAS_LOG, "SIGHUP from pid %d: lasd has nothing to reload, carrying on", (int)si.si_pid);
             continue;
         }
-        LOG_MODULE_INFO(LAS_LOG, "%s from pid %d: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                        (int)si.si_pid);
+        LOG_MODULE_INFO(LAS_LOG, "%s from pid %d: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT", (int)si.si_pid);
         atomic_store(&g_stop, true);
         return;
     }

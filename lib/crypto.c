@@ -41,7 +41,7 @@ static pthread_once_t g_alg_once = PTHREAD_ONCE_INIT;
 static const uint8_t g_zero_key[32];
 
 struct thread_ctx {
-    EVP_MAC_CTX *hmac; /* digest set; keyed per call */
+    EVP_MAC_CTX *hmac;   /* digest set; keyed per call */
     EVP_CIPHER_CTX *gcm; /* cipher set; keyed per call */
 };
 
@@ -61,8 +61,8 @@ static void alg_fetch(void)
     g_alg.hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     g_alg.gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     g_alg.hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    g_alg.ok = g_alg.sha256 && g_alg.hmac && g_alg.gcm && g_alg.hkdf &&
-               pthread_key_create(&g_alg.key, thread_ctx_free) == 0;
+    g_alg.ok =
+        g_alg.sha256 && g_alg.hmac && g_alg.gcm && g_alg.hkdf && pthread_key_create(&g_alg.key, thread_ctx_free) == 0;
 }
 
 static bool alg_ready(void)
@@ -115,14 +115,14 @@ int custos_hmac_sha256(const uint8_t *key, size_t key_size, const void *data, si
         return -EIO;
     /* a NULL key would mean "the previous key" to EVP_MAC_init: an empty key is meant */
     int ok = EVP_MAC_init(t->hmac, key ? key : g_zero_key, key ? key_size : 0, NULL) == 1 &&
-             EVP_MAC_update(t->hmac, data, size) == 1 &&
-             EVP_MAC_final(t->hmac, out, &n, CUSTOS_SHA256_SIZE) == 1 && n == CUSTOS_SHA256_SIZE;
+             EVP_MAC_update(t->hmac, data, size) == 1 && EVP_MAC_final(t->hmac, out, &n, CUSTOS_SHA256_SIZE) == 1 &&
+             n == CUSTOS_SHA256_SIZE;
     (void)EVP_MAC_init(t->hmac, g_zero_key, sizeof(g_zero_key), NULL); /* drop the key's state */
     return ok ? 0 : -EIO;
 }
 
-int custos_hkdf_sha256(const uint8_t *ikm, size_t ikm_size, const uint8_t *salt, size_t salt_size,
-                       const uint8_t *info, size_t info_size, uint8_t *out, size_t out_size)
+int custos_hkdf_sha256(const uint8_t *ikm, size_t ikm_size, const uint8_t *salt, size_t salt_size, const uint8_t *info,
+                       size_t info_size, uint8_t *out, size_t out_size)
 {
     if (!alg_ready())
         return -EIO;
@@ -163,8 +163,8 @@ static void gcm_done(EVP_CIPHER_CTX *ctx)
         (void)EVP_CipherInit_ex2(ctx, NULL, g_zero_key, NULL, 1, NULL);
 }
 
-int custos_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size,
-                     const void *in, size_t size, uint8_t *out)
+int custos_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size, const void *in,
+                     size_t size, uint8_t *out)
 {
     int ret = -EIO, n = 0;
     if (size > INT_MAX || aad_size > INT_MAX)
@@ -250,16 +250,14 @@ int custos_p256_from_seed(const uint8_t *seed, size_t seed_size, custos_p256 **o
     if (!bnctx || !d || !n1 || !group)
         goto out;
     /* 384 bits of HKDF output reduced mod (n-1), plus 1: a uniform scalar in [1, n-1]. */
-    if (custos_hkdf_sha256(seed, seed_size, NULL, 0, (const uint8_t *)"custos-p256-scalar", 18, wide,
-                           sizeof(wide)) < 0)
+    if (custos_hkdf_sha256(seed, seed_size, NULL, 0, (const uint8_t *)"custos-p256-scalar", 18, wide, sizeof(wide)) < 0)
         goto out;
-    if (!BN_copy(n1, EC_GROUP_get0_order(group)) || !BN_sub_word(n1, 1) ||
-        !BN_bin2bn(wide, sizeof(wide), d) || !BN_mod(d, d, n1, bnctx) || !BN_add_word(d, 1))
+    if (!BN_copy(n1, EC_GROUP_get0_order(group)) || !BN_sub_word(n1, 1) || !BN_bin2bn(wide, sizeof(wide), d) ||
+        !BN_mod(d, d, n1, bnctx) || !BN_add_word(d, 1))
         goto out;
     point = EC_POINT_new(group);
     if (!point || !EC_POINT_mul(group, point, d, NULL, NULL, bnctx) ||
-        EC_POINT_point2oct(group, point, POINT_CONVERSION_COMPRESSED, pub, sizeof(pub), bnctx) !=
-            sizeof(pub))
+        EC_POINT_point2oct(group, point, POINT_CONVERSION_COMPRESSED, pub, sizeof(pub), bnctx) != sizeof(pub))
         goto out;
     key = calloc(1, sizeof(*key));
     if (!key) {
@@ -303,8 +301,7 @@ int custos_p256_public(const custos_p256 *key, uint8_t out[CUSTOS_P256_PUB_SIZE]
 {
     uint8_t buf[80];
     size_t n = 0;
-    if (EVP_PKEY_set_utf8_string_param(key->pkey, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
-                                       "compressed") != 1 ||
+    if (EVP_PKEY_set_utf8_string_param(key->pkey, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed") != 1 ||
         EVP_PKEY_get_octet_string_param(key->pkey, OSSL_PKEY_PARAM_PUB_KEY, buf, sizeof(buf), &n) != 1 ||
         n != CUSTOS_P256_PUB_SIZE)
         return -EIO;
@@ -312,8 +309,7 @@ int custos_p256_public(const custos_p256 *key, uint8_t out[CUSTOS_P256_PUB_SIZE]
     return 0;
 }
 
-int custos_p256_sign(const custos_p256 *key, const void *data, size_t size, uint8_t *sig,
-                     size_t *sig_size)
+int custos_p256_sign(const custos_p256 *key, const void *data, size_t size, uint8_t *sig, size_t *sig_size)
 {
     int ret = -EIO;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -329,8 +325,7 @@ int custos_p256_sign(const custos_p256 *key, const void *data, size_t size, uint
     return ret;
 }
 
-int custos_p256_verify(const custos_p256 *key, const void *data, size_t size, const uint8_t *sig,
-                       size_t sig_size)
+int custos_p256_verify(const custos_p256 *key, const void *data, size_t size, const uint8_t *sig, size_t sig_size)
 {
     int ret = -EBADMSG;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();

@@ -123,7 +123,7 @@ int custos_buf_get_str0(struct custos_buf *r, const char **out);
 #define CUSTOS_AEAD_KEY_SIZE 32
 #define CUSTOS_AEAD_NONCE_SIZE 12
 #define CUSTOS_AEAD_TAG_SIZE 16
-#define CUSTOS_P256_PUB_SIZE 33  /* SEC1 compressed */
+#define CUSTOS_P256_PUB_SIZE 33   /* SEC1 compressed */
 #define CUSTOS_PLATFORM_ID_LEN 66 /* hex digits */
 #define CUSTOS_X25519_SIZE 32
 
@@ -133,12 +133,12 @@ int custos_crypto_init(void);
 int custos_sha256(const void *data, size_t size, uint8_t out[CUSTOS_SHA256_SIZE]);
 int custos_hmac_sha256(const uint8_t *key, size_t key_size, const void *data, size_t size,
                        uint8_t out[CUSTOS_SHA256_SIZE]);
-int custos_hkdf_sha256(const uint8_t *ikm, size_t ikm_size, const uint8_t *salt, size_t salt_size,
-                       const uint8_t *info, size_t info_size, uint8_t *out, size_t out_size);
+int custos_hkdf_sha256(const uint8_t *ikm, size_t ikm_size, const uint8_t *salt, size_t salt_size, const uint8_t *info,
+                       size_t info_size, uint8_t *out, size_t out_size);
 int custos_random(void *out, size_t size);
 /* AES-256-GCM. out receives size bytes of ciphertext followed by the 16-byte tag. */
-int custos_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size,
-                     const void *in, size_t size, uint8_t *out);
+int custos_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size, const void *in,
+                     size_t size, uint8_t *out);
 /* in_size includes the tag; out receives in_size-16 bytes. -EBADMSG when authentication fails. */
 int custos_aead_open(const uint8_t key[32], const uint8_t nonce[12], const void *aad, size_t aad_size,
                      const uint8_t *in, size_t in_size, uint8_t *out);
@@ -150,11 +150,9 @@ int custos_p256_from_seed(const uint8_t *seed, size_t seed_size, custos_p256 **o
 int custos_p256_from_public(const uint8_t pub[CUSTOS_P256_PUB_SIZE], custos_p256 **out);
 int custos_p256_public(const custos_p256 *key, uint8_t out[CUSTOS_P256_PUB_SIZE]);
 /* DER signature of SHA-256(data); sig must hold 72 bytes. */
-int custos_p256_sign(const custos_p256 *key, const void *data, size_t size, uint8_t *sig,
-                     size_t *sig_size);
+int custos_p256_sign(const custos_p256 *key, const void *data, size_t size, uint8_t *sig, size_t *sig_size);
 /* 0 when valid, -EBADMSG when not. */
-int custos_p256_verify(const custos_p256 *key, const void *data, size_t size, const uint8_t *sig,
-                       size_t sig_size);
+int custos_p256_verify(const custos_p256 *key, const void *data, size_t size, const uint8_t *sig, size_t sig_size);
 void custos_p256_free(custos_p256 *key);
 
 int custos_x25519_keypair(uint8_t priv[32], uint8_t pub[32]);
@@ -180,8 +178,8 @@ int custos_key_spki(EVP_PKEY *key, uint8_t *out, size_t out_cap, size_t *out_siz
 int custos_spki_verify(const uint8_t *spki, size_t spki_size, const void *data, size_t size, const uint8_t *sig,
                        size_t sig_size);
 /* Self-signed X.509 certificate (10 years) with CN and DNS/IP subject alternative names; caller frees. */
-int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *const *alt_names,
-                            size_t alt_count, char **out_pem);
+int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *const *alt_names, size_t alt_count,
+                            char **out_pem);
 
 /* ---- files (file.c) ------------------------------------------------------------------------- */
 /* Test hook: called between the steps of custos_write_file_atomic (1: temp written, 2: temp
@@ -205,9 +203,9 @@ enum custos_opt_type { CUSTOS_OPT_STRING, CUSTOS_OPT_INT, CUSTOS_OPT_BOOL, CUSTO
 
 /* One row of a declarative option table: flag, env var, default, bounds and help. */
 struct custos_option {
-    const char *flag;   /* long flag without dashes, e.g. "socket" */
-    char short_flag;    /* 0 for none */
-    const char *env;    /* environment variable(s), "A|B" for alternatives, or NULL */
+    const char *flag; /* long flag without dashes, e.g. "socket" */
+    char short_flag;  /* 0 for none */
+    const char *env;  /* environment variable(s), "A|B" for alternatives, or NULL */
     enum custos_opt_type type;
     const char *def;    /* default as text, or NULL */
     long long min, max; /* bounds for CUSTOS_OPT_INT */
@@ -225,10 +223,10 @@ void custos_strlist_free(struct custos_strlist *list);
 /* Applies defaults, then env vars, then flags. Positional arguments are collected in order into
  * positional (may be NULL when none are allowed). Returns 0, 1 when --help was printed, or -EINVAL
  * after printing an error naming the option. */
-int custos_options_parse(const char *prog, const char *summary, struct custos_option *opts,
-                         size_t count, int argc, char **argv, struct custos_strlist *positional);
-void custos_options_help(FILE *f, const char *prog, const char *summary,
-                         const struct custos_option *opts, size_t count);
+int custos_options_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc,
+                         char **argv, struct custos_strlist *positional);
+void custos_options_help(FILE *f, const char *prog, const char *summary, const struct custos_option *opts,
+                         size_t count);
 
 /* ---- JSON / YAML (json.c, yaml.c) ----------------------------------------------------------- */
 #define CUSTOS_YAML_MAX_DEPTH 64
@@ -249,8 +247,8 @@ int custos_json_parse(const char *text, size_t size, json_t **out, char *err, si
 int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *out_size);
 /* Field `name` of obj as base64 of min..max bytes into out (*out_size, may be NULL, gets the length).
  * -EINVAL with err naming the field and the problem (missing, not a string, not base64, length). */
-int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max,
-                          size_t *out_size, char *err, size_t err_size);
+int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max, size_t *out_size,
+                          char *err, size_t err_size);
 
 /* ---- quotes (quote.c) ----------------------------------------------------------------------- */
 #define CUSTOS_REPORT_DATA_SIZE 64
@@ -273,12 +271,12 @@ struct custos_quote {
     uint8_t sig[80];
     size_t sig_size;
 };
-#define CUSTOS_QUOTE_BODY_SIZE (16 + CUSTOS_P256_PUB_SIZE + 1 + CUSTOS_MEASUREMENT_SIZE + 4 + 1 + CUSTOS_REPORT_DATA_SIZE + 4)
+#define CUSTOS_QUOTE_BODY_SIZE                                                                                         \
+    (16 + CUSTOS_P256_PUB_SIZE + 1 + CUSTOS_MEASUREMENT_SIZE + 4 + 1 + CUSTOS_REPORT_DATA_SIZE + 4)
 
 void custos_quote_body(const struct custos_quote *q, uint8_t out[CUSTOS_QUOTE_BODY_SIZE]);
 /* Parses the signed body (no signature check). Error text names the field. */
-int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err,
-                            size_t err_size);
+int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err, size_t err_size);
 /* JSON form: {"format":"custos-quote-v1","body":B64,"signature":B64}. Caller json_decref's. */
 json_t *custos_quote_to_json(const struct custos_quote *q);
 int custos_quote_from_json(const json_t *j, struct custos_quote *q, char *err, size_t err_size);
@@ -300,8 +298,7 @@ struct custos_quote_policy {
 };
 /* Full verification: signature, then platform, measurement, debug, TCB and report data.
  * -EBADMSG/-EPERM with a message naming the failing check (and both values). */
-int custos_quote_check(const struct custos_quote *q, const struct custos_quote_policy *pol, char *err,
-                       size_t err_size);
+int custos_quote_check(const struct custos_quote *q, const struct custos_quote_policy *pol, char *err, size_t err_size);
 
 /* ---- LAS protocol (las_proto.c) ------------------------------------------------------------- */
 #define CUSTOS_LAS_MAX_MSG 4096
@@ -335,8 +332,8 @@ int custos_las_client_quote(struct custos_las_client *c, const uint8_t report_da
                             struct custos_quote *out, char *err, size_t err_size);
 void custos_las_client_free(struct custos_las_client *c);
 /* Client: asks for this process's seal key for label (<= 64 bytes). Caller wipes out. */
-int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE],
-                        char *err, size_t err_size);
+int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE], char *err,
+                        size_t err_size);
 /* Client: platform ID, kind and TCB of a lasd, as JSON. Caller json_decref's. */
 int custos_las_info(const char *socket_path, json_t **out, char *err, size_t err_size);
 /* Framing: u32 big-endian length then payload; both sides bound the length. */
@@ -365,8 +362,7 @@ int custos_las_answer_parse(const uint8_t *payload, size_t size, const uint8_t *
                             size_t err_size);
 /* The answer of an ok status, per op: a quote (body and signature), a seal key (exactly 32 bytes;
  * caller wipes out), the info JSON (caller json_decref's). -EPROTO/-EINVAL naming the problem. */
-int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_quote *out, char *err,
-                            size_t err_size);
+int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_quote *out, char *err, size_t err_size);
 int custos_las_answer_seal_key(const uint8_t *answer, size_t size, uint8_t out[CUSTOS_SEAL_KEY_SIZE], char *err,
                                size_t err_size);
 int custos_las_answer_info(const uint8_t *answer, size_t size, json_t **out, char *err, size_t err_size);

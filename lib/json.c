@@ -45,11 +45,15 @@ static int depth_ok(const json_t *j, int depth)
     if (json_is_object(j)) {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) if (!depth_ok(v, depth + 1)) return 0;
+        json_object_foreach((json_t *)j, k, v)
+            if (!depth_ok(v, depth + 1))
+                return 0;
     } else if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v) if (!depth_ok(v, depth + 1)) return 0;
+        json_array_foreach(j, i, v)
+            if (!depth_ok(v, depth + 1))
+                return 0;
     }
     return 1;
 }
@@ -64,8 +68,10 @@ int custos_json_parse(const char *text, size_t size, json_t **out, char *err, si
     json_t *j = json_loadb(text, size, JSON_REJECT_DUPLICATES, &e);
     if (!j) {
         if (strstr(e.text, "JSON_ALLOW_NUL")) /* jansson names its flag; say what is wrong instead */
-            snprintf(err, err_size, "invalid JSON at line %d, column %d: a string holds a NUL character (\\u0000), "
-                     "which is not allowed", e.line, e.column);
+            snprintf(err, err_size,
+                     "invalid JSON at line %d, column %d: a string holds a NUL character (\\u0000), "
+                     "which is not allowed",
+                     e.line, e.column);
         else
             snprintf(err, err_size, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
         return -EINVAL;
@@ -87,8 +93,8 @@ int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *
     return custos_base64_decode(s, out, out_size);
 }
 
-int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max,
-                          size_t *out_size, char *err, size_t err_size)
+int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max, size_t *out_size,
+                          char *err, size_t err_size)
 {
     uint8_t *buf = NULL;
     size_t n = 0;

@@ -118,8 +118,10 @@ int custos_las_request_parse(const uint8_t *payload, size_t size, struct custos_
         }
         for (size_t i = 0; i < n; i++) {
             if (data[i] < 0x21 || data[i] > 0x7e) {
-                snprintf(err, err_size, "seal key label must be printable ASCII without spaces (byte %zu is "
-                         "0x%02x)", i, data[i]);
+                snprintf(err, err_size,
+                         "seal key label must be printable ASCII without spaces (byte %zu is "
+                         "0x%02x)",
+                         i, data[i]);
                 return -EINVAL;
             }
         }
@@ -174,8 +176,7 @@ int custos_las_answer_parse(const uint8_t *payload, size_t size, const uint8_t *
     return -EPROTO;
 }
 
-int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_quote *out, char *err,
-                            size_t err_size)
+int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_quote *out, char *err, size_t err_size)
 {
     struct custos_buf r;
     const uint8_t *body = NULL;
@@ -233,8 +234,8 @@ static int las_connect(const char *socket_path, char *err, size_t err_size)
 }
 
 /* One request and its answer; on success answer and answer_size are the bytes after the status byte. */
-static int las_exchange(int fd, const char *socket_path, const uint8_t *req, size_t req_size,
-                        uint8_t *resp, const uint8_t **answer, size_t *answer_size, char *err, size_t err_size)
+static int las_exchange(int fd, const char *socket_path, const uint8_t *req, size_t req_size, uint8_t *resp,
+                        const uint8_t **answer, size_t *answer_size, char *err, size_t err_size)
 {
     size_t resp_size = 0;
     int ret;
@@ -292,8 +293,8 @@ static int client_call(struct custos_las_client *c, const uint8_t *req, size_t r
     return -EIO;
 }
 
-static int las_call(const char *socket_path, const uint8_t *req, size_t req_size, uint8_t *resp,
-                    const uint8_t **answer, size_t *answer_size, char *err, size_t err_size)
+static int las_call(const char *socket_path, const uint8_t *req, size_t req_size, uint8_t *resp, const uint8_t **answer,
+                    size_t *answer_size, char *err, size_t err_size)
 {
     struct custos_las_client *c = NULL;
     int ret = custos_las_client_open(socket_path, &c);
@@ -328,8 +329,8 @@ int custos_las_quote(const char *socket_path, const uint8_t report_data[CUSTOS_R
     return ret;
 }
 
-int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE],
-                        char *err, size_t err_size)
+int custos_las_seal_key(const char *socket_path, const char *label, uint8_t out[CUSTOS_SEAL_KEY_SIZE], char *err,
+                        size_t err_size)
 {
     uint8_t req[1 + 64], resp[CUSTOS_LAS_MAX_MSG];
     const uint8_t *answer = NULL;

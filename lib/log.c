@@ -93,9 +93,8 @@ void custos_log(const char *module, enum custos_log_level level, const char *fmt
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     char line[8192];
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d,%03ld %s: ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-                     names[level]);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d,%03ld %s: ", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level]);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

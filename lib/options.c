@@ -56,8 +56,7 @@ static int set_value(const char *prog, struct custos_option *o, const char *valu
             return -EINVAL;
         }
         if (v < o->min || v > o->max) {
-            fprintf(stderr, "%s: %s: %lld is out of range [%lld, %lld]\n", prog, source, v, o->min,
-                    o->max);
+            fprintf(stderr, "%s: %s: %lld is out of range [%lld, %lld]\n", prog, source, v, o->min, o->max);
             return -EINVAL;
         }
         *(long long *)o->out = v;
@@ -84,8 +83,7 @@ static const char *env_value(const char *spec, char *name, size_t name_size)
     return NULL;
 }
 
-static struct custos_option *find_long(struct custos_option *opts, size_t count, const char *name,
-                                       size_t n)
+static struct custos_option *find_long(struct custos_option *opts, size_t count, const char *name, size_t n)
 {
     for (size_t i = 0; i < count; i++)
         if (strlen(opts[i].flag) == n && !strncmp(opts[i].flag, name, n))
@@ -93,8 +91,7 @@ static struct custos_option *find_long(struct custos_option *opts, size_t count,
     return NULL;
 }
 
-void custos_options_help(FILE *f, const char *prog, const char *summary,
-                         const struct custos_option *opts, size_t count)
+void custos_options_help(FILE *f, const char *prog, const char *summary, const struct custos_option *opts, size_t count)
 {
     fprintf(f, "Usage: %s [OPTIONS]\n%s\n\nOptions:\n", prog, summary);
     for (size_t i = 0; i < count; i++) {
@@ -103,8 +100,7 @@ void custos_options_help(FILE *f, const char *prog, const char *summary,
         int n = 0;
         if (o->short_flag)
             n = snprintf(left, sizeof(left), "-%c, ", o->short_flag);
-        snprintf(left + n, sizeof(left) - (size_t)n, "--%s%s%s", o->flag,
-                 o->type == CUSTOS_OPT_BOOL ? "" : " ",
+        snprintf(left + n, sizeof(left) - (size_t)n, "--%s%s%s", o->flag, o->type == CUSTOS_OPT_BOOL ? "" : " ",
                  o->type == CUSTOS_OPT_BOOL ? "" : (o->metavar ? o->metavar : "VALUE"));
         fprintf(f, "  %-34s %s", left, o->help);
         if (o->type == CUSTOS_OPT_INT)
@@ -120,14 +116,13 @@ void custos_options_help(FILE *f, const char *prog, const char *summary,
     fprintf(f, "  %-34s %s\n", "-h, --help", "show this help and exit");
 }
 
-int custos_options_parse(const char *prog, const char *summary, struct custos_option *opts,
-                         size_t count, int argc, char **argv, struct custos_strlist *positional)
+int custos_options_parse(const char *prog, const char *summary, struct custos_option *opts, size_t count, int argc,
+                         char **argv, struct custos_strlist *positional)
 {
     char name[128], source[160];
     for (size_t i = 0; i < count; i++) {
         struct custos_option *o = &opts[i];
-        if (o->def && o->type != CUSTOS_OPT_LIST &&
-            set_value(prog, o, o->def, "default") < 0)
+        if (o->def && o->type != CUSTOS_OPT_LIST && set_value(prog, o, o->def, "default") < 0)
             return -EINVAL;
         const char *v = env_value(o->env, name, sizeof(name));
         if (v) {

@@ -49,16 +49,14 @@ void custos_quote_body(const struct custos_quote *q, uint8_t out[CUSTOS_QUOTE_BO
     assert(custos_buf_ok(&b) && custos_buf_left(&b) == 0);
 }
 
-int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err,
-                            size_t err_size)
+int custos_quote_body_parse(const uint8_t *body, size_t size, struct custos_quote *q, char *err, size_t err_size)
 {
     struct custos_quote t;
     struct custos_buf r;
     uint8_t magic[sizeof(CUSTOS_QUOTE_MAGIC)];
     memset(&t, 0, sizeof(t));
     if (size != CUSTOS_QUOTE_BODY_SIZE) {
-        snprintf(err, err_size, "malformed quote: body is %zu bytes, expected %d", size,
-                 CUSTOS_QUOTE_BODY_SIZE);
+        snprintf(err, err_size, "malformed quote: body is %zu bytes, expected %d", size, CUSTOS_QUOTE_BODY_SIZE);
         return -EINVAL;
     }
     custos_buf_reader(&r, body, size);
@@ -124,8 +122,8 @@ int custos_quote_from_json(const json_t *j, struct custos_quote *q, char *err, s
             return -EINVAL;
         }
     }
-    if (json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s}", "format", &format, "body",
-                       &body_b64, "signature", &sig_b64) < 0) {
+    if (json_unpack_ex((json_t *)j, &e, JSON_STRICT, "{s:s, s:s, s:s}", "format", &format, "body", &body_b64,
+                       "signature", &sig_b64) < 0) {
         snprintf(err, err_size, "malformed quote: %s", e.text);
         return -EINVAL;
     }
@@ -177,8 +175,7 @@ int custos_platform_id_parse(const char *id, uint8_t pub[CUSTOS_P256_PUB_SIZE])
     return 0;
 }
 
-int custos_quote_check(const struct custos_quote *q, const struct custos_quote_policy *pol, char *err,
-                       size_t err_size)
+int custos_quote_check(const struct custos_quote *q, const struct custos_quote_policy *pol, char *err, size_t err_size)
 {
     char id[CUSTOS_PLATFORM_ID_LEN + 1];
     char got[2 * CUSTOS_MEASUREMENT_SIZE + 1];
@@ -225,12 +222,10 @@ int custos_quote_check(const struct custos_quote *q, const struct custos_quote_p
         return -EPERM;
     }
     if (q->tcb < pol->min_tcb) {
-        snprintf(err, err_size, "TCB too old: quote has TCB %u, at least %u required", q->tcb,
-                 pol->min_tcb);
+        snprintf(err, err_size, "TCB too old: quote has TCB %u, at least %u required", q->tcb, pol->min_tcb);
         return -EPERM;
     }
-    if (pol->report_data &&
-        !custos_ct_equal(pol->report_data, q->report_data, CUSTOS_REPORT_DATA_SIZE)) {
+    if (pol->report_data && !custos_ct_equal(pol->report_data, q->report_data, CUSTOS_REPORT_DATA_SIZE)) {
         snprintf(err, err_size, "report data mismatch: the quote does not bind the expected data");
         return -EPERM;
     }

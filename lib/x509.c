@@ -68,9 +68,11 @@ int custos_key_from_pem(const char *pem, size_t size, EVP_PKEY **out, char *err,
     bool ok = (id == EVP_PKEY_RSA && bits >= 2048) || id == EVP_PKEY_ED25519 ||
               (id == EVP_PKEY_EC && (!strcmp(group, "prime256v1") || !strcmp(group, "secp384r1")));
     if (!ok) {
-        snprintf(err, err_size,
-                 "unsupported identity key (%s, %d bits): use RSA >= 2048, EC P-256/P-384 or Ed25519",
-                 id == EVP_PKEY_RSA ? "RSA" : id == EVP_PKEY_EC ? group : "other type", bits);
+        snprintf(err, err_size, "unsupported identity key (%s, %d bits): use RSA >= 2048, EC P-256/P-384 or Ed25519",
+                 id == EVP_PKEY_RSA  ? "RSA"
+                 : id == EVP_PKEY_EC ? group
+                                     : "other type",
+                 bits);
         EVP_PKEY_free(k);
         return -EINVAL;
     }
@@ -197,8 +199,8 @@ static int san_value(const char *const *names, size_t count, char *out, size_t o
     return 0;
 }
 
-int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *const *alt_names,
-                            size_t alt_count, char **out_pem)
+int custos_cert_self_signed(EVP_PKEY *key, const char *common_name, const char *const *alt_names, size_t alt_count,
+                            char **out_pem)
 {
     int ret = -EIO;
     X509 *x = X509_new();

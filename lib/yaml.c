@@ -53,8 +53,7 @@ static int next(struct yctx *c, yaml_event_t *ev)
 {
     if (!yaml_parser_parse(&c->parser, ev)) {
         snprintf(c->err, c->err_size, "line %zu, column %zu: %s", c->parser.problem_mark.line + 1,
-                 c->parser.problem_mark.column + 1,
-                 c->parser.problem ? c->parser.problem : "invalid YAML");
+                 c->parser.problem_mark.column + 1, c->parser.problem ? c->parser.problem : "invalid YAML");
         return -EINVAL;
     }
     return 0;
@@ -169,8 +168,8 @@ static int parse_node(struct yctx *c, yaml_event_t *ev, int depth, json_t **out)
         const void *anchor = mapping ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
         const void *tag = mapping ? ev->data.mapping_start.tag : ev->data.sequence_start.tag;
         if (anchor || tag) {
-            ret = fail(c, &ev->start_mark, anchor ? "anchors (&name) are not accepted"
-                                                  : "tags (!tag) are not accepted");
+            ret =
+                fail(c, &ev->start_mark, anchor ? "anchors (&name) are not accepted" : "tags (!tag) are not accepted");
             break;
         }
         ret = parse_collection(c, mapping, depth, out);
@@ -192,8 +191,7 @@ int custos_yaml_parse(const char *text, size_t size, json_t **out, char *err, si
     json_t *root = NULL;
     int ret;
     if (size > CUSTOS_YAML_MAX_SIZE) {
-        snprintf(err, err_size, "YAML document too large (%zu bytes, limit %u)", size,
-                 CUSTOS_YAML_MAX_SIZE);
+        snprintf(err, err_size, "YAML document too large (%zu bytes, limit %u)", size, CUSTOS_YAML_MAX_SIZE);
         return -E2BIG;
     }
     if (!yaml_parser_initialize(&c.parser))

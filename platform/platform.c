@@ -13,8 +13,8 @@ static const struct custos_platform_backend *const g_backends[] = {
     &custos_platform_sgx,
 };
 
-int custos_platform_open(const char *name, const struct custos_platform_config *cfg,
-                         struct custos_platform **out, char *err, size_t err_size)
+int custos_platform_open(const char *name, const struct custos_platform_config *cfg, struct custos_platform **out,
+                         char *err, size_t err_size)
 {
     const struct custos_platform_backend *b = NULL;
     uint8_t seed[32];

@@ -22,11 +22,11 @@ struct custos_platform_config {
 
 struct custos_platform_backend {
     const char *name;
-    int kind;              /* enum custos_platform_kind */
+    int kind;               /* enum custos_platform_kind */
     const char *protection; /* what it protects against, logged at start */
     /* Produces the 32-byte machine secret; err names the file and the fix. */
-    int (*machine_secret)(const struct custos_platform_config *cfg,
-                          uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err, size_t err_size);
+    int (*machine_secret)(const struct custos_platform_config *cfg, uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err,
+                          size_t err_size);
     uint32_t (*tcb)(const struct custos_platform_config *cfg);
 };
 
@@ -45,8 +45,8 @@ struct custos_platform {
 };
 
 /* Opens backend `name` ("sim", "tpm2", "sgx"). Caller frees with custos_platform_close. */
-int custos_platform_open(const char *name, const struct custos_platform_config *cfg,
-                         struct custos_platform **out, char *err, size_t err_size);
+int custos_platform_open(const char *name, const struct custos_platform_config *cfg, struct custos_platform **out,
+                         char *err, size_t err_size);
 void custos_platform_close(struct custos_platform *p);
 /* HKDF(machine secret, salt = measurement, info = "custos-seal-v1" || uid (4 bytes BE) || label):
  * a key for this program, run by this user, on this machine. */

@@ -5,8 +5,8 @@
 
 #include "platform.h"
 
-static int sgx_machine_secret(const struct custos_platform_config *cfg,
-                              uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err, size_t err_size)
+static int sgx_machine_secret(const struct custos_platform_config *cfg, uint8_t out[CUSTOS_MACHINE_SECRET_SIZE],
+                              char *err, size_t err_size)
 {
     (void)cfg;
     (void)out;

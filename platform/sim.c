@@ -24,8 +24,7 @@ static int read_exact(int fd, uint8_t *buf, size_t size)
     return 0;
 }
 
-static int create_secret(const char *path, uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err,
-                         size_t err_size)
+static int create_secret(const char *path, uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err, size_t err_size)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -33,8 +32,7 @@ static int create_secret(const char *path, uint8_t out[CUSTOS_MACHINE_SECRET_SIZ
         return -errno;
     }
     int ret = custos_random(out, CUSTOS_MACHINE_SECRET_SIZE);
-    if (ret == 0 && (write(fd, out, CUSTOS_MACHINE_SECRET_SIZE) != CUSTOS_MACHINE_SECRET_SIZE ||
-                     fsync(fd) < 0))
+    if (ret == 0 && (write(fd, out, CUSTOS_MACHINE_SECRET_SIZE) != CUSTOS_MACHINE_SECRET_SIZE || fsync(fd) < 0))
         ret = -EIO;
     close(fd);
     if (ret < 0) {
@@ -45,8 +43,8 @@ static int create_secret(const char *path, uint8_t out[CUSTOS_MACHINE_SECRET_SIZ
     return ret;
 }
 
-static int sim_machine_secret(const struct custos_platform_config *cfg,
-                              uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err, size_t err_size)
+static int sim_machine_secret(const struct custos_platform_config *cfg, uint8_t out[CUSTOS_MACHINE_SECRET_SIZE],
+                              char *err, size_t err_size)
 {
     char path[4096];
     struct stat st;
@@ -65,23 +63,25 @@ static int sim_machine_secret(const struct custos_platform_config *cfg,
         return create_secret(path, out, err, err_size);
     }
     if (S_ISLNK(st.st_mode) || !S_ISREG(st.st_mode)) {
-        snprintf(err, err_size, "%s is %s, not a regular file; refusing to use it (remove it only if "
-                 "this node has no data sealed to it)", path, S_ISLNK(st.st_mode) ? "a symlink" : "not a file");
+        snprintf(err, err_size,
+                 "%s is %s, not a regular file; refusing to use it (remove it only if "
+                 "this node has no data sealed to it)",
+                 path, S_ISLNK(st.st_mode) ? "a symlink" : "not a file");
         return -EPERM;
     }
     if (st.st_uid != geteuid()) {
-        snprintf(err, err_size, "%s is owned by uid %u, not by this user (uid %u); fix with: chown %u %s",
-                 path, st.st_uid, geteuid(), geteuid(), path);
+        snprintf(err, err_size, "%s is owned by uid %u, not by this user (uid %u); fix with: chown %u %s", path,
+                 st.st_uid, geteuid(), geteuid(), path);
         return -EPERM;
     }
     if (st.st_mode & 077) {
-        snprintf(err, err_size, "%s is readable by group or others (mode %03o); fix with: chmod 600 %s",
-                 path, st.st_mode & 0777, path);
+        snprintf(err, err_size, "%s is readable by group or others (mode %03o); fix with: chmod 600 %s", path,
+                 st.st_mode & 0777, path);
         return -EPERM;
     }
     if (st.st_size != CUSTOS_MACHINE_SECRET_SIZE) {
-        snprintf(err, err_size, "%s has %lld bytes, expected %d: the file is damaged", path,
-                 (long long)st.st_size, CUSTOS_MACHINE_SECRET_SIZE);
+        snprintf(err, err_size, "%s has %lld bytes, expected %d: the file is damaged", path, (long long)st.st_size,
+                 CUSTOS_MACHINE_SECRET_SIZE);
         return -EINVAL;
     }
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

@@ -3,8 +3,8 @@
 #include "platform.h"
 #include "tpm2_seal.h"
 
-static int tpm2_machine_secret(const struct custos_platform_config *cfg,
-                               uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err, size_t err_size)
+static int tpm2_machine_secret(const struct custos_platform_config *cfg, uint8_t out[CUSTOS_MACHINE_SECRET_SIZE],
+                               char *err, size_t err_size)
 {
     int ret = custos_mkdirs(cfg->dir, 0700);
     if (ret < 0)

@@ -5,12 +5,13 @@
 
 #include "platform.h"
 
-static int tpm2_machine_secret(const struct custos_platform_config *cfg,
-                               uint8_t out[CUSTOS_MACHINE_SECRET_SIZE], char *err, size_t err_size)
+static int tpm2_machine_secret(const struct custos_platform_config *cfg, uint8_t out[CUSTOS_MACHINE_SECRET_SIZE],
+                               char *err, size_t err_size)
 {
     (void)cfg;
     (void)out;
-    snprintf(err, err_size, "platform 'tpm2' is not built into this Custos (tpm2-tss was missing at "
+    snprintf(err, err_size,
+             "platform 'tpm2' is not built into this Custos (tpm2-tss was missing at "
              "build time; install libtss2-dev and rebuild)");
     return -ENOTSUP;
 }

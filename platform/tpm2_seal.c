@@ -30,13 +30,12 @@
 #define SECRET_LEN 32
 #define DEFAULT_TCTI "device:/dev/tpmrm0"
 
-#define WHAT_TO_DO_OLD_BLOB                                                                       \
-    "The file was left untouched. Restore it (or the node's original TPM) from backup; only if "  \
-    "the old secret is lost for good, move the file away so that a new machine secret is "        \
+#define WHAT_TO_DO_OLD_BLOB                                                                                            \
+    "The file was left untouched. Restore it (or the node's original TPM) from backup; only if "                       \
+    "the old secret is lost for good, move the file away so that a new machine secret is "                             \
     "created (everything protected by the old secret becomes unreadable)."
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen,
-                                                         const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
         return;
@@ -107,8 +106,7 @@ static void tpm_close(struct tpm *t)
     t->tcti = NULL;
 }
 
-static int tpm_cmd_fail(const struct tpm *t, TSS2_RC rc, const char *what, char *err,
-                        size_t errlen)
+static int tpm_cmd_fail(const struct tpm *t, TSS2_RC rc, const char *what, char *err, size_t errlen)
 {
     TSS2_RC b = rc_base(rc);
     if (rc_is_tpm(rc) && b == TPM2_RC_INITIALIZE) {
@@ -132,8 +130,8 @@ static int tpm_cmd_fail(const struct tpm *t, TSS2_RC rc, const char *what, char 
                t->tcti_conf, what, Tss2_RC_Decode(rc), (unsigned)rc);
         return -EIO;
     }
-    seterr(err, errlen, "TPM at TCTI \"%s\": %s failed: %s (0x%08x)", t->tcti_conf, what,
-           Tss2_RC_Decode(rc), (unsigned)rc);
+    seterr(err, errlen, "TPM at TCTI \"%s\": %s failed: %s (0x%08x)", t->tcti_conf, what, Tss2_RC_Decode(rc),
+           (unsigned)rc);
     return -EIO;
 }
 
@@ -168,9 +166,8 @@ static void srk_template(uint8_t srk, TPM2B_PUBLIC *pub)
     memset(pub, 0, sizeof(*pub));
     TPMT_PUBLIC *p = &pub->publicArea;
     p->nameAlg = TPM2_ALG_SHA256;
-    p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                          TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                          TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+    p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                          TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
     p->authPolicy.size = 0;
     if (srk == TPM2_SRK_RSA_2048) {
         p->type = TPM2_ALG_RSA;
@@ -205,9 +202,8 @@ static int tpm_create_primary(struct tpm *t, uint8_t srk, char *err, size_t errl
     memset(&pcrs, 0, sizeof(pcrs));
     srk_template(srk, &tmpl);
 
-    TSS2_RC rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                    ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &t->primary,
-                                    NULL, NULL, NULL, NULL);
+    TSS2_RC rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
+                                    &tmpl, &outside, &pcrs, &t->primary, NULL, NULL, NULL, NULL);
     if (rc != TSS2_RC_SUCCESS) {
         t->primary = ESYS_TR_NONE;
         t->last_rc = rc;
@@ -227,16 +223,15 @@ static int tpm_create_primary(struct tpm *t, uint8_t srk, char *err, size_t errl
                    t->tcti_conf);
             return -EACCES;
         }
-        return tpm_cmd_fail(t, rc, "creating the storage primary key (CreatePrimary)", err,
-                            errlen);
+        return tpm_cmd_fail(t, rc, "creating the storage primary key (CreatePrimary)", err, errlen);
     }
 
     TPM2B_NAME *name = NULL;
     rc = Esys_TR_GetName(t->esys, t->primary, &name);
     if (rc != TSS2_RC_SUCCESS || !name || name->size > sizeof(name->name)) {
         Esys_Free(name);
-        return tpm_cmd_fail(t, rc ? rc : TSS2_ESYS_RC_GENERAL_FAILURE,
-                            "reading the storage primary key's name", err, errlen);
+        return tpm_cmd_fail(t, rc ? rc : TSS2_ESYS_RC_GENERAL_FAILURE, "reading the storage primary key's name", err,
+                            errlen);
     }
     t->primary_name = *name;
     Esys_Free(name);
@@ -252,18 +247,14 @@ static int tpm_start_session(struct tpm *t, char *err, size_t errlen)
     sym.algorithm = TPM2_ALG_AES;
     sym.keyBits.aes = 128;
     sym.mode.aes = TPM2_ALG_CFB;
-    TSS2_RC rc = Esys_StartAuthSession(t->esys, t->primary, ESYS_TR_NONE, ESYS_TR_NONE,
-                                       ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym,
-                                       TPM2_ALG_SHA256, &t->session);
+    TSS2_RC rc = Esys_StartAuthSession(t->esys, t->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &t->session);
     if (rc != TSS2_RC_SUCCESS) {
         t->session = ESYS_TR_NONE;
-        return tpm_cmd_fail(t, rc, "starting an encrypted session (StartAuthSession)", err,
-                            errlen);
+        return tpm_cmd_fail(t, rc, "starting an encrypted session (StartAuthSession)", err, errlen);
     }
     rc = Esys_TRSess_SetAttributes(t->esys, t->session,
-                                   TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT |
-                                       TPMA_SESSION_CONTINUESESSION,
-                                   0xff);
+                                   TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION, 0xff);
     if (rc != TSS2_RC_SUCCESS)
         return tpm_cmd_fail(t, rc, "setting session attributes", err, errlen);
     return 0;
@@ -281,20 +272,18 @@ static int tpm_open(struct tpm *t, uint8_t srk, char *err, size_t errlen)
 }
 
 /* Loads the sealed object under the primary and unseals it into out. */
-static int tpm_load_unseal(struct tpm *t, const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv,
-                           const char *path, uint8_t out[SECRET_LEN], char *err, size_t errlen)
+static int tpm_load_unseal(struct tpm *t, const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const char *path,
+                           uint8_t out[SECRET_LEN], char *err, size_t errlen)
 {
-    TSS2_RC rc = Esys_Load(t->esys, t->primary, t->session, ESYS_TR_NONE, ESYS_TR_NONE, priv,
-                           pub, &t->object);
+    TSS2_RC rc = Esys_Load(t->esys, t->primary, t->session, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &t->object);
     if (rc != TSS2_RC_SUCCESS) {
         t->object = ESYS_TR_NONE;
         TSS2_RC b = rc_base(rc);
-        if (rc_is_tpm(rc) && (b == TPM2_RC_INTEGRITY || b == TPM2_RC_BINDING ||
-                              b == TPM2_RC_SIZE || b == TPM2_RC_KEY || b == TPM2_RC_VALUE)) {
+        if (rc_is_tpm(rc) && (b == TPM2_RC_INTEGRITY || b == TPM2_RC_BINDING || b == TPM2_RC_SIZE || b == TPM2_RC_KEY ||
+                              b == TPM2_RC_VALUE)) {
             seterr(err, errlen,
                    "%s was rejected by the TPM at TCTI \"%s\" (%s): it was modified after "
-                   "sealing, or it was sealed by a different TPM (or the TPM was cleared). "
-                   WHAT_TO_DO_OLD_BLOB,
+                   "sealing, or it was sealed by a different TPM (or the TPM was cleared). " WHAT_TO_DO_OLD_BLOB,
                    path, t->tcti_conf, Tss2_RC_Decode(rc));
             return -EKEYREJECTED;
         }
@@ -336,8 +325,7 @@ static int make_secret(struct tpm *t, uint8_t secret[SECRET_LEN], char *err, siz
     int r = 0;
     while (have < SECRET_LEN) {
         TPM2B_DIGEST *d = NULL;
-        TSS2_RC rc = Esys_GetRandom(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                    (UINT16)(SECRET_LEN - have), &d);
+        TSS2_RC rc = Esys_GetRandom(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, (UINT16)(SECRET_LEN - have), &d);
         if (rc != TSS2_RC_SUCCESS || !d || d->size == 0 || d->size > sizeof(d->buffer)) {
             if (d) {
                 custos_wipe(d, sizeof(*d));
@@ -400,15 +388,15 @@ static int blob_write(const char *path, const uint8_t *buf, size_t len, char *er
 {
     int r = custos_write_file_new(path, buf, len, 0600);
     if (r < 0 && r != -EEXIST)
-        seterr(err, errlen, "cannot write %s: %s; check free space and permissions of the platform directory",
-               path, strerror(-r));
+        seterr(err, errlen, "cannot write %s: %s; check free space and permissions of the platform directory", path,
+               strerror(-r));
     return r;
 }
 
 /* ---- the two paths ------------------------------------------------------------------------ */
 
-static int unseal_existing(const char *path, const char *tcti, const uint8_t *buf, size_t len,
-                           uint8_t out[SECRET_LEN], char *err, size_t errlen)
+static int unseal_existing(const char *path, const char *tcti, const uint8_t *buf, size_t len, uint8_t out[SECRET_LEN],
+                           char *err, size_t errlen)
 {
     struct tpm2_blob blob;
     char why[200];
@@ -425,8 +413,7 @@ static int unseal_existing(const char *path, const char *tcti, const uint8_t *bu
                    memcmp(t.primary_name.name, blob.primary_name.name, blob.primary_name.size) != 0)) {
         seterr(err, errlen,
                "%s was sealed by a different TPM (or the TPM was cleared); the TPM at TCTI "
-               "\"%s\" cannot unseal it. Check that the TCTI points at this node's own TPM. "
-               WHAT_TO_DO_OLD_BLOB,
+               "\"%s\" cannot unseal it. Check that the TCTI points at this node's own TPM. " WHAT_TO_DO_OLD_BLOB,
                path, tcti);
         r = -EKEYREJECTED;
     }
@@ -462,8 +449,7 @@ static int seal_new(const char *path, const char *tcti, uint8_t out[SECRET_LEN],
     if (r != 0)
         goto out;
     r = tpm_create_primary(&t, srk, err, errlen);
-    if (r != 0 && rc_is_tpm(t.last_rc) && (t.last_rc & TPM2_RC_FMT1) &&
-        (t.last_rc & TPM2_RC_P)) {
+    if (r != 0 && rc_is_tpm(t.last_rc) && (t.last_rc & TPM2_RC_FMT1) && (t.last_rc & TPM2_RC_P)) {
         /* The TPM rejected the ECC P-256 template (no such curve): use the RSA 2048 one. */
         srk = TPM2_SRK_RSA_2048;
         r = tpm_create_primary(&t, srk, err, errlen);
@@ -481,13 +467,13 @@ static int seal_new(const char *path, const char *tcti, uint8_t out[SECRET_LEN],
     memset(&tmpl, 0, sizeof(tmpl));
     tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
     tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
-    tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                                       TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA;
+    tmpl.publicArea.objectAttributes =
+        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA;
     tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
     sens.sensitive.data.size = SECRET_LEN;
     memcpy(sens.sensitive.data.buffer, secret, SECRET_LEN);
-    rc = Esys_Create(t.esys, t.primary, t.session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
-                     &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
+    rc = Esys_Create(t.esys, t.primary, t.session, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &priv,
+                     &pub, NULL, NULL, NULL);
     custos_wipe(&sens, sizeof(sens));
     if (rc != TSS2_RC_SUCCESS) {
         r = tpm_cmd_fail(&t, rc, "sealing the machine secret (Create)", err, errlen);
@@ -499,8 +485,10 @@ static int seal_new(const char *path, const char *tcti, uint8_t out[SECRET_LEN],
     if (r != 0)
         goto out;
     if (!custos_ct_equal(check, secret, SECRET_LEN)) {
-        seterr(err, errlen, "TPM at TCTI \"%s\": the freshly sealed machine secret did not "
-               "unseal to the same value; the TPM is malfunctioning", tcti);
+        seterr(err, errlen,
+               "TPM at TCTI \"%s\": the freshly sealed machine secret did not "
+               "unseal to the same value; the TPM is malfunctioning",
+               tcti);
         r = -EIO;
         goto out;
     }
@@ -532,8 +520,7 @@ out:
     return r;
 }
 
-int custos_tpm2_machine_secret(const char *platform_dir, const char *tcti, uint8_t out[32],
-                               char *err, size_t errlen)
+int custos_tpm2_machine_secret(const char *platform_dir, const char *tcti, uint8_t out[32], char *err, size_t errlen)
 {
     uint8_t *blob = NULL;
     char path[PATH_MAX];
@@ -561,8 +548,10 @@ int custos_tpm2_machine_secret(const char *platform_dir, const char *tcti, uint8
     int dfd = open(platform_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         int e = errno;
-        seterr(err, errlen, "cannot open platform directory %s: %s; create it (mode 0700, owned "
-               "by the Custos user) or fix the configured path", platform_dir, strerror(e));
+        seterr(err, errlen,
+               "cannot open platform directory %s: %s; create it (mode 0700, owned "
+               "by the Custos user) or fix the configured path",
+               platform_dir, strerror(e));
         return -e;
     }
     close(dfd);

@@ -15,5 +15,4 @@
  * refused clearly ("... was sealed by a different TPM (or the TPM was cleared); ...") and a corrupt
  * blob file refused clearly; never overwritten. Secrets wiped (explicit_bzero / OPENSSL_cleanse /
  * Esys_Free of sensitive buffers after wiping) on every path. */
-int custos_tpm2_machine_secret(const char *platform_dir, const char *tcti, uint8_t out[32],
-                               char *err, size_t errlen);
+int custos_tpm2_machine_secret(const char *platform_dir, const char *tcti, uint8_t out[32], char *err, size_t errlen);

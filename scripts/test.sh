@@ -69,6 +69,13 @@ run_pytest() { # build dir, test path
 # The counting itself, proven on fake test programs before anything is counted with it.
 run_tap "runner self-test" bash tests/runner/test_counting.sh
 
+# Formatting (.clang-format): an unformatted C file is a failure (scripts/format.sh FILE fixes it).
+fmt_out=$(scripts/format.sh --check 2>&1)
+fmt_st=$?
+echo "format: $(tail -n 1 <<<"$fmt_out")"
+[ $fmt_st -eq 0 ] || head -n 20 <<<"$fmt_out"
+count "format check" $fmt_st
+
 # A skipped test counts as failed: nothing here is optional.
 scripts/build.sh build || { echo "0 passed, 1 failed"; exit 1; }
 run_unit build

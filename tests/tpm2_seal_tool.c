@@ -24,8 +24,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "error (%d, %s): %s\n", r, strerror(-r), err);
         return 1;
     }
-    int ok = EVP_Digest(secret, sizeof(secret), md, &mdlen, EVP_sha256(), NULL) == 1 &&
-             mdlen == sizeof(md);
+    int ok = EVP_Digest(secret, sizeof(secret), md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == sizeof(md);
     OPENSSL_cleanse(secret, sizeof(secret));
     if (!ok) {
         fprintf(stderr, "error: SHA-256 failed\n");

@@ -316,7 +316,8 @@ static void test_registration_with_fake_las(void **state)
     assert_int_equal(cas_db_put(primary.st.pri.db, REC_POLICY, policy, strlen(policy)), 0);
     call(&primary.st, &c2, "POST", "/v1/backups/register", OWNER, json_pack("{s:O}", "request", c1.resp.body));
     assert_int_equal(c2.resp.status, 200);
-    call(b, &c3, "POST", "/v1/backup/complete", NULL, json_pack("{s:O}", "offer", json_object_get(c2.resp.body, "offer")));
+    call(b, &c3, "POST", "/v1/backup/complete", NULL,
+         json_pack("{s:O}", "offer", json_object_get(c2.resp.body, "offer")));
     assert_int_equal(c3.resp.status, 200);
     call(&primary.st, &c4, "POST", "/v1/backups/confirm", OWNER,
          json_pack("{s:O}", "completion", json_object_get(c3.resp.body, "completion")));

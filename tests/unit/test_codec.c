@@ -55,8 +55,7 @@ static void test_hex_refused(void **state)
     (void)state;
     uint8_t out[4];
     static const char *const bad[] = {
-        "0g000000", "000000G0", "zz000000", "0000000 ", " 0000000", "00-00000", "0x000000",
-        "0000000\xff",
+        "0g000000", "000000G0", "zz000000", "0000000 ", " 0000000", "00-00000", "0x000000", "0000000\xff",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(custos_hex_decode(bad[i], out, sizeof(out)), -EINVAL);
@@ -73,8 +72,13 @@ static void test_hex_refused(void **state)
 static const struct {
     const char *plain, *b64;
 } rfc4648[] = {
-    {"", ""},           {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-    {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    {"", ""},
+    {"f", "Zg=="},
+    {"fo", "Zm8="},
+    {"foo", "Zm9v"},
+    {"foob", "Zm9vYg=="},
+    {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"},
 };
 
 static void test_base64_rfc4648(void **state)
@@ -127,8 +131,7 @@ static void test_base64_noncanonical(void **state)
     uint8_t *dec = NULL;
     size_t dec_size = 0;
     /* "Zg==" is canonical for "f"; Zh.. Zv set bits under the padding. */
-    static const char *const bad[] = {"Zh==", "Zi==", "Zv==", "Zm9=", "Zm+=", "Zm/=", "Zm9vYh==",
-                                      "Zm9vYmF="};
+    static const char *const bad[] = {"Zh==", "Zi==", "Zv==", "Zm9=", "Zm+=", "Zm/=", "Zm9vYh==", "Zm9vYmF="};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         dec = NULL;
         assert_int_equal(custos_base64_decode(bad[i], &dec, &dec_size), -EINVAL);

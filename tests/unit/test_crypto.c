@@ -69,8 +69,7 @@ static void test_hkdf_rfc5869(void **state)
     for (int i = 0; i < 10; i++)
         info[i] = (uint8_t)(0xf0 + i);
     assert_int_equal(custos_hkdf_sha256(ikm, 22, salt, 13, info, 10, okm, 42), 0);
-    assert_hex(okm, 42,
-               "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
+    assert_hex(okm, 42, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
 
     for (int i = 0; i < 80; i++) {
         ikm[i] = (uint8_t)i;
@@ -85,19 +84,17 @@ static void test_hkdf_rfc5869(void **state)
 
     memset(ikm, 0x0b, 22);
     assert_int_equal(custos_hkdf_sha256(ikm, 22, NULL, 0, NULL, 0, okm, 42), 0);
-    assert_hex(okm, 42,
-               "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8");
+    assert_hex(okm, 42, "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8");
 }
 
 /* The AES-256 cases (13-16) of McGrew & Viega, "The Galois/Counter Mode of Operation". */
 static const struct {
     const char *key, *iv, *pt, *aad, *ct, *tag;
 } gcm[] = {
+    {"0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000", "", "", "",
+     "530f8afbc74536b9a963b4f1c4cb738b"},
     {"0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000",
-     "", "", "", "530f8afbc74536b9a963b4f1c4cb738b"},
-    {"0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000",
-     "00000000000000000000000000000000", "", "cea7403d4d606b6e074ec5d3baf39d18",
-     "d0d1c8a799996bf0265b98b5d48ab919"},
+     "00000000000000000000000000000000", "", "cea7403d4d606b6e074ec5d3baf39d18", "d0d1c8a799996bf0265b98b5d48ab919"},
     {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
      "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
      "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255",
@@ -132,16 +129,14 @@ static void test_aead_vectors(void **state)
         assert_memory_equal(sealed, ct, pt_size);
         assert_memory_equal(sealed + pt_size, tag, CUSTOS_AEAD_TAG_SIZE);
 
-        assert_int_equal(
-            custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened), 0);
+        assert_int_equal(custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened), 0);
         assert_memory_equal(opened, pt, pt_size);
 
         /* Every flipped bit of ciphertext or tag is refused. */
         for (size_t i = 0; i < pt_size + CUSTOS_AEAD_TAG_SIZE; i++) {
             for (int bit = 0; bit < 8; bit += 7) {
                 sealed[i] ^= (uint8_t)(1u << bit);
-                int ret = custos_aead_open(key, iv, aad, aad_size, sealed,
-                                           pt_size + CUSTOS_AEAD_TAG_SIZE, opened);
+                int ret = custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened);
                 if (ret != -EBADMSG)
                     fail_msg("case %zu: flipped bit %d of byte %zu: got %d", c, bit, i, ret);
                 sealed[i] ^= (uint8_t)(1u << bit);
@@ -152,36 +147,30 @@ static void test_aead_vectors(void **state)
         if (aad_size) {
             memcpy(other_aad, aad, aad_size);
             other_aad[aad_size - 1] ^= 0x80;
-            assert_int_equal(custos_aead_open(key, iv, other_aad, aad_size, sealed,
-                                              pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
-                             -EBADMSG);
-            assert_int_equal(custos_aead_open(key, iv, NULL, 0, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE,
+            assert_int_equal(custos_aead_open(key, iv, other_aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE,
                                               opened),
                              -EBADMSG);
+            assert_int_equal(custos_aead_open(key, iv, NULL, 0, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
+                             -EBADMSG);
         } else {
-            assert_int_equal(custos_aead_open(key, iv, other_aad, 1, sealed,
-                                              pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
+            assert_int_equal(custos_aead_open(key, iv, other_aad, 1, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
                              -EBADMSG);
         }
         /* Wrong key or nonce. */
         key[31] ^= 1;
-        assert_int_equal(
-            custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
-            -EBADMSG);
+        assert_int_equal(custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
+                         -EBADMSG);
         key[31] ^= 1;
         iv[0] ^= 1;
-        assert_int_equal(
-            custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
-            -EBADMSG);
+        assert_int_equal(custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE, opened),
+                         -EBADMSG);
         iv[0] ^= 1;
         /* Truncated: tag incomplete, or shorter than a tag. */
         if (pt_size)
-            assert_int_equal(custos_aead_open(key, iv, aad, aad_size, sealed,
-                                              pt_size + CUSTOS_AEAD_TAG_SIZE - 1, opened),
+            assert_int_equal(custos_aead_open(key, iv, aad, aad_size, sealed, pt_size + CUSTOS_AEAD_TAG_SIZE - 1,
+                                              opened),
                              -EBADMSG);
-        assert_int_equal(custos_aead_open(key, iv, aad, aad_size, sealed, CUSTOS_AEAD_TAG_SIZE - 1,
-                                          opened),
-                         -EBADMSG);
+        assert_int_equal(custos_aead_open(key, iv, aad, aad_size, sealed, CUSTOS_AEAD_TAG_SIZE - 1, opened), -EBADMSG);
         free(key);
         free(iv);
         free(pt);

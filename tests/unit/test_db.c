@@ -136,8 +136,14 @@ static void test_roundtrip(void **state)
     assert_int_equal(cas_db_put(db, NULL, "x", 1), -EINVAL);
     assert_int_equal(cas_db_put(db, "", "x", 1), -EINVAL);
     assert_int_equal(cas_db_put(db, "x", NULL, 0), -EINVAL);
-    assert_int_equal(cas_db_put(db, "\x01" "custos-db-sentinel", "x", 1), -EINVAL);
-    assert_int_equal(get_ret(db, "\x01" "custos-db-sentinel"), -EINVAL);
+    assert_int_equal(cas_db_put(db,
+                                "\x01"
+                                "custos-db-sentinel",
+                                "x", 1),
+                     -EINVAL);
+    assert_int_equal(get_ret(db, "\x01"
+                                 "custos-db-sentinel"),
+                     -EINVAL);
     assert_int_equal(cas_db_write(db, NULL, 0), 0);
     assert_int_equal(cas_db_write(NULL, NULL, 0), -EINVAL);
     cas_db_value_free(NULL, 0);
@@ -153,7 +159,10 @@ static void test_batch_atomic(void **state)
 
     /* A failing delete undoes the whole batch. */
     struct cas_db_op bad[] = {
-        {"a", "A", 1}, {"b", "B", 1}, {"keep", NULL, 0}, {"missing", NULL, 0},
+        {"a", "A", 1},
+        {"b", "B", 1},
+        {"keep", NULL, 0},
+        {"missing", NULL, 0},
     };
     assert_int_equal(cas_db_write(db, bad, 4), -ENOENT);
     assert_int_equal(get_ret(db, "a"), -ENOENT);
@@ -170,7 +179,10 @@ static void test_batch_atomic(void **state)
 
     /* A good batch applies in order (the later put of the same name wins). */
     struct cas_db_op good[] = {
-        {"a", "A", 1}, {"b", "B", 1}, {"keep", NULL, 0}, {"a", "A2", 2},
+        {"a", "A", 1},
+        {"b", "B", 1},
+        {"keep", NULL, 0},
+        {"a", "A2", 2},
     };
     assert_int_equal(cas_db_write(db, good, 4), 0);
     expect_record(db, "a", "A2");

@@ -27,7 +27,7 @@ struct fixture {
     char path[1100]; /* <dir>/db.key-store */
 };
 
-static const uint8_t DBKEY[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+static const uint8_t DBKEY[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                   17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
 static int setup(void **state)
@@ -361,9 +361,9 @@ static void test_upsert_remove(void **state)
 #define NONCE "AAAAAAAAAAAAAAAA"
 #define SEALED "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define MAC "0000000000000000000000000000000000000000000000000000000000000000"
-#define ENTRY_WITH(pid, kind, node, tcb, time, nonce, sealed, extra)                                         \
-    "{\"platform_id\":" pid ",\"kind\":" kind ",\"node\":" node ",\"tcb\":" tcb ",\"time\":" time             \
-    ",\"nonce\":" nonce ",\"sealed\":" sealed extra "}"
+#define ENTRY_WITH(pid, kind, node, tcb, time, nonce, sealed, extra)                                                   \
+    "{\"platform_id\":" pid ",\"kind\":" kind ",\"node\":" node ",\"tcb\":" tcb ",\"time\":" time ",\"nonce\":" nonce  \
+    ",\"sealed\":" sealed extra "}"
 #define ENTRY ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")
 #define DOC(entries) "{\"version\":1,\"entries\":[" entries "],\"mac\":\"" MAC "\"}"
 
@@ -384,34 +384,50 @@ static const struct refusal refusals[] = {
     {"wrong version", "{\"version\":3,\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
     {"v2 without database_id", "{\"version\":2,\"entries\":[],\"mac\":\"" MAC "\",\"generation\":1}",
      "missing field \"database_id\""},
-    {"v2 generation 0", "{\"version\":2,\"database_id\":\"00112233445566778899aabbccddeeff\",\"generation\":0,"
-     "\"entries\":[],\"mac\":\"" MAC "\"}", "field \"generation\""},
+    {"v2 generation 0",
+     "{\"version\":2,\"database_id\":\"00112233445566778899aabbccddeeff\",\"generation\":0,"
+     "\"entries\":[],\"mac\":\"" MAC "\"}",
+     "field \"generation\""},
     {"v2 short id", "{\"version\":2,\"database_id\":\"0011\",\"generation\":1,\"entries\":[],\"mac\":\"" MAC "\"}",
      "field \"database_id\""},
-    {"v2 creating false", "{\"version\":2,\"database_id\":\"00112233445566778899aabbccddeeff\",\"generation\":1,"
-     "\"creating\":false,\"entries\":[],\"mac\":\"" MAC "\"}", "field \"creating\""},
-    {"v1 with database_id", "{\"version\":1,\"database_id\":\"00112233445566778899aabbccddeeff\",\"entries\":[],"
-     "\"mac\":\"" MAC "\"}", "unknown field \"database_id\""},
+    {"v2 creating false",
+     "{\"version\":2,\"database_id\":\"00112233445566778899aabbccddeeff\",\"generation\":1,"
+     "\"creating\":false,\"entries\":[],\"mac\":\"" MAC "\"}",
+     "field \"creating\""},
+    {"v1 with database_id",
+     "{\"version\":1,\"database_id\":\"00112233445566778899aabbccddeeff\",\"entries\":[],"
+     "\"mac\":\"" MAC "\"}",
+     "unknown field \"database_id\""},
     {"version as string", "{\"version\":\"1\",\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
     {"entries not array", "{\"version\":1,\"entries\":{},\"mac\":\"" MAC "\"}", "field \"entries\""},
-    {"mac bad hex", "{\"version\":1,\"entries\":[],\"mac\":\"" "g" MAC "\"}", "field \"mac\""},
+    {"mac bad hex",
+     "{\"version\":1,\"entries\":[],\"mac\":\""
+     "g" MAC "\"}",
+     "field \"mac\""},
     {"mac short", "{\"version\":1,\"entries\":[],\"mac\":\"00\"}", "field \"mac\""},
-    {"mac uppercase", "{\"version\":1,\"entries\":[],\"mac\":\"" "ABCDEF" MAC "\"}", "field \"mac\""},
+    {"mac uppercase",
+     "{\"version\":1,\"entries\":[],\"mac\":\""
+     "ABCDEF" MAC "\"}",
+     "field \"mac\""},
     {"entry not object", DOC(ENTRY ",3"), "entry 1: not an object"},
-    {"missing field", DOC("{\"platform_id\":\"" PID "\",\"kind\":\"sim\",\"node\":\"n\",\"tcb\":1,\"nonce\":\""
-                          NONCE "\",\"sealed\":\"" SEALED "\"}"),
+    {"missing field",
+     DOC("{\"platform_id\":\"" PID "\",\"kind\":\"sim\",\"node\":\"n\",\"tcb\":1,\"nonce\":\"" NONCE
+         "\",\"sealed\":\"" SEALED "\"}"),
      "entry 0: missing field \"time\""},
-    {"unknown field", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"",
-                                     "\"" SEALED "\"", ",\"extra\":true")),
+    {"unknown field",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"",
+                    ",\"extra\":true")),
      "entry 0: unknown field \"extra\""},
-    {"platform_id bad hex", DOC(ENTRY_WITH("\"02G" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"",
-                                           "\"" SEALED "\"", "")),
+    {"platform_id bad hex",
+     DOC(ENTRY_WITH("\"02G" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"platform_id\""},
-    {"platform_id lowercase", DOC(ENTRY_WITH("\"02aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
-                                             "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+    {"platform_id lowercase",
+     DOC(ENTRY_WITH("\"02aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"", "\"sim\"", "\"n1\"", "1",
+                    "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"platform_id\""},
-    {"platform_id prefix", DOC(ENTRY_WITH("\"04AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"",
-                                          "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+    {"platform_id prefix",
+     DOC(ENTRY_WITH("\"04AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "\"sim\"", "\"n1\"", "1",
+                    "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"platform_id\""},
     {"platform_id number", DOC(ENTRY_WITH("7", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"platform_id\""},
@@ -419,35 +435,41 @@ static const struct refusal refusals[] = {
      "entry 0: field \"kind\""},
     {"node empty", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"node\""},
-    {"node space", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"a b\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+    {"node space",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"a b\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"node\""},
-    {"node NUL", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"a\\u0000b\"", "1", "2", "\"" NONCE "\"",
-                                "\"" SEALED "\"", "")),
+    {"node NUL",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"a\\u0000b\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "not JSON"},
-    {"tcb negative", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "-1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+    {"tcb negative",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "-1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"tcb\""},
-    {"tcb too big", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "4294967296", "2", "\"" NONCE "\"",
-                                   "\"" SEALED "\"", "")),
+    {"tcb too big",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "4294967296", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"tcb\""},
     {"tcb real", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1.0", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"tcb\""},
-    {"time negative", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "-5", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+    {"time negative",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "-5", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"time\""},
-    {"time string", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "\"2\"", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+    {"time string",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "\"2\"", "\"" NONCE "\"", "\"" SEALED "\"", "")),
      "entry 0: field \"time\""},
-    {"nonce not base64", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"AAAA AAAAAAAAAAA\"",
-                                        "\"" SEALED "\"", "")),
+    {"nonce not base64",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"AAAA AAAAAAAAAAA\"", "\"" SEALED "\"", "")),
      "entry 0: field \"nonce\": not base64"},
     {"nonce size", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"AAAA\"", "\"" SEALED "\"", "")),
      "entry 0: field \"nonce\": 3 bytes, want 12"},
-    {"wrong sealed size", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"",
-                                         "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"", "")),
+    {"wrong sealed size",
+     DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"",
+                    "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"", "")),
      "entry 0: field \"sealed\": 47 bytes, want 48"},
     {"sealed not string", DOC(ENTRY_WITH("\"" PID "\"", "\"sim\"", "\"n1\"", "1", "2", "\"" NONCE "\"", "null", "")),
      "entry 0: field \"sealed\": not a string"},
     {"duplicate platform_id",
-     DOC(ENTRY_WITH("\"" PID2 "\"", "\"sim\"", "\"n0\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "") ","
-         ENTRY "," ENTRY_WITH("\"" PID "\"", "\"tpm2\"", "\"n2\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"", "")),
+     DOC(ENTRY_WITH("\"" PID2 "\"", "\"sim\"", "\"n0\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"",
+                    "") "," ENTRY "," ENTRY_WITH("\"" PID "\"", "\"tpm2\"", "\"n2\"", "1", "2", "\"" NONCE "\"",
+                                                 "\"" SEALED "\"", "")),
      "entry 2: field \"platform_id\": duplicate platform " PID " (also entry 1)"},
     {"duplicate key", "{\"version\":1,\"version\":1,\"entries\":[],\"mac\":\"" MAC "\"}", "not JSON"},
 };

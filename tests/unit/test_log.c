@@ -65,8 +65,17 @@ static void test_configure_refused(void **state)
     (void)state;
     assert_int_equal(custos_log_configure("error,las=debug"), 0);
     static const char *const bad[] = {
-        "verbose", "las=", "=debug", "las=loud", "info,,las=debug", ",info",
-        "las:debug", "info,las=debug=x", "infoo", "de", "abcdefghijklmnopqrstuvwxyz=debug",
+        "verbose",
+        "las=",
+        "=debug",
+        "las=loud",
+        "info,,las=debug",
+        ",info",
+        "las:debug",
+        "info,las=debug=x",
+        "infoo",
+        "de",
+        "abcdefghijklmnopqrstuvwxyz=debug",
         ("m1=info,m2=info,m3=info,m4=info,m5=info,m6=info,m7=info,m8=info,m9=info,m10=info,"
          "m11=info,m12=info,m13=info,m14=info,m15=info,m16=info,m17=info"),
     };
@@ -173,8 +182,7 @@ static void test_levels_and_filtering(void **state)
     (void)state;
     assert_int_equal(custos_log_configure("info,noisy=debug"), 0);
     const char *out = capture(log_levels);
-    assert_matches(out, "^" STAMP " ERROR: e1\n" STAMP " WARN: w2\n" STAMP " INFO: i\n" STAMP
-                        " DEBUG: shown\n$");
+    assert_matches(out, "^" STAMP " ERROR: e1\n" STAMP " WARN: w2\n" STAMP " INFO: i\n" STAMP " DEBUG: shown\n$");
     assert_int_equal(custos_log_configure("error"), 0);
     out = capture(log_levels);
     assert_matches(out, "^" STAMP " ERROR: e1\n$");

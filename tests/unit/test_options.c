@@ -38,10 +38,8 @@ static void table(struct custos_option opts[4])
     memset(&g_v, 0, sizeof(g_v));
     g_v.port = -999;
     struct custos_option t[4] = {
-        {"socket", 's', ENV_SOCKET, CUSTOS_OPT_STRING, "/run/default.sock", 0, 0, "PATH", "socket path",
-         &g_v.socket},
-        {"port", 'p', ENV_PORT_A "|" ENV_PORT_B, CUSTOS_OPT_INT, "8080", 1, 65535, "N", "TCP port",
-         &g_v.port},
+        {"socket", 's', ENV_SOCKET, CUSTOS_OPT_STRING, "/run/default.sock", 0, 0, "PATH", "socket path", &g_v.socket},
+        {"port", 'p', ENV_PORT_A "|" ENV_PORT_B, CUSTOS_OPT_INT, "8080", 1, 65535, "N", "TCP port", &g_v.port},
         {"verbose", 'v', ENV_VERBOSE, CUSTOS_OPT_BOOL, "false", 0, 0, NULL, "more output", &g_v.verbose},
         {"allow", 'a', ENV_ALLOW, CUSTOS_OPT_LIST, NULL, 0, 0, "ID", "allowed ID", &g_v.allow},
     };
@@ -70,8 +68,8 @@ static int parse_argv(int argc, char **argv, bool with_positional)
     assert_true(saved_out >= 0 && saved_err >= 0);
     assert_true(dup2(fileno(out), 1) >= 0);
     assert_true(dup2(fileno(err), 2) >= 0);
-    int ret = custos_options_parse("prog", "A test program.", opts, 4, argc, argv,
-                                   with_positional ? &g_v.positional : NULL);
+    int ret =
+        custos_options_parse("prog", "A test program.", opts, 4, argc, argv, with_positional ? &g_v.positional : NULL);
     fflush(stdout);
     fflush(stderr);
     dup2(saved_out, 1);
@@ -83,10 +81,10 @@ static int parse_argv(int argc, char **argv, bool with_positional)
     return ret;
 }
 
-#define PARSE(pos, ...)                                                                            \
-    ({                                                                                             \
-        char *argv_[] = {"prog", __VA_ARGS__};                                                     \
-        parse_argv((int)(sizeof(argv_) / sizeof(argv_[0])), argv_, pos);                           \
+#define PARSE(pos, ...)                                                                                                \
+    ({                                                                                                                 \
+        char *argv_[] = {"prog", __VA_ARGS__};                                                                         \
+        parse_argv((int)(sizeof(argv_) / sizeof(argv_[0])), argv_, pos);                                               \
     })
 
 static int clean_env(void **state)
@@ -143,9 +141,7 @@ static void test_flag_overrides_env(void **state)
     setenv(ENV_PORT_A, "81", 1);
     setenv(ENV_VERBOSE, "true", 1);
     setenv(ENV_ALLOW, "env-id", 1);
-    assert_int_equal(PARSE(false, "--socket", "/flag.sock", "--port=82", "--verbose=false", "--allow",
-                           "cli-id"),
-                     0);
+    assert_int_equal(PARSE(false, "--socket", "/flag.sock", "--port=82", "--verbose=false", "--allow", "cli-id"), 0);
     assert_string_equal(g_v.socket, "/flag.sock");
     assert_int_equal(g_v.port, 82);
     assert_false(g_v.verbose);
@@ -208,8 +204,9 @@ static void test_int_bounds(void **state)
 static void test_bad_int(void **state)
 {
     (void)state;
-    static char *const bad[] = {"--port=", "--port=12x", "--port=x12", "--port=1.5", "--port=0x10",
-                                "--port=99999999999999999999999", "--port=--1", "--port= 5", "--port=\t5"};
+    static char *const bad[] = {"--port=",    "--port=12x",  "--port=x12",
+                                "--port=1.5", "--port=0x10", "--port=99999999999999999999999",
+                                "--port=--1", "--port= 5",   "--port=\t5"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *argv[] = {"prog", bad[i]};
         int ret = parse_argv(2, argv, false);
@@ -307,10 +304,10 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, clean_env, free_values)
     const struct CMUnitTest tests[] = {
-        T(test_defaults),        T(test_env_override), T(test_flag_overrides_env),
-        T(test_env_alternatives), T(test_flag_forms),   T(test_int_bounds),
-        T(test_bad_int),         T(test_bool_flag),    T(test_list_repeated),
-        T(test_positional),      T(test_unknown_and_missing), T(test_help),
+        T(test_defaults),         T(test_env_override),        T(test_flag_overrides_env),
+        T(test_env_alternatives), T(test_flag_forms),          T(test_int_bounds),
+        T(test_bad_int),          T(test_bool_flag),           T(test_list_repeated),
+        T(test_positional),       T(test_unknown_and_missing), T(test_help),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,13 +100,13 @@ static void test_body_parse_refusals(void **state)
     struct custos_quote p;
     char err[256];
     custos_quote_body(&f->q, body);
-#define BAD(mutate, size, needle)                                                                  \
-    do {                                                                                           \
-        memcpy(b, body, sizeof(body));                                                             \
-        mutate;                                                                                    \
-        err[0] = '\0';                                                                             \
-        assert_int_equal(custos_quote_body_parse(b, size, &p, err, sizeof(err)), -EINVAL);         \
-        assert_contains(err, needle);                                                              \
+#define BAD(mutate, size, needle)                                                                                      \
+    do {                                                                                                               \
+        memcpy(b, body, sizeof(body));                                                                                 \
+        mutate;                                                                                                        \
+        err[0] = '\0';                                                                                                 \
+        assert_int_equal(custos_quote_body_parse(b, size, &p, err, sizeof(err)), -EINVAL);                             \
+        assert_contains(err, needle);                                                                                  \
     } while (0)
     BAD((void)0, sizeof(body) - 1, "body is 154 bytes");
     BAD(b[sizeof(body)] = 0, sizeof(body) + 1, "body is 156 bytes");
@@ -164,7 +164,8 @@ static void test_check_platform(void **state)
 {
     struct fixture *f = *state;
     char err[512] = "";
-    const char *listed[] = {"03" "0000000000000000000000000000000000000000000000000000000000000000",
+    const char *listed[] = {"03"
+                            "0000000000000000000000000000000000000000000000000000000000000000",
                             f->id};
     struct custos_quote_policy pol = {.platforms = listed, .platform_count = 2};
     assert_int_equal(custos_quote_check(&f->q, &pol, err, sizeof(err)), 0);
@@ -245,8 +246,7 @@ static void test_every_body_byte(void **state)
         for (size_t i = 0; i < sizeof(body); i++) {
             body[i] ^= masks[m];
             char *b64 = custos_base64_encode(body, sizeof(body));
-            json_t *j = json_pack("{s:s, s:s, s:s}", "format", "custos-quote-v1", "body", b64,
-                                  "signature", sig);
+            json_t *j = json_pack("{s:s, s:s, s:s}", "format", "custos-quote-v1", "body", b64, "signature", sig);
             assert_non_null(j);
             struct custos_quote q;
             char err[512] = "";
@@ -279,8 +279,7 @@ static void test_check_measurement(void **state)
     uint8_t ms[2][CUSTOS_MEASUREMENT_SIZE];
     memset(ms[0], 0x11, sizeof(ms[0]));
     memcpy(ms[1], f->q.measurement, sizeof(ms[1]));
-    struct custos_quote_policy pol = {.trust_any_platform = true, .measurements = ms,
-                                      .measurement_count = 1};
+    struct custos_quote_policy pol = {.trust_any_platform = true, .measurements = ms, .measurement_count = 1};
     assert_int_equal(custos_quote_check(&f->q, &pol, err, sizeof(err)), -EPERM);
     assert_contains(err, "measurement mismatch");
     char want[2 * CUSTOS_MEASUREMENT_SIZE + 1], got[2 * CUSTOS_MEASUREMENT_SIZE + 1];
@@ -352,13 +351,12 @@ static void test_from_json_malformed(void **state)
     from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":\"%s\"}", body), "signature");
     from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"signature\":\"%s\"}", sig), "body");
     from_json_bad(FMT("{\"body\":\"%s\",\"signature\":\"%s\"}", body, sig), "format");
-    from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":\"%s\",\"signature\":\"%s\",\"extra\":1}",
-                      body, sig),
+    from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":\"%s\",\"signature\":\"%s\",\"extra\":1}", body, sig),
                   "extra");
     from_json_bad(FMT("{\"format\":\"custos-quote-v2\",\"body\":\"%s\",\"signature\":\"%s\"}", body, sig),
                   "unknown format 'custos-quote-v2'");
-    from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":\"%.*s\",\"signature\":\"%s\"}",
-                      (int)strlen(body) - 1, body, sig),
+    from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":\"%.*s\",\"signature\":\"%s\"}", (int)strlen(body) - 1,
+                      body, sig),
                   "field 'body' is not valid base64");
     from_json_bad(FMT("{\"format\":\"custos-quote-v1\",\"body\":\"%s!\",\"signature\":\"%s\"}", body, sig),
                   "field 'body' is not valid base64");
@@ -417,10 +415,10 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_body_layout),        T(test_body_parse_refusals),
-        T(test_json_round_trip),    T(test_check_platform),
-        T(test_check_signature),    T(test_every_body_byte),
-        T(test_check_measurement),  T(test_check_debug_tcb_report_data),
+        T(test_body_layout),         T(test_body_parse_refusals),
+        T(test_json_round_trip),     T(test_check_platform),
+        T(test_check_signature),     T(test_every_body_byte),
+        T(test_check_measurement),   T(test_check_debug_tcb_report_data),
         T(test_from_json_malformed), T(test_platform_ids_and_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,8 +148,9 @@ static void test_api_seed(void **state)
     json_t *pin = NULL, *policy = NULL, *cfg = NULL, *ignored = json_array();
     json_error_t e;
     json_t *body = seed_json("api", "gen-provision.json");
-    assert_int_equal(json_unpack_ex(body, &e, JSON_STRICT, "{s:s, s:s, s?o}", "token", &token, "owner_config",
-                                    &toml, "policy", &pin), 0);
+    assert_int_equal(json_unpack_ex(body, &e, JSON_STRICT, "{s:s, s:s, s?o}", "token", &token, "owner_config", &toml,
+                                    "policy", &pin),
+                     0);
     assert_non_null(pin);
     if (cas_policy_check(pin, &policy, err, sizeof(err)) < 0)
         fail_msg("api/gen-provision.json: policy refused: %s", err);

@@ -146,9 +146,9 @@ static void test_yaml_types(void **state)
     json_t *m = json_array_get(list, 2);
     assert_string_equal(json_string_value(json_object_get(m, "k")), "v");
     assert_true(json_is_false(json_array_get(json_object_get(m, "n"), 1)));
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(json_object_get(j, "nested"), "deeper"), "key")),
-        "value with spaces");
+    assert_string_equal(json_string_value(
+                            json_object_get(json_object_get(json_object_get(j, "nested"), "deeper"), "key")),
+                        "value with spaces");
     json_decref(j);
 
     /* Top-level sequence and scalar documents; an explicit document marker. */
