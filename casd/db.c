@@ -27,26 +27,6 @@
 #define SENTINEL_VALUE "custos-db-sentinel-v1"
 #define KEY_PAGE 4096
 
-int db_errno(int rc)
-{
-    switch (rc) {
-    case MDB_SUCCESS:
-        return 0;
-    case MDB_NOTFOUND:
-        return -ENOENT;
-    case MDB_MAP_FULL:
-    case MDB_TXN_FULL:
-    case MDB_DBS_FULL:
-        return -ENOSPC;
-    case MDB_READERS_FULL:
-        return -EAGAIN;
-    case MDB_BAD_VALSIZE:
-        return -E2BIG;
-    default:
-        return rc > 0 ? -rc : -EIO;
-    }
-}
-
 /* Checks a record name: -EINVAL when NULL, empty or reserved (starts with 0x01), -E2BIG when long. */
 static int check_name(const char *name, bool allow_reserved, size_t *len)
 {

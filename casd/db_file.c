@@ -127,3 +127,23 @@ int db_prepare_lock_file(const char *dir, char *err, size_t err_size)
     }
     return 0;
 }
+
+int db_errno(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return -ENOENT;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+    case MDB_DBS_FULL:
+        return -ENOSPC;
+    case MDB_READERS_FULL:
+        return -EAGAIN;
+    case MDB_BAD_VALSIZE:
+        return -E2BIG;
+    default:
+        return rc > 0 ? -rc : -EIO;
+    }
+}

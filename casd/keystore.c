@@ -500,3 +500,69 @@ out:
     json_decref(root);
     return ret;
 }
+
+/* ---- editing ------------------------------------------------------------------------------- */
+
+static ssize_t find_index(const struct cas_keystore *ks, const char *platform_id)
+{
+    if (!ks || !platform_id || (ks->count && !ks->entries))
+        return -1;
+    for (size_t i = 0; i < ks->count; i++)
+        if (!strncmp(ks->entries[i].platform_id, platform_id, sizeof(ks->entries[i].platform_id)))
+            return (ssize_t)i;
+    return -1;
+}
+
+const struct cas_keystore_entry *cas_keystore_find(const struct cas_keystore *ks, const char *platform_id)
+{
+    ssize_t i = find_index(ks, platform_id);
+    return i < 0 ? NULL : &ks->entries[i];
+}
+
+int cas_keystore_upsert(struct cas_keystore *ks, const struct cas_keystore_entry *e)
+{
+    char err[160];
+    if (!ks || (ks->count && !ks->entries) || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
+        return -EINVAL;
+    ssize_t i = find_index(ks, e->platform_id);
+    if (i >= 0) {
+        ks->entries[i] = *e;
+        return 0;
+    }
+    if (ks->count >= CAS_KS_MAX_ENTRIES)
+        return -E2BIG;
+    struct cas_keystore_entry *grown = realloc(ks->entries, (ks->count + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    ks->entries = grown;
+    ks->entries[ks->count++] = *e;
+    return 0;
+}
+
+int cas_keystore_remove(struct cas_keystore *ks, const char *platform_id)
+{
+    ssize_t i = find_index(ks, platform_id);
+    if (!ks || !platform_id)
+        return -EINVAL;
+    if (i < 0)
+        return -ENOENT;
+    memmove(&ks->entries[i], &ks->entries[i + 1], (ks->count - (size_t)i - 1) * sizeof(ks->entries[0]));
+    ks->count--;
+    custos_wipe(&ks->entries[ks->count], sizeof(ks->entries[0]));
+    if (ks->count == 0) {
+        free(ks->entries);
+        ks->entries = NULL;
+    }
+    return 0;
+}
+
+void cas_keystore_free(struct cas_keystore *ks)
+{
+    if (!ks)
+        return;
+    if (ks->entries) {
+        custos_wipe(ks->entries, ks->count * sizeof(ks->entries[0]));
+        free(ks->entries);
+    }
+    custos_wipe(ks, sizeof(*ks));
+}
