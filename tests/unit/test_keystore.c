@@ -766,6 +766,52 @@ static void test_node_entries(void **state)
     cas_keystore_free(&ks);
 }
 
+/* The one entry codec, in its three forms. */
+static void test_entry_codec_forms(void **state)
+{
+    (void)state;
+    struct cas_keystore ks;
+    struct cas_keystore_entry e;
+    uint8_t sk[32];
+    char err[512];
+    make_store(&ks, 1, DBKEY);
+    seal_key_for(0, sk);
+    assert_int_equal(cas_keystore_seal_node(&ks.entries[0], sk), 0);
+    assert_int_equal(cas_keystore_wrap(&ks, &ks.entries[0], DBKEY), 0);
+    json_t *file = cas_keystore_entry_to_json(&ks.entries[0], true),
+           *backup = cas_keystore_entry_to_json(&ks.entries[0], false);
+    assert_non_null(json_object_get(file, "wrapped"));
+    assert_null(json_object_get(backup, "wrapped"));
+    /* round trips */
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V2, "", &e, err, sizeof(err)), 0);
+    assert_memory_equal(e.wrapped, ks.entries[0].wrapped, sizeof(e.wrapped));
+    assert_int_equal(cas_keystore_entry_from_json(backup, CAS_KS_FORM_BACKUP, "", &e, err, sizeof(err)), 0);
+    assert_true(e.node_key);
+    assert_memory_equal(e.public_key, ks.entries[0].public_key, 32);
+    /* a backup's entry must carry a public key and no wrapped key; a v1 file neither */
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_BACKUP, "c: ", &e, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "c: unknown field \"wrapped\""));
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V1, "", &e, err, sizeof(err)), -EBADMSG);
+    json_t *nokey = json_deep_copy(backup);
+    json_object_del(nokey, "public_key");
+    assert_int_equal(cas_keystore_entry_from_json(nokey, CAS_KS_FORM_BACKUP, "", &e, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "missing field \"public_key\""));
+    /* a v2 file: public_key and wrapped together or neither */
+    json_object_del(file, "wrapped");
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V2, "", &e, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "go together"));
+    assert_int_equal(cas_keystore_entry_from_json(nokey, CAS_KS_FORM_V2, "", &e, err, sizeof(err)), 0);
+    assert_false(e.node_key);
+    /* a wrong-size public key is named */
+    json_object_set_new(backup, "public_key", json_string("AAAA"));
+    assert_int_equal(cas_keystore_entry_from_json(backup, CAS_KS_FORM_BACKUP, "", &e, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "field \"public_key\": 3 bytes, want 32"));
+    json_decref(file);
+    json_decref(backup);
+    json_decref(nokey);
+    cas_keystore_free(&ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -780,6 +826,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_safety, setup, teardown),
         cmocka_unit_test(test_serialize_roundtrip),
         cmocka_unit_test_setup_teardown(test_node_entries, setup, teardown),
+        cmocka_unit_test(test_entry_codec_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
