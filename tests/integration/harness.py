@@ -408,6 +408,17 @@ class Cli:
         return cert, key
 
 
+def provision_owner(cas, tmp_path):
+    """An owner CLI (its own configuration under tmp_path/owner) that has provisioned cas with the
+    test owner configuration (quick-start trust flags)."""
+    owner = Cli(os.path.join(str(tmp_path), "owner", "config.json"))
+    toml = os.path.join(str(tmp_path), "owner.toml")
+    with open(toml, "w") as f:
+        f.write(OWNER_TOML.format(ip=cas.ip))
+    owner.provision(cas, toml)
+    return owner
+
+
 def https(addr, method, path, body=None, cert=None, timeout=15):
     """A raw HTTPS request to casd (no server verification: tests talk to their own process)."""
     conn = https_connection(addr, cert=cert, timeout=timeout)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness import OWNER_TOML, BackupCas, CasNode, Cli, binary, https, stop_all, wait_for
+from harness import BackupCas, CasNode, Cli, binary, https, provision_owner, stop_all, wait_for
 
 TRUST = ["--only_for_testing-ignore-signer", "--only_for_testing-trust-any"]
 
@@ -22,10 +22,7 @@ def world(tmp_path, nodes, cas_nodes):
     cas = CasNode(n1, "127.0.0.2", db=str(tmp_path / "pv" / "cas-db"))
     os.makedirs(tmp_path / "pv")
     cas.start()
-    owner = Cli(tmp_path / "owner" / "config.json")
-    toml = tmp_path / "owner.toml"
-    toml.write_text(OWNER_TOML.format(ip=cas.ip))
-    owner.provision(cas, toml)
+    owner = provision_owner(cas, tmp_path)
     started = [cas]
     yield {"n1": n1, "n2": n2, "n3": n3, "cas": cas, "owner": owner, "tmp": tmp_path, "started": started}
     stop_all(started)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """An interrupted `cas register-backup` can be run again against the same backup CAS and finishes the
 same registration, or says exactly where it stands. Real lasd, casd, casd --backup and cas."""
+import glob
 import json
 import os
 import subprocess
@@ -77,7 +78,6 @@ def test_two_concurrent_runs_both_finish(world):
 def test_primary_killed_between_confirmation_and_key_store(world):
     """The spent request is committed but the primary dies before the key-store is replaced: the relay
     says the state is unknown and how to check; a retry against the same backup finishes it."""
-    import glob
     w = world
     cas = w["cas"]
     b = backup_on(w, "n2")

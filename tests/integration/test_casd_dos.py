@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import OWNER_TOML, CasNode, Cli, https
+from harness import CasNode, https, provision_owner
 
 
 @pytest.fixture
@@ -85,10 +85,7 @@ def test_per_address_connection_limit(cas):
 def test_stopped_lasd_does_not_block_the_workers(tmp_path, nodes):
     n1 = nodes("n1").start()
     c = CasNode(n1, "127.0.0.2", db=str(tmp_path / "db")).start()
-    owner = Cli(tmp_path / "owner" / "config.json")
-    toml = tmp_path / "owner.toml"
-    toml.write_text(OWNER_TOML.format(ip=c.ip))
-    owner.provision(c, toml)
+    owner = provision_owner(c, tmp_path)
     owner.run("secret", "put", "k", input="v", check=True)
     os.kill(n1.proc.pid, signal.SIGSTOP)
     try:

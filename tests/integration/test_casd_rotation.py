@@ -2,6 +2,8 @@
 """Revocation: removing a backup rotates the database key. A node that kept its old key-store (and
 with it the old key) cannot open the database any more; the remaining nodes can, with every secret.
 Real lasd, casd, casd --backup and cas processes on loopback."""
+import base64
+import glob
 import json
 import os
 import random
@@ -109,7 +111,6 @@ def test_remove_refused_while_a_legacy_entry_would_be_locked_out(world):
     e = [x for x in ks["entries"] if x["node"] == "n2"][0]
     secret = open(os.path.join(w["n2"].platform_dir, "machine-secret"), "rb").read()
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    import base64
     nonce = os.urandom(12)
     e.pop("public_key")
     e.pop("wrapped")
@@ -161,7 +162,6 @@ def test_sigkill_at_every_step_of_a_rotation(world):
         # once the rotation has begun (its .next file appears, as a temp file first), kill within its 6
         # delayed steps: .next written (4), before the database commit (1), before the rename (1), and
         # a little after; the machine's speed does not decide where the kills land
-        import glob
         harness.wait_for(lambda: glob.glob(ks_path + ".next*") or remover.poll() is not None,
                          what="the rotation to begin")
         if i % 2:  # after the database's commit: between it and the key-store's rename, or after

@@ -9,11 +9,10 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
-from harness import OWNER_TOML, CasNode, Cli, binary, wait_for
+from harness import CasNode, binary, provision_owner, wait_for
 
 
 def digest(path):
@@ -29,10 +28,7 @@ def owned(tmp_path, nodes):
     """A provisioned CAS holding a secret, stopped."""
     n1 = nodes("n1").start()
     cas = CasNode(n1, "127.0.0.2", db=str(tmp_path / "pv" / "cas-db")).start()
-    owner = Cli(tmp_path / "owner" / "config.json")
-    toml = tmp_path / "owner.toml"
-    toml.write_text(OWNER_TOML.format(ip=cas.ip))
-    owner.provision(cas, toml)
+    owner = provision_owner(cas, tmp_path)
     owner.run("secret", "put", "db-password", input="s3cret", check=True)
     cas.stop()
     yield cas, owner

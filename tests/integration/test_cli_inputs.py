@@ -7,17 +7,14 @@ import subprocess
 
 import pytest
 
-from harness import OWNER_TOML, CasNode, Cli, binary, https
+from harness import CasNode, binary, https, provision_owner
 
 
 @pytest.fixture
 def running(tmp_path, nodes):
     n1 = nodes("n1").start()
     cas = CasNode(n1, "127.0.0.2", db=str(tmp_path / "db")).start()
-    owner = Cli(tmp_path / "owner" / "config.json")
-    toml = tmp_path / "owner.toml"
-    toml.write_text(OWNER_TOML.format(ip=cas.ip))
-    owner.provision(cas, toml)
+    owner = provision_owner(cas, tmp_path)
     yield cas, owner, tmp_path
     cas.stop()
 

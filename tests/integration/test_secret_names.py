@@ -10,16 +10,13 @@ import ssl
 
 import pytest
 
-from harness import OWNER_TOML, Cli
+from harness import provision_owner
 
 
 @pytest.fixture
 def owned(tmp_path, cas_nodes):
     cas = cas_nodes("n1", "127.0.0.2").start()
-    owner = Cli(tmp_path / "owner" / "config.json")
-    toml = tmp_path / "owner.toml"
-    toml.write_text(OWNER_TOML.format(ip=cas.ip))
-    owner.provision(cas, toml)
+    owner = provision_owner(cas, tmp_path)
     owner.run("secret", "put", "db", input="the-real-value", check=True)
     return cas, owner, owner.identity_files(str(tmp_path / "owner"))
 
