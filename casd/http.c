@@ -249,6 +249,7 @@ void cas_http_wipe(void)
     }
     g_tls_count = 0;
     atomic_store(&g_tls_current, -1);
+    cas_http_guard_free();
 }
 
 static int tls_certificate(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,

@@ -243,8 +243,6 @@ void custos_json_wipe_init(void);
 extern void (*custos_json_free_hook)(const void *ptr, size_t size);
 /* Strict JSON parse (no duplicate keys, bounded size/depth). */
 int custos_json_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
-/* Gets a base64 field and decodes it into exactly want bytes (want==0: any, result malloc'ed). */
-int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *out_size);
 /* Field `name` of obj as base64 of min..max bytes into out (*out_size, may be NULL, gets the length).
  * -EINVAL with err naming the field and the problem (missing, not a string, not base64, length). */
 int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max, size_t *out_size,

@@ -85,14 +85,6 @@ int custos_json_parse(const char *text, size_t size, json_t **out, char *err, si
     return 0;
 }
 
-int custos_json_b64(const json_t *obj, const char *name, uint8_t **out, size_t *out_size)
-{
-    const char *s = json_string_value(json_object_get(obj, name));
-    if (!s)
-        return -ENOENT;
-    return custos_base64_decode(s, out, out_size);
-}
-
 int custos_json_b64_bytes(const json_t *obj, const char *name, uint8_t *out, size_t min, size_t max, size_t *out_size,
                           char *err, size_t err_size)
 {

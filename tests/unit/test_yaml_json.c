@@ -314,17 +314,23 @@ static void test_json_b64(void **state)
 {
     (void)state;
     json_t *j = json_ok("{\"good\": \"Zm9v\", \"bad\": \"Zm9\", \"num\": 1}");
-    uint8_t *out = NULL;
+    uint8_t out[8] = {0};
     size_t size = 0;
-    assert_int_equal(custos_json_b64(j, "good", &out, &size), 0);
+    char err[128];
+    assert_int_equal(custos_json_b64_bytes(j, "good", out, 3, 3, &size, err, sizeof(err)), 0);
     assert_int_equal(size, 3);
     assert_memory_equal(out, "foo", 3);
-    free(out);
-    out = NULL;
-    assert_int_equal(custos_json_b64(j, "bad", &out, &size), -EINVAL);
-    assert_int_equal(custos_json_b64(j, "num", &out, &size), -ENOENT);
-    assert_int_equal(custos_json_b64(j, "missing", &out, &size), -ENOENT);
-    assert_null(out);
+    assert_int_equal(custos_json_b64_bytes(j, "good", out, 1, 8, &size, err, sizeof(err)), 0);
+    assert_int_equal(custos_json_b64_bytes(j, "good", out, 4, 4, NULL, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "field \"good\": 3 bytes, want 4");
+    assert_int_equal(custos_json_b64_bytes(j, "good", out, 4, 8, NULL, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "field \"good\": 3 bytes, want 4 to 8");
+    assert_int_equal(custos_json_b64_bytes(j, "bad", out, 1, 8, NULL, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "field \"bad\": not base64");
+    assert_int_equal(custos_json_b64_bytes(j, "num", out, 1, 8, NULL, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "field \"num\": not a string");
+    assert_int_equal(custos_json_b64_bytes(j, "missing", out, 1, 8, NULL, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "field \"missing\": missing");
     json_decref(j);
 }
 
