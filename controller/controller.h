@@ -112,7 +112,7 @@ struct ctl {
     char self[256];
 };
 
-/* main.c */
+/* worker.c: monotonic seconds */
 double ctl_now(void);
 
 /* parse.c: untrusted API objects into bounded views (fuzzed by fuzz_controller). */

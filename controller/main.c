@@ -17,13 +17,6 @@
 
 static struct ctl g_ctl;
 
-double ctl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void on_signal(int sig)
 {
     (void)sig;

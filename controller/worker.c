@@ -16,6 +16,13 @@
 
 #include "controller.h"
 
+double ctl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- child processes -------------------------------------------------------------------------- */
 static void log_lines(const char *prefix, char *buf, size_t *len, bool flush)
 {
@@ -180,7 +187,7 @@ json_t *ctl_backup_pod(const struct ctl_settings *s, const char *node, const cha
     if (slash && slash != las_dir)
         *slash = 0;
     json_t *container =
-        json_pack("{s:s, s:s, s:[s], s:[s,s,s,s,s,s,s,s,s,s], s:[{s:s, s:{s:{s:s}}}, {s:s, s:{s:{s:s}}}], "
+        json_pack("{s:s, s:s, s:[s], s:[s,s,s,s,s,s,s,s,s,s,s], s:[{s:s, s:{s:{s:s}}}, {s:s, s:{s:{s:s}}}], "
                   "s:{s:{s:s, s:I, s:s}, s:i, s:i, s:i}, s:[{s:s, s:s}]}",
                   "name", "cas-backup", "image", s->image, "command", "casd", "args", "--backup", "--listen", listen,
                   "--cas-key-hash", s->cas_key_hash, "--node-name", "$(NODE_NAME)", "--las", s->las_addr, "--timeout",
