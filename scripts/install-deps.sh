@@ -7,9 +7,13 @@ PKGS=(
   libcurl4-openssl-dev libtss2-dev swtpm swtpm-tools tpm2-tools
   libcmocka-dev python3 python3-pytest python3-cryptography procps curl strace util-linux
   clang-format-14 nginx linux-perf
+  golang-1.19-go etcd-server python3-yaml
 )
 # nginx: bench/cas runs it as its own child (temporary prefix and configuration) as the ceiling
 # beside casd; linux-perf: bench/cas's BENCH_CAS_PERF profile.
+# golang-1.19-go: scripts/kube-build.sh builds kube-apiserver, kube-controller-manager and kube-scheduler
+# from Debian's kubernetes source package; etcd-server: their store; python3-yaml: the kube test harness
+# (tests/integration/kube.py) reads kubeconfig and RBAC manifests.
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -23,5 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   # The package enables a system nginx on port 80; the bench needs none: stop what we just installed.
   if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+  # Same for etcd-server: the tests start their own etcd on free loopback ports.
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
 fi

@@ -56,3 +56,36 @@ def cas_nodes(tmp_path, nodes):
         yield make
     finally:
         stop_all(made)
+
+
+# --- A real Kubernetes control plane (kube.py): one per session, a fresh namespace and a stand-in
+# kubelet (no real kubelet can run here) per test.
+from kube import KubeCluster, StandInKubelet  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory):
+    """etcd + kube-apiserver (RBAC on) on 127.0.0.1, shared by the session's tests."""
+    cluster = KubeCluster(tmp_path_factory.mktemp("kube"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def kube_ns(kube):
+    """A fresh namespace of the session cluster."""
+    return kube.namespace()
+
+
+@pytest.fixture
+def kubelet(kube, tmp_path):
+    """The stand-in kubelet (fast readiness probes: 0.5 s when the spec gives no period); its nodes,
+    pods and processes are gone at the end of the test."""
+    k = StandInKubelet(kube, tmp_path / "nodes", default_probe_period=0.5)
+    try:
+        yield k
+    finally:
+        k.stop()
+    k.check()
