@@ -84,7 +84,7 @@ int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **
 /* A CAS name: 1 to 64 of A-Z a-z 0-9 . - _ */
 bool cli_cas_name_valid(const char *name);
 /* Records entry (taken) under name; another name of the same URL is dropped (a rename). default_cas
- * becomes name when make_default, when none (or a missing one) is set, or when the dropped name was it. */
+ * becomes name when make_default, or when it names no recorded CAS (none set, or the dropped name). */
 void cli_record_cas(json_t *cfg, const char *name, json_t *entry, bool make_default);
 /* The URL of another CAS already recorded under name (NULL when name is free or names url). */
 const char *cli_name_taken(json_t *cfg, const char *name, const char *url);

@@ -116,9 +116,13 @@ int cmd_attest(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", argv[0], err);
         goto out;
     }
-    /* the owner mark stays while the CAS is the same one (its key hash) */
-    json_t *old = json_object_get(json_object_get(cfg, "cas"), name);
-    bool owner = json_is_true(json_object_get(old, "owner")) &&
+    /* the owner mark stays while the CAS is the same one (its URL and key hash), renamed or not */
+    const char *k;
+    json_t *old;
+    bool owner = false;
+    json_object_foreach(json_object_get(cfg, "cas"), k, old)
+        owner |= json_is_true(json_object_get(old, "owner")) &&
+                 !strcmp(json_string_value(json_object_get(old, "url")) ?: "", url) &&
                  !strcmp(json_string_value(json_object_get(old, "key_hash")) ?: "", got_hash);
     cli_record_cas(cfg, name, cas_entry(url, got_hash, cert, evidence, owner), make_default);
     if (cli_config_save(path, cfg, err, sizeof(err)) < 0) {

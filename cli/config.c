@@ -301,22 +301,18 @@ void cli_record_cas(json_t *cfg, const char *name, json_t *entry, bool make_defa
 {
     json_t *all = json_object_get(cfg, "cas");
     const char *url = json_string_value(json_object_get(entry, "url"));
-    const char *def = json_string_value(json_object_get(cfg, "default_cas"));
-    bool was_default = false;
     /* one name per CAS: an entry of the same URL under another name is this one renamed */
     const char *k;
     json_t *v;
     void *tmp;
     json_object_foreach_safe(all, tmp, k, v)
     {
-        if (strcmp(k, name) != 0 && url && !strcmp(json_string_value(json_object_get(v, "url")) ?: "", url)) {
-            was_default |= def && !strcmp(def, k);
+        if (strcmp(k, name) != 0 && url && !strcmp(json_string_value(json_object_get(v, "url")) ?: "", url))
             json_object_del(all, k);
-        }
     }
     json_object_set_new(all, name, entry);
-    def = json_string_value(json_object_get(cfg, "default_cas"));
-    if (make_default || was_default || !def || !json_object_get(all, def))
+    const char *def = json_string_value(json_object_get(cfg, "default_cas"));
+    if (make_default || !def || !json_object_get(all, def))
         json_object_set_new(cfg, "default_cas", json_string(name));
 }
 
