@@ -109,5 +109,5 @@ int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method
      "which CAS (default: the CLI configuration's default CAS)", &(var)}
 #define CLI_OPT_CLI_CONFIG(var)                                                                               \
     {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",                                          \
-     "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config.json]", &(var)}
+     "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config]", &(var)}
 // clang-format on

@@ -393,6 +393,12 @@ static void test_registration_with_fake_las(void **state)
          json_pack("{s:O}", "completion", json_object_get(c3.resp.body, "completion")));
     assert_int_equal(c4.resp.status, 200);
     assert_string_equal(json_string_value(json_object_get(c4.resp.body, "node")), "n2");
+    uint8_t *audit = NULL;
+    size_t audit_size = 0; /* its audit record names who registered it */
+    assert_int_equal(cas_db_get(primary.st.pri.db, "audit/00000000000000000000", &audit, &audit_size), 0);
+    assert_non_null(strstr((const char *)audit, "\"event\":\"backup registering\""));
+    assert_non_null(strstr((const char *)audit, "\"by\":\"" OWNER "\""));
+    cas_db_value_free(audit, audit_size);
     /* the backup's entry opens with the backup node's seal key only, to the primary's database key */
     assert_int_equal(primary.st.pri.ks.count, 2);
     const struct cas_keystore_entry *e = cas_keystore_find(&primary.st.pri.ks, b->node.platform_id);
