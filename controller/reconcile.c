@@ -202,6 +202,10 @@ static void print_summary(json_t *summary)
 static void check_minimum(struct ctl *c, bool periodic)
 {
     pthread_mutex_lock(&c->lock);
+    if (c->running) { /* judged once the registrations under way have ended */
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
     unsigned have = c->m.backup_nodes;
     bool below = have < (unsigned)c->s.min_backups, was = c->m.below_minimum;
     c->m.below_minimum = below;
@@ -213,8 +217,9 @@ static void check_minimum(struct ctl *c, bool periodic)
                         have, c->s.min_backups);
     if (below && !was) {
         struct ctl_object lease = {"coordination.k8s.io/v1", "Lease", c->s.lease_name, c->lease_uid, c->s.namespace};
-        ctl_event(c, &lease, true, "TooFewBackups", "CAS %s: %u node(s) besides its own hold a backup, fewer than %lld",
-                  c->s.cas_name, have, c->s.min_backups);
+        ctl_event(c, &lease, true, "TooFewBackups",
+                  "CAS %s (namespace %s): %u node(s) besides its own hold a backup, fewer than %lld", c->s.cas_name,
+                  c->s.namespace, have, c->s.min_backups);
     }
 }
 

@@ -149,9 +149,14 @@ void ctl_event(struct ctl *c, const struct ctl_object *obj, bool warning, const 
                   "kind", obj->kind, "name", obj->name, "uid", obj->uid, "reason", reason, "message", msg, "type",
                   warning ? "Warning" : "Normal", "source", "component", "cas-backup-controller", "firstTimestamp", now,
                   "lastTimestamp", now, "count", 1, "reportingComponent", "cas-backup-controller");
-    if (ev && obj->namespace)
-        json_object_set_new(json_object_get(ev, "involvedObject"), "namespace", json_string(obj->namespace));
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", c->s.namespace);
+    /* an Event lives in its object's namespace; those of cluster-scoped objects (nodes) in "default" */
+    const char *ns = obj->namespace ? obj->namespace : "default";
+    if (ev) {
+        json_object_set_new(json_object_get(ev, "metadata"), "namespace", json_string(ns));
+        if (obj->namespace)
+            json_object_set_new(json_object_get(ev, "involvedObject"), "namespace", json_string(ns));
+    }
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", ns);
     int st = ev ? kube_request(c->kube, "POST", path, ev, NULL, NULL, err, sizeof(err)) : -ENOMEM;
     if (st != 201 && st != 200)
         LOG_MODULE_WARN(CTL_LOG, "cannot record event %s on %s %s: %s", reason, obj->kind, obj->name, err);
@@ -413,11 +418,13 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
     if (ret == 0) {
         LOG_MODULE_INFO(CTL_LOG, "Successfully registered backup on node %s", node->name);
         ctl_event(c, &CTL_NODE_OBJECT(node), false, "BackupRegistered",
-                  "CAS %s: backup registered for platform %s in %.1f s", c->s.cas_name, platform, took);
+                  "CAS %s (namespace %s): backup registered for platform %s in %.1f s", c->s.cas_name, c->s.namespace,
+                  platform, took);
     } else if (!c->stop) {
         LOG_MODULE_ERROR(CTL_LOG, "Failed to register backup on node %s: %s (attempt %u; retrying with back-off)",
                          node->name, err, failures);
-        ctl_event(c, &CTL_NODE_OBJECT(node), true, "BackupRegistrationFailed", "CAS %s: %s", c->s.cas_name, err);
+        ctl_event(c, &CTL_NODE_OBJECT(node), true, "BackupRegistrationFailed", "CAS %s (namespace %s): %s",
+                  c->s.cas_name, c->s.namespace, err);
     }
 }
 
