@@ -233,6 +233,8 @@ def test_registers_every_worker_then_cas_moves(cluster):
     os.makedirs(os.path.join(las2.root, "node-2"), exist_ok=True)
     moved = CasNode(las2, "127.0.0.42", db=c.cas.db).start()
     try:
+        assert f"database {moved.db} opened on platform {c.las_key('node-2')}" in moved.log()
+        c.owner.run("attest", moved.addr, "--only_for_testing-ignore-signer", "--only_for_testing-trust-any", check=True)
         assert c.owner.run("secret", "get", "db-password", "--cas", moved.addr, check=True).stdout == "s3cret\n"
     finally:
         moved.stop()
