@@ -61,7 +61,9 @@ struct ctl_node {
     /* LAS: the public key read from the log of the node's LAS pod */
     char las_pod_uid[CTL_UID_MAX + 1];
     long long las_restarts;
-    bool las_stale; /* the LAS pod changed: read its log again */
+    bool las_stale;        /* the LAS pod changed: read its log again */
+    unsigned las_attempts; /* reads that found no key yet (a LAS pod logs it just after it starts) */
+    double las_retry_at;   /* when to read again (0: no retry pending) */
     char las_key[CTL_PLATFORM_LEN + 1];
     /* registration */
     enum ctl_job job;

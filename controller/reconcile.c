@@ -57,9 +57,20 @@ static void fetch_cas(struct ctl *c)
     free(out);
 }
 
-/* Reads the LAS key of every node whose LAS pod changed. */
+#define LAS_ATTEMPTS 10 /* one per second: a LAS pod is Ready a moment before it logs its key */
+
+/* Whether a node's LAS log should be read now (under c->lock). */
+static bool las_due(const struct ctl_node *n, double now)
+{
+    return n->las_stale || (n->las_retry_at > 0 && now >= n->las_retry_at);
+}
+
+/* Reads the LAS key of every node whose LAS pod changed. A log without a key (yet), or an error, is
+ * read again each second; the node keeps its last key meanwhile, and falls back to its boot ID only
+ * when the attempts are used up. */
 static void refresh_las_keys(struct ctl *c)
 {
+    double now = ctl_now();
     for (;;) {
         char node_uid[CTL_UID_MAX + 1] = "", node_name[CTL_NAME_MAX + 1], pod[CTL_NAME_MAX + 1],
                                     pod_uid[CTL_UID_MAX + 1];
@@ -67,9 +78,10 @@ static void refresh_las_keys(struct ctl *c)
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < c->n_nodes && !node_uid[0]; i++) {
             struct ctl_node *n = &c->nodes[i];
-            if (!n->las_stale)
+            if (!las_due(n, now))
                 continue;
             n->las_stale = false;
+            n->las_retry_at = 0;
             for (size_t j = 0; j < c->n_las; j++) {
                 const struct ctl_pod_view *p = &c->las_pods[j].v;
                 if (!strcmp(p->node, n->v.name) && p->ready && !p->deleting) {
@@ -89,24 +101,32 @@ static void refresh_las_keys(struct ctl *c)
         size_t size = 0;
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?limitBytes=1048576", c->s.las_namespace, pod);
         int st = kube_get_text(c->kube, path, 1u << 20, &log, &size, err, sizeof(err));
-        if (st != 200)
-            LOG_MODULE_WARN(CTL_LOG, "cannot read the LAS key of node %s from pod %s: %s; using its boot ID", node_name,
-                            pod, err);
-        else if (ctl_las_key_parse(log, size, key) < 0)
-            LOG_MODULE_WARN(CTL_LOG, "the log of LAS pod %s (node %s) holds no public key; using its boot ID", pod,
-                            node_name);
+        bool found = st == 200 && ctl_las_key_parse(log, size, key) == 0;
+        if (st == 200 && !found)
+            snprintf(err, sizeof(err), "its log holds no public key");
         free(log);
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < c->n_nodes; i++) {
             struct ctl_node *n = &c->nodes[i];
             if (strcmp(n->v.uid, node_uid) != 0)
                 continue;
-            if (key[0] && n->las_key[0] && strcmp(key, n->las_key) != 0)
-                LOG_MODULE_INFO(CTL_LOG, "LAS key of node %s changed: %.16s... -> %.16s...", n->v.name, n->las_key,
-                                key);
-            strcpy(n->las_key, key);
             strcpy(n->las_pod_uid, pod_uid);
             n->las_restarts = restarts;
+            if (!found && ++n->las_attempts < LAS_ATTEMPTS) {
+                n->las_retry_at = ctl_now() + 1.0;
+                break;
+            }
+            if (!found) {
+                LOG_MODULE_WARN(CTL_LOG, "cannot read the LAS key of node %s from pod %s: %s; using its boot ID",
+                                node_name, pod, err);
+                n->las_key[0] = 0;
+            } else if (n->las_key[0] && strcmp(key, n->las_key) != 0) {
+                LOG_MODULE_INFO(CTL_LOG, "LAS key of node %s changed: %.16s... -> %.16s...", n->v.name, n->las_key,
+                                key);
+            }
+            if (found)
+                strcpy(n->las_key, key);
+            n->las_attempts = 0;
         }
         pthread_mutex_unlock(&c->lock);
     }
@@ -238,8 +258,9 @@ void ctl_cleanup_pods(struct ctl *c, const char *why)
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(list, "items"), i, p) {
-        const char *name = json_string_value(json_object_get(json_object_get(p, "metadata"), "name"));
-        if (!name || !ctl_name_valid(name, CTL_NAME_MAX))
+        const json_t *meta = json_object_get(p, "metadata");
+        const char *name = json_string_value(json_object_get(meta, "name"));
+        if (!name || !ctl_name_valid(name, CTL_NAME_MAX) || json_object_get(meta, "deletionTimestamp"))
             continue;
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", c->s.namespace, name);
         st = kube_request(c->kube, "DELETE", path, NULL, NULL, NULL, err, sizeof(err));
@@ -258,8 +279,12 @@ void ctl_reconcile_loop(struct ctl *c)
     pthread_mutex_lock(&c->lock);
     while (!c->stop) {
         double now = ctl_now();
-        bool synced = c->nodes_synced && c->pods_synced && c->las_synced;
-        if (!(c->changed || now >= next_pass) || !synced || !c->leader) {
+        bool synced = c->nodes_synced && c->pods_synced && c->las_synced, due = false;
+        for (size_t i = 0; i < c->n_nodes && !due; i++) {
+            const struct ctl_node *n = &c->nodes[i];
+            due = las_due(n, now) || (!n->registered && n->job == JOB_NONE && n->next_try > 0 && now >= n->next_try);
+        }
+        if (!(c->changed || due || now >= next_pass) || !synced || !c->leader) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -273,11 +298,13 @@ void ctl_reconcile_loop(struct ctl *c)
         pthread_mutex_unlock(&c->lock);
         if (first)
             ctl_cleanup_pods(c, "left by an earlier run");
+        else if (periodic && !c->running) /* a deletion that failed earlier (e.g. the API was away) */
+            ctl_cleanup_pods(c, "its deletion had failed");
         if (periodic || !c->cas_known) {
             fetch_cas(c);
             pthread_mutex_lock(&c->lock);
             for (size_t i = 0; i < c->n_nodes; i++)
-                if (!c->nodes[i].las_key[0]) /* retry LAS keys that could not be read */
+                if (!c->nodes[i].las_key[0] && !c->nodes[i].las_retry_at) /* read again what failed */
                     c->nodes[i].las_stale = true;
             pthread_mutex_unlock(&c->lock);
         }

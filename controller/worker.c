@@ -332,6 +332,12 @@ static int register_node(struct ctl *c, const struct ctl_node_view *node, char *
     json_t *pod = ctl_backup_pod(&c->s, node->name, name), *created = NULL;
     LOG_MODULE_INFO(CTL_LOG, "Provisioning backup CAS on node %s: %s", node->name, name);
     int st = pod ? kube_request(c->kube, "POST", path, pod, NULL, &created, perr, sizeof(perr)) : -ENOMEM;
+    if (st == 409) { /* one of that name is still being deleted: wait for it, then once more */
+        json_decref(created);
+        created = NULL;
+        wait_pod_gone(c, name, ctl_now() + 30);
+        st = kube_request(c->kube, "POST", path, pod, NULL, &created, perr, sizeof(perr));
+    }
     json_decref(pod);
     if (st != 201) {
         snprintf(err, err_size, "cannot create backup pod %s: %s", name, perr);
@@ -387,6 +393,7 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
         n->job = JOB_NONE;
         if (ret == 0) {
             n->failures = 0;
+            n->next_try = 0;
             n->registered = true;
             snprintf(n->v.reg_platform, sizeof(n->v.reg_platform), "%s", platform);
             snprintf(n->v.reg_boot, sizeof(n->v.reg_boot), "%s", node->boot_id);

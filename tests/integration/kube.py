@@ -886,7 +886,10 @@ class _PodWorker(threading.Thread):
             cnd["lastTransitionTime"] = prev["lastTransitionTime"] if prev and prev["status"] == cnd["status"] \
                 and "lastTransitionTime" in prev else now
         self.last_status = json.dumps(st, sort_keys=True)
-        self.k.cluster.patch_status(f"/api/v1/namespaces/{self.ns}/pods/{self.name}", st)
+        try:
+            self.k.cluster.patch_status(f"/api/v1/namespaces/{self.ns}/pods/{self.name}", st)
+        except (OSError, http.client.HTTPException):
+            self.last_status = None  # the apiserver is away (e.g. restarting): report again next round
 
     # --- the loop --------------------------------------------------------------------------------------
     def run(self):
@@ -958,10 +961,22 @@ class _PodWorker(threading.Thread):
             self._report()
         except OSError:
             pass
-        status, out = self.k.cluster.api(
-            "DELETE", f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
-            {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-             "preconditions": {"uid": self.uid}})
+        # as the kubelet's status manager, retry while the apiserver is away (e.g. restarting)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                status, out = self.k.cluster.api(
+                    "DELETE", f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
+                    {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                     "preconditions": {"uid": self.uid}})
+            except (OSError, http.client.HTTPException) as e:
+                status, out = None, str(e)
+            if (status in (200, 404, 409) or time.monotonic() > deadline or self.k.stopping.is_set()) \
+                    and status not in (None, 403, 500, 503):
+                break
+            if time.monotonic() > deadline or self.k.stopping.is_set():
+                break
+            time.sleep(0.5)
         if status not in (200, 404, 409):
             self.k.errors.append(f"final delete of pod {self.ns}/{self.name}: {status} {out}")
 
