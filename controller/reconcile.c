@@ -253,6 +253,9 @@ void ctl_cleanup_pods(struct ctl *c, const char *why)
     if (st != 200) {
         LOG_MODULE_WARN(CTL_LOG, "cannot list backup pods left behind: %s", err);
         json_decref(list);
+        pthread_mutex_lock(&c->lock);
+        c->delete_failed = true;
+        pthread_mutex_unlock(&c->lock);
         return;
     }
     size_t i;
@@ -266,8 +269,12 @@ void ctl_cleanup_pods(struct ctl *c, const char *why)
         st = kube_request(c->kube, "DELETE", path, NULL, NULL, NULL, err, sizeof(err));
         if (st == 200 || st == 202)
             LOG_MODULE_INFO(CTL_LOG, "deleted backup pod %s (%s)", name, why);
-        else if (st != 404)
+        else if (st != 404) {
             LOG_MODULE_WARN(CTL_LOG, "cannot delete backup pod %s: %s", name, err);
+            pthread_mutex_lock(&c->lock);
+            c->delete_failed = true;
+            pthread_mutex_unlock(&c->lock);
+        }
     }
     json_decref(list);
 }
@@ -293,13 +300,15 @@ void ctl_reconcile_loop(struct ctl *c)
         }
         bool periodic = now >= next_pass || !was_leader;
         bool first = !was_leader;
+        /* a deletion that failed (e.g. the API was away) is done again when nothing runs */
+        bool cleanup = periodic && !c->running && c->delete_failed;
+        if (cleanup)
+            c->delete_failed = false;
         was_leader = true;
         c->changed = false;
         pthread_mutex_unlock(&c->lock);
-        if (first)
-            ctl_cleanup_pods(c, "left by an earlier run");
-        else if (periodic && !c->running) /* a deletion that failed earlier (e.g. the API was away) */
-            ctl_cleanup_pods(c, "its deletion had failed");
+        if (first || cleanup)
+            ctl_cleanup_pods(c, first ? "left by an earlier run" : "its deletion had failed");
         if (periodic || !c->cas_known) {
             fetch_cas(c);
             pthread_mutex_lock(&c->lock);

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from ctl_harness import LAS_SELECTOR, Cluster, Controller, wait_all_registered
-from harness import CasNode, wait_for
+from harness import BackupCas, CasNode, provision_owner, wait_for
 
 
 @pytest.fixture
@@ -249,3 +249,65 @@ def test_las_log_without_key_falls_back_to_the_boot_id(cluster):
     ctl.wait_log("cannot read the LAS key of node node-2 from pod las-node-2: its log holds no public key; "
                  "using its boot ID", timeout=60)
     wait_all_registered(ctl, c.workers)
+
+
+def test_in_cluster_credentials_follow_a_rotated_token(cluster, kube, tmp_path):
+    """In a pod: KUBERNETES_SERVICE_HOST/PORT and the service account's token, CA and namespace. The
+    token file is re-read when it changes (the kubelet rotates it): a token that stops being valid is
+    seen at once (401 in the log), the next valid one is used without a restart."""
+    c = cluster(workers=2)
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    host, port = kube.url.replace("https://", "").rsplit(":", 1)
+    (sa / "ca.crt").write_text(open(kube.pki.ca).read())
+    (sa / "namespace").write_text(c.ns)
+    (sa / "token").write_text(kube.service_account_token(c.ns, "cas-backup-controller"))
+    env = dict(KUBECONFIG=None, KUBE_SERVICE_ACCOUNT_DIR=str(sa), KUBERNETES_SERVICE_HOST=host,
+               KUBERNETES_SERVICE_PORT=port, MIN_BACKUPS=0)
+    ctl = c.controller(**env)
+    assert f"credentials: in-cluster ({sa})" in ctl.log()
+    wait_all_registered(ctl, c.workers)
+    tmp = sa / "token.new"
+    tmp.write_text("not-a-valid-token")
+    os.rename(tmp, sa / "token")
+    c.kubelet.add_node("node-9", "127.0.0.59")
+    ctl.wait_log("HTTP 401: Unauthorized", timeout=60)
+    tmp.write_text(kube.service_account_token(c.ns, "cas-backup-controller"))
+    os.rename(tmp, sa / "token")
+    c.workers.append("node-9")
+    c.start_las("node-9")
+    wait_all_registered(ctl, c.workers, timeout=120)
+
+
+def test_session_mode_is_not_available_yet(cluster, tmp_path):
+    c = cluster(workers=1)
+    ctl = Controller(str(tmp_path), c.env(), name="session", args=["--session", "backup_controller/register"])
+    assert ctl.start(expect_fail=True) == 2
+    assert "--session backup_controller/register: sessions are not available yet" in ctl.log()
+
+
+def test_backup_pod_takes_offers_from_its_own_cas_only(cluster, kubelet, tmp_path):
+    """The controller passes CAS's key hash to every backup pod; such a pod refuses the offer of
+    another CAS (whose owner tries to register it)."""
+    c = cluster(workers=2)
+    ctl = c.controller(BACKUP_CAS_IMAGE="custos/nonexistent:1", BACKUP_READY_TIMEOUT_SECONDS=30, MIN_BACKUPS=0)
+    wait_for(lambda: c.backup_pods(), timeout=30, what="a backup pod")
+    pod = c.kube.must("GET", f"/api/v1/namespaces/{c.ns}/pods/{c.backup_pods()[0]}")
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[args.index("--cas-key-hash") + 1] == c.cas.key_hash()
+    ctl.stop()
+    # the same arguments, run for real on node-2, offered a registration by another CAS
+    other_las = types.SimpleNamespace(root=os.path.join(str(tmp_path), "other"), name="node-2",
+                                   socket=c.las_socket("node-2"))
+    os.makedirs(os.path.join(other_las.root, "node-2"), exist_ok=True)
+    other = CasNode(other_las, "127.0.0.42").start()
+    other_owner_dir = tmp_path / "other-owner"
+    other_owner_dir.mkdir()
+    owner2 = provision_owner(other, other_owner_dir)
+    b = BackupCas(other_las, "127.0.0.42", extra=["--cas-key-hash", c.cas.key_hash()]).expect_no_registration()
+    b.start()
+    r = owner2.run("register-backup", b.addr)
+    assert r.returncode != 0
+    assert f"backup takes offers from CAS {c.cas.key_hash()} only (--cas-key-hash)" in r.stderr
+    b.stop()
+    other.stop()
