@@ -48,6 +48,9 @@ static void fetch_cas(struct ctl *c)
         c->cas_fetched = ctl_now();
         pthread_mutex_unlock(&c->lock);
     } else {
+        pthread_mutex_lock(&c->lock);
+        c->cas_fetched = ctl_now(); /* the time of the attempt: the next one waits */
+        pthread_mutex_unlock(&c->lock);
         if (ret == 0)
             LOG_MODULE_ERROR(CTL_LOG, "cannot read the backups of CAS %s: %s", c->s.cas_name, err);
         else
@@ -222,7 +225,7 @@ static void print_summary(json_t *summary)
 static void check_minimum(struct ctl *c, bool periodic)
 {
     pthread_mutex_lock(&c->lock);
-    if (c->running) { /* judged once the registrations under way have ended */
+    if (c->running || !c->cas_known) { /* judged once CAS's list is known and nothing runs */
         pthread_mutex_unlock(&c->lock);
         return;
     }
@@ -235,7 +238,7 @@ static void check_minimum(struct ctl *c, bool periodic)
                         "only %u node(s) other than CAS's own hold a registered backup (MIN_BACKUPS=%lld): if CAS's "
                         "node is lost, CAS may have nowhere to move",
                         have, c->s.min_backups);
-    if (below && !was) {
+    if (below && !was && c->lease_uid[0]) { /* the Event is about the Lease (with leader election) */
         struct ctl_object lease = {"coordination.k8s.io/v1", "Lease", c->s.lease_name, c->lease_uid, c->s.namespace};
         ctl_event(c, &lease, true, "TooFewBackups",
                   "CAS %s (namespace %s): %u node(s) besides its own hold a backup, fewer than %lld", c->s.cas_name,
@@ -286,7 +289,8 @@ void ctl_reconcile_loop(struct ctl *c)
     pthread_mutex_lock(&c->lock);
     while (!c->stop) {
         double now = ctl_now();
-        bool synced = c->nodes_synced && c->pods_synced && c->las_synced, due = false;
+        bool synced = c->nodes_synced && c->pods_synced && c->las_synced;
+        bool cas_due = !c->cas_known && now - c->cas_fetched >= 5, due = cas_due; /* unknown: every 5 s */
         for (size_t i = 0; i < c->n_nodes && !due; i++) {
             const struct ctl_node *n = &c->nodes[i];
             due = las_due(n, now) || (!n->registered && n->job == JOB_NONE && n->next_try > 0 && now >= n->next_try);
@@ -309,7 +313,7 @@ void ctl_reconcile_loop(struct ctl *c)
         pthread_mutex_unlock(&c->lock);
         if (first || cleanup)
             ctl_cleanup_pods(c, first ? "left by an earlier run" : "its deletion had failed");
-        if (periodic || !c->cas_known) {
+        if (periodic || cas_due) { /* CAS's list */
             fetch_cas(c);
             pthread_mutex_lock(&c->lock);
             for (size_t i = 0; i < c->n_nodes; i++)
