@@ -137,9 +137,15 @@ def test_boot_id_change_without_las_pods(cluster, kubelet):
     assert "No LAS_SELECTOR_LABEL" in ctl.log()
     wait_all_registered(ctl, c.workers)
     assert ctl.count("Successfully registered backup on node node-2") == 1
+    kubelet.set_ready("node-3", False)  # not Ready: skipped until it is again
+    kubelet.restart_node("node-3")
     kubelet.restart_node("node-2")
     ctl.wait_log("Successfully registered backup on node node-2", count=2)
     assert c.labelled()["node-2"]
+    time.sleep(2)
+    assert ctl.count("Provisioning backup CAS on node node-3") == 1
+    kubelet.set_ready("node-3", True)
+    ctl.wait_log("Successfully registered backup on node node-3", count=2)
 
 
 def test_failing_node_backs_off_while_others_succeed(cluster):
