@@ -24,19 +24,8 @@ int kube_lines_feed(struct kube_lines *l, const char *data, size_t size, kube_li
             if (l->len + n > l->max) {
                 l->dropping = true; /* too long: skip to its end */
                 l->len = 0;
-            } else {
-                if (l->len + n + 1 > l->cap) {
-                    size_t cap = l->cap ? l->cap : 4096;
-                    while (cap < l->len + n + 1)
-                        cap *= 2;
-                    char *b = realloc(l->buf, cap);
-                    if (!b)
-                        return -ENOMEM;
-                    l->buf = b;
-                    l->cap = cap;
-                }
-                memcpy(l->buf + l->len, data, n);
-                l->len += n;
+            } else if (kube_append(&l->buf, &l->len, &l->cap, data, n) < 0) {
+                return -ENOMEM;
             }
         }
         if (!nl)

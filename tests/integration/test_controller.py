@@ -154,11 +154,16 @@ def test_failing_node_backs_off_while_others_succeed(cluster):
     c = cluster(las_args={"node-3": ("--sim-tcb", "0")})
     ctl = c.controller(MIN_BACKUPS=2)
     ctl.wait_log("Successfully registered backup on node node-2")
-    ctl.wait_log("Failed to register backup on node node-3", count=3, timeout=60)
-    times = [time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
-             for m in re.finditer(r"^(\S+ \S+),\d+ \S+ Failed to register backup on node node-3", ctl.log(), re.M)]
+    ctl.wait_log("Provisioning backup CAS on node node-3", count=4, timeout=60)
+
+    def stamps(what):
+        return [time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+                for m in re.finditer(r"^(\S+ \S+),(\d+) \S+ " + what, ctl.log(), re.M)]
+    failed, tried = stamps("Failed to register backup on node node-3"), stamps("Provisioning backup CAS on node node-3")
     assert "TCB 0 is lower than the primary's TCB 1" in ctl.log()
-    assert len(times) >= 3
+    # the wait before each retry (RETRY_BASE_SECONDS=1, RETRY_MAX_SECONDS=4): 1, 2, 4 s times 0.5..1.5
+    waits = [tried[i + 1] - failed[i] for i in range(3)]
+    assert 0.4 <= waits[0] <= 1.7 and 1.9 <= waits[2] <= 6.2, waits
     ctl.wait_log("node(s) other than CAS's own hold a registered backup (MIN_BACKUPS=2)")
     m = ctl.metrics()
     assert m['custos_backup_controller_registrations_total{result="failure"}'] >= 3
