@@ -146,6 +146,7 @@ def test_boot_id_change_without_las_pods(cluster, kubelet):
     assert ctl.count("Provisioning backup CAS on node node-3") == 1
     kubelet.set_ready("node-3", True)
     ctl.wait_log("Successfully registered backup on node node-3", count=2)
+    assert " removed (its platform" not in ctl.log()  # a new boot ID alone never takes a label away
 
 
 def test_failing_node_backs_off_while_others_succeed(cluster):
