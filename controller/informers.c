@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 
 #include "controller.h"
@@ -100,6 +101,7 @@ static void nodes_end(void *ctx)
             node_remove(c, i);
     c->nodes_synced = true;
     c->changed = true;
+    malloc_trim(0); /* a list's parse trees are freed: give the pages back (RssAnon stays low) */
     pthread_cond_broadcast(&c->wake);
     pthread_mutex_unlock(&c->lock);
 }

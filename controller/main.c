@@ -2,6 +2,7 @@
 /* cas-backup-controller: settings, start-up, threads and an orderly stop. */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
     struct ctl *c = &g_ctl;
     struct ctl_settings *s = &c->s;
     custos_json_wipe_init();
+    mallopt(M_ARENA_MAX, 2); /* a dozen threads need not each keep an arena of freed pages */
     const char *log_spec = NULL;
     // clang-format off
     struct custos_option opts[] = {

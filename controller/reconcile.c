@@ -193,7 +193,8 @@ static json_t *decide(struct ctl *c, struct label_change **labels, size_t *n_lab
                 backups++;
         }
         json_object_set_new(summary, n->v.name, json_boolean(reg));
-        if (*labels && ((reg && !n->v.labelled) || (!reg && differs && n->v.labelled))) {
+        /* a node under registration keeps its label until the outcome is known */
+        if (*labels && n->job == JOB_NONE && ((reg && !n->v.labelled) || (!reg && differs && n->v.labelled))) {
             strcpy((*labels)[*n_labels].node, n->v.name);
             (*labels)[(*n_labels)++].add = reg;
             n->v.labelled = reg;

@@ -383,6 +383,19 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
     char platform[CTL_PLATFORM_LEN + 1] = "", err[1024] = "", perr[512];
     double t0 = ctl_now();
     int ret = register_node(c, node, platform, err, sizeof(err));
+    if (ret == 0) { /* CAS lists it now: known before the node's new annotation comes back by watch */
+        pthread_mutex_lock(&c->lock);
+        bool known = false;
+        for (size_t i = 0; i < c->n_cas_platforms; i++)
+            known |= !strcmp(c->cas_platforms[i], platform);
+        char(*a)[CTL_PLATFORM_LEN + 1] =
+            known ? NULL : realloc(c->cas_platforms, (c->n_cas_platforms + 1) * sizeof(*a));
+        if (a) {
+            c->cas_platforms = a;
+            memcpy(a[c->n_cas_platforms++], platform, sizeof(*a));
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
     if (ret == 0 && mark_node(c, node->name, platform, node->boot_id, perr, sizeof(perr)) < 0)
         LOG_MODULE_WARN(CTL_LOG, "node %s: registered, but its annotations could not be written: %s", node->name, perr);
     double took = ctl_now() - t0;
@@ -401,15 +414,6 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
             n->registered = true;
             snprintf(n->v.reg_platform, sizeof(n->v.reg_platform), "%s", platform);
             snprintf(n->v.reg_boot, sizeof(n->v.reg_boot), "%s", node->boot_id);
-            bool known = false;
-            for (size_t i = 0; i < c->n_cas_platforms; i++)
-                known |= !strcmp(c->cas_platforms[i], platform);
-            char(*a)[CTL_PLATFORM_LEN + 1] =
-                known ? NULL : realloc(c->cas_platforms, (c->n_cas_platforms + 1) * sizeof(*a));
-            if (a) {
-                c->cas_platforms = a;
-                memcpy(a[c->n_cas_platforms++], platform, sizeof(*a));
-            }
         } else {
             failures = ++n->failures;
             double delay = (double)c->s.retry_base * (double)(1u << (failures > 10 ? 10 : failures - 1));

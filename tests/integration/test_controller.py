@@ -50,6 +50,7 @@ def test_registers_every_worker_then_cas_moves(cluster):
     assert "on node cp" not in log and "node node-1:" not in log  # control plane skipped; CAS's own node holds the primary
     summary = ctl.summaries()[-1]
     assert summary == {"node-1": True, "node-2": True, "node-3": True}
+    assert " removed (its platform" not in log  # a label never flaps off right after a registration
     backups = c.backups()
     for n in c.workers:
         assert c.las_key(n) in backups, n
