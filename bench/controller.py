@@ -456,6 +456,9 @@ def main():
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        out("")
+        out(f"load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])} "
+            f"(other work on this machine skews every figure)")
         bench.teardown_cluster()
         if bench.kube is not None:
             bench.kube.stop()
