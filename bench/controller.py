@@ -197,6 +197,17 @@ def proc_status(pid):
     return values
 
 
+def cpu_seconds(pid, children=False):
+    """utime + stime of a live process (or of its ended children), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        i = 13 if children else 11
+        return (int(fields[i]) + int(fields[i + 1])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def shipped_defaults():
     """The controller's settings: its defaults, except what the simulated cluster must name."""
     return dict(LEASE_DURATION_SECONDS=None, RETRY_BASE_SECONDS=None, RETRY_MAX_SECONDS=None,
@@ -249,11 +260,16 @@ class Bench:
         setup = self.new_cluster(f"n{n}", n)
         c = self.cluster
         workers = c.workers
-        t0 = time.monotonic()
+        kpids = [p.proc.pid for p in (self.kube.apiserver, self.kube.etcd)]
+        k0, me0, t0 = [cpu_seconds(p) for p in kpids], os.times(), time.monotonic()
         ctl = c.controller(name=f"controller-{n}", **shipped_defaults())
         summary = wait(lambda: (lambda s: s if s and all(s.get(w) for w in workers) else None)(last_summary(ctl.log())),
                        timeout=max(300, 6 * n), what=f"every one of {n} workers registered (log {ctl.log_path})")
         wall = time.monotonic() - t0
+        me1, k1 = os.times(), [cpu_seconds(p) for p in kpids]
+        cpu = dict(controller=cpu_seconds(ctl.proc.pid), cli=cpu_seconds(ctl.proc.pid, children=True), apiserver=k1[0] - k0[0], etcd=k1[1] - k0[1],
+                   kubelet=(me1.user + me1.system) - (me0.user + me0.system),
+                   pods=(me1.children_user + me1.children_system) - (me0.children_user + me0.children_system))
         log = ctl.log()
         lines = log.splitlines()
         t_start = next((log_time(l) for l in lines if "Starting controller..." in l), None)
@@ -265,7 +281,8 @@ class Bench:
         failures = m.get('custos_backup_controller_registrations_total{result="failure"}', 0)
         r = dict(n=n, setup=setup, wall=wall, log_span=(t_last - t_start) if t_start and t_last else None,
                  took=took, hist_mean=(hsum / count) if count else None, count=count, failures=failures,
-                 registered=sum(1 for w in workers if summary.get(w)), log=ctl.log_path)
+                 registered=sum(1 for w in workers if summary.get(w)), log=ctl.log_path, cpu=cpu,
+                 load=open("/proc/loadavg").read().split()[0])
         self.results.setdefault("registration", []).append(r)
         self.print_registration(r)
         return ctl
@@ -287,6 +304,10 @@ class Bench:
         out(f"        goal pro rata (100 in 60 s): {goal:.0f} s -> ratio {r['wall'] / goal:.2f} "
             f"({'met' if r['wall'] <= goal else 'NOT met'}); reference one at a time {ref_lo:,.0f}-{ref_hi:,.0f} s "
             f"-> {ref_lo / r['wall']:,.0f}-{ref_hi / r['wall']:,.0f}x faster")
+        cpu = r["cpu"]
+        out(f"        CPU seconds in that time: controller {cpu['controller']:.1f} + its cas CLI runs {cpu['cli']:.1f}, "
+            f"kube-apiserver {cpu['apiserver']:.1f}, etcd {cpu['etcd']:.1f}, stand-in kubelet (this process) "
+            f"{cpu['kubelet']:.1f}, backup casd pods {cpu['pods']:.1f}; {os.cpu_count() * r['wall']:.0f} available on {os.cpu_count()} cores; 1-min load average {r['load']}")
         out(f"        (simulated cluster set up in {r['setup']:.1f} s, not counted; controller log {r['log']})")
 
     def idle(self, seconds):
@@ -320,8 +341,8 @@ class Bench:
         ratio = rates[5] / rates[3600] if rates[3600] else float("inf")
         out(f"        goal: idle traffic independent of the loop interval (watches, not relists): "
             f"interval 5 s / interval 3600 s = {ratio:.2f} (goal 1.00: {'met' if ratio <= 1.2 else 'NOT met'})")
-        out("        (the stand-in kubelet patches every Node's status and Lease each 10 s: the controller "
-            "receives those as watch events)")
+        out("        (watch events: the stand-in kubelet's Node status heartbeats; the Lease is renewed every "
+            "LEASE_DURATION_SECONDS/3 = 5 s with a GET and a PUT)")
         self.results["idle"] = rates
 
     def memory(self, count):

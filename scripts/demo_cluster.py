@@ -134,7 +134,7 @@ def main():
         t_ctl = time.monotonic()
         ctl = step("starting cas-backup-controller (registrar identity, 4 registrations at once)",
                    lambda: c.controller(name="cas-backup-controller"))
-        step(f"waiting for a backup on every worker",
+        step("waiting for a backup on every worker",
              lambda: wait(lambda: (lambda s: s and all(s.get(w) for w in c.workers))(
                  ctl.summaries()[-1] if ctl.summaries() else None), 120, f"every worker registered ({ctl.log_path})"))
         took = time.monotonic() - t_ctl
@@ -155,7 +155,7 @@ def main():
 
         target = c.workers[1]
         ip = kubelet.nodes[target].ip
-        print(f"demo: node-1 is lost: CAS stops there ... ", end="", flush=True)
+        print("demo: node-1 is lost: CAS stops there ... ", end="", flush=True)
         c.cas.stop()
         print("done", flush=True)
 
