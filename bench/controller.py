@@ -56,6 +56,10 @@ def parse_args():
     p.add_argument("--watch-nodes", type=int, default=1000, help="Node objects for the memory figure (default 1000)")
     p.add_argument("--build", default=os.environ.get("CUSTOS_BUILD", os.path.join(REPO, "build")),
                    help="meson build directory (default $CUSTOS_BUILD or ./build)")
+    p.add_argument("--heartbeat", type=float, default=30,
+                   help="the stand-in kubelet's Node status + Lease period in seconds (default 30; a real kubelet "
+                        "renews its Lease every 10 s and posts an unchanged status every 5 min); each is a new "
+                        "HTTPS connection, which costs the apiserver most of its CPU at 100 nodes")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) at the end")
     a = p.parse_args()
     a.nodes = [int(x) for x in a.nodes.split(",") if x.strip()]
@@ -119,8 +123,8 @@ def machine_facts(build):
         f"{' '.join(load)} at start",
         f"build: {build} (buildtype {opts.get('buildtype', '?')}, b_sanitize {opts.get('b_sanitize', '?')}), "
         f"commit {commit}{' + local changes' if dirty else ''}",
-        f"kubernetes: {apiserver or '?'} + etcd, stand-in kubelet (Python threads of this process), "
-        f"lasd --platform sim per node",
+        f"kubernetes: {apiserver or '?'} + etcd, stand-in kubelet (Python threads of this process; Node status "
+        f"and Lease every {ARGS.heartbeat:g} s), lasd --platform sim per node",
     ]
 
 
@@ -226,7 +230,8 @@ class Bench:
     def new_cluster(self, tag, workers):
         self.teardown_cluster()
         ns = self.kube.namespace("bench")
-        self.kubelet = StandInKubelet(self.kube, os.path.join(self.tmp, f"nodes-{tag}"), default_probe_period=0.5)
+        self.kubelet = StandInKubelet(self.kube, os.path.join(self.tmp, f"nodes-{tag}"), default_probe_period=0.5,
+                                      heartbeat=ARGS.heartbeat)
         path = os.path.join(self.tmp, f"round-{tag}")
         os.makedirs(path)
         t0 = time.monotonic()
