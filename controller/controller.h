@@ -107,6 +107,7 @@ struct ctl {
     double cas_fetched;
     /* jobs */
     unsigned running, completed_since_summary;
+    bool delete_failed; /* a backup pod could not be deleted: the next pass deletes what is left */
     bool leader;
     char lease_uid[CTL_UID_MAX + 1];
     struct ctl_metrics m;

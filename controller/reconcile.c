@@ -48,6 +48,9 @@ static void fetch_cas(struct ctl *c)
         c->cas_fetched = ctl_now();
         pthread_mutex_unlock(&c->lock);
     } else {
+        pthread_mutex_lock(&c->lock);
+        c->cas_fetched = ctl_now(); /* the time of the attempt: the next one waits */
+        pthread_mutex_unlock(&c->lock);
         if (ret == 0)
             LOG_MODULE_ERROR(CTL_LOG, "cannot read the backups of CAS %s: %s", c->s.cas_name, err);
         else
@@ -222,7 +225,7 @@ static void print_summary(json_t *summary)
 static void check_minimum(struct ctl *c, bool periodic)
 {
     pthread_mutex_lock(&c->lock);
-    if (c->running) { /* judged once the registrations under way have ended */
+    if (c->running || !c->cas_known) { /* judged once CAS's list is known and nothing runs */
         pthread_mutex_unlock(&c->lock);
         return;
     }
@@ -235,7 +238,7 @@ static void check_minimum(struct ctl *c, bool periodic)
                         "only %u node(s) other than CAS's own hold a registered backup (MIN_BACKUPS=%lld): if CAS's "
                         "node is lost, CAS may have nowhere to move",
                         have, c->s.min_backups);
-    if (below && !was) {
+    if (below && !was && c->lease_uid[0]) { /* the Event is about the Lease (with leader election) */
         struct ctl_object lease = {"coordination.k8s.io/v1", "Lease", c->s.lease_name, c->lease_uid, c->s.namespace};
         ctl_event(c, &lease, true, "TooFewBackups",
                   "CAS %s (namespace %s): %u node(s) besides its own hold a backup, fewer than %lld", c->s.cas_name,
@@ -253,6 +256,9 @@ void ctl_cleanup_pods(struct ctl *c, const char *why)
     if (st != 200) {
         LOG_MODULE_WARN(CTL_LOG, "cannot list backup pods left behind: %s", err);
         json_decref(list);
+        pthread_mutex_lock(&c->lock);
+        c->delete_failed = true;
+        pthread_mutex_unlock(&c->lock);
         return;
     }
     size_t i;
@@ -266,8 +272,12 @@ void ctl_cleanup_pods(struct ctl *c, const char *why)
         st = kube_request(c->kube, "DELETE", path, NULL, NULL, NULL, err, sizeof(err));
         if (st == 200 || st == 202)
             LOG_MODULE_INFO(CTL_LOG, "deleted backup pod %s (%s)", name, why);
-        else if (st != 404)
+        else if (st != 404) {
             LOG_MODULE_WARN(CTL_LOG, "cannot delete backup pod %s: %s", name, err);
+            pthread_mutex_lock(&c->lock);
+            c->delete_failed = true;
+            pthread_mutex_unlock(&c->lock);
+        }
     }
     json_decref(list);
 }
@@ -279,7 +289,8 @@ void ctl_reconcile_loop(struct ctl *c)
     pthread_mutex_lock(&c->lock);
     while (!c->stop) {
         double now = ctl_now();
-        bool synced = c->nodes_synced && c->pods_synced && c->las_synced, due = false;
+        bool synced = c->nodes_synced && c->pods_synced && c->las_synced;
+        bool cas_due = !c->cas_known && now - c->cas_fetched >= 5, due = cas_due; /* unknown: every 5 s */
         for (size_t i = 0; i < c->n_nodes && !due; i++) {
             const struct ctl_node *n = &c->nodes[i];
             due = las_due(n, now) || (!n->registered && n->job == JOB_NONE && n->next_try > 0 && now >= n->next_try);
@@ -293,14 +304,16 @@ void ctl_reconcile_loop(struct ctl *c)
         }
         bool periodic = now >= next_pass || !was_leader;
         bool first = !was_leader;
+        /* a deletion that failed (e.g. the API was away) is done again when nothing runs */
+        bool cleanup = periodic && !c->running && c->delete_failed;
+        if (cleanup)
+            c->delete_failed = false;
         was_leader = true;
         c->changed = false;
         pthread_mutex_unlock(&c->lock);
-        if (first)
-            ctl_cleanup_pods(c, "left by an earlier run");
-        else if (periodic && !c->running) /* a deletion that failed earlier (e.g. the API was away) */
-            ctl_cleanup_pods(c, "its deletion had failed");
-        if (periodic || !c->cas_known) {
+        if (first || cleanup)
+            ctl_cleanup_pods(c, first ? "left by an earlier run" : "its deletion had failed");
+        if (periodic || cas_due) { /* CAS's list */
             fetch_cas(c);
             pthread_mutex_lock(&c->lock);
             for (size_t i = 0; i < c->n_nodes; i++)

@@ -369,8 +369,12 @@ static int register_node(struct ctl *c, const struct ctl_node_view *node, char *
         }
         free(out);
     }
-    if (delete_pod(c, name, perr, sizeof(perr)) < 0)
-        LOG_MODULE_WARN(CTL_LOG, "cannot delete backup pod %s: %s (it is deleted at the next start)", name, perr);
+    if (delete_pod(c, name, perr, sizeof(perr)) < 0) {
+        LOG_MODULE_WARN(CTL_LOG, "cannot delete backup pod %s: %s (deleted again at the next pass)", name, perr);
+        pthread_mutex_lock(&c->lock);
+        c->delete_failed = true;
+        pthread_mutex_unlock(&c->lock);
+    }
     return ret;
 }
 

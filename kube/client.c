@@ -153,20 +153,27 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
         s->overflow = true;
         return 0;
     }
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 16384;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        char *d = realloc(s->data, cap);
-        if (!d)
-            return 0;
-        s->data = d;
-        s->cap = cap;
-    }
-    memcpy(s->data + s->len, ptr, n);
-    s->len += n;
-    s->data[s->len] = 0;
+    if (kube_append(&s->data, &s->len, &s->cap, ptr, n) < 0)
+        return 0;
     return n;
+}
+
+int kube_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < *len + n + 1)
+            c *= 2;
+        char *b = realloc(*buf, c);
+        if (!b)
+            return -ENOMEM;
+        *buf = b;
+        *cap = c;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = 0;
+    return 0;
 }
 
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)

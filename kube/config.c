@@ -321,6 +321,7 @@ fail:
 
 int kube_config_load(const char *path, struct kube_config *out, char *err, size_t err_size)
 {
+    const char *sa_dir = getenv("KUBE_SERVICE_ACCOUNT_DIR");
     char buf[PATH_MAX], dir[PATH_MAX];
     struct stat st;
     memset(out, 0, sizeof(*out));
@@ -336,7 +337,7 @@ int kube_config_load(const char *path, struct kube_config *out, char *err, size_
             if (stat(buf, &st) == 0)
                 path = buf;
             else
-                return kube_config_in_cluster(NULL, out, err, err_size);
+                return kube_config_in_cluster(sa_dir && *sa_dir ? sa_dir : NULL, out, err, err_size);
         }
     }
     char *text = NULL, perr[768];

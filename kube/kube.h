@@ -35,7 +35,7 @@ int kube_config_parse(const char *text, size_t size, const char *base_dir, const
  * namespace; `sa_dir` NULL means /var/run/secrets/kubernetes.io/serviceaccount). */
 int kube_config_in_cluster(const char *sa_dir, struct kube_config *out, char *err, size_t err_size);
 /* The usual order: `path` if given, else $KUBECONFIG (first file), else ~/.kube/config if it exists,
- * else in-cluster. */
+ * else in-cluster (from $KUBE_SERVICE_ACCOUNT_DIR if set, else the standard directory). */
 int kube_config_load(const char *path, struct kube_config *out, char *err, size_t err_size);
 void kube_config_free(struct kube_config *c);
 

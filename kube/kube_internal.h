@@ -39,4 +39,6 @@ int kube_exchange(struct kube_client *c, const char *method, const char *path, c
                   const char *content_type, const char *accept, long timeout, volatile int *stop, struct kube_sink *s,
                   char *err, size_t err_size);
 int kube_read_file(const char *path, size_t max, uint8_t **out, size_t *out_size);
+/* Appends n bytes to a growing, NUL-terminated buffer. */
+int kube_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n);
 void kube_count(struct kube_client *c, unsigned long *counter);

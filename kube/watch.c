@@ -24,19 +24,8 @@ int kube_lines_feed(struct kube_lines *l, const char *data, size_t size, kube_li
             if (l->len + n > l->max) {
                 l->dropping = true; /* too long: skip to its end */
                 l->len = 0;
-            } else {
-                if (l->len + n + 1 > l->cap) {
-                    size_t cap = l->cap ? l->cap : 4096;
-                    while (cap < l->len + n + 1)
-                        cap *= 2;
-                    char *b = realloc(l->buf, cap);
-                    if (!b)
-                        return -ENOMEM;
-                    l->buf = b;
-                    l->cap = cap;
-                }
-                memcpy(l->buf + l->len, data, n);
-                l->len += n;
+            } else if (kube_append(&l->buf, &l->len, &l->cap, data, n) < 0) {
+                return -ENOMEM;
             }
         }
         if (!nl)
@@ -119,7 +108,22 @@ struct reflector {
     char rv[RV_MAX + 1];
     bool gone;
     char err[512];
+    const char *path;
+    struct kube_lines *lines;
+    unsigned long dropped_reported;
 };
+
+/* Lines over the bound are dropped whole by the splitter; say so as soon as the stream goes on. */
+static void report_dropped(struct reflector *r)
+{
+    if (!r->lines || r->lines->dropped == r->dropped_reported)
+        return;
+    char m[600];
+    snprintf(m, sizeof(m), "watch %s: %lu event(s) larger than %u bytes dropped", r->path,
+             r->lines->dropped - r->dropped_reported, KUBE_MAX_EVENT);
+    r->dropped_reported = r->lines->dropped;
+    r->ops->failed(r->ctx, m);
+}
 
 static void nap(volatile int *stop, unsigned seconds)
 {
@@ -141,6 +145,7 @@ static int on_line(void *ctx, const char *line, size_t size)
     json_t *obj;
     int code;
     char err[256];
+    report_dropped(r);
     if (kube_watch_event_parse(line, size, &type, &obj, &code, err, sizeof(err)) < 0) {
         r->ops->failed(r->ctx, err); /* one bad event: report it, keep the stream */
         return 0;
@@ -207,7 +212,7 @@ static int list_all(struct reflector *r, const char *path, const char *sel, vola
 void kube_reflect(struct kube_client *c, const char *path, const char *selector, const struct kube_watch_ops *ops,
                   void *ctx, volatile int *stop)
 {
-    struct reflector r = {.c = c, .ops = ops, .ctx = ctx};
+    struct reflector r = {.c = c, .ops = ops, .ctx = ctx, .path = path};
     char sel[1024] = "", url[4096];
     unsigned backoff = 1;
     bool listed = false;
@@ -233,13 +238,11 @@ void kube_reflect(struct kube_client *c, const char *path, const char *selector,
         struct kube_sink s = {.lines = &lines, .fn = on_line, .ctx = &r};
         r.gone = false;
         r.err[0] = 0;
+        r.lines = &lines;
+        r.dropped_reported = 0;
         int status = kube_exchange(c, "GET", url, NULL, NULL, NULL, WATCH_SECONDS + 30, stop, &s, r.err, sizeof(r.err));
-        if (lines.dropped) {
-            char m[160];
-            snprintf(m, sizeof(m), "watch %s: %lu event(s) larger than %u bytes dropped", path, lines.dropped,
-                     KUBE_MAX_EVENT);
-            ops->failed(ctx, m);
-        }
+        report_dropped(&r);
+        r.lines = NULL;
         kube_lines_free(&lines);
         if (*stop)
             break;

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from ctl_harness import LAS_SELECTOR, Cluster, Controller, wait_all_registered
-from harness import CasNode, wait_for
+from harness import BackupCas, CasNode, provision_owner, wait_for
 
 
 @pytest.fixture
@@ -137,9 +137,16 @@ def test_boot_id_change_without_las_pods(cluster, kubelet):
     assert "No LAS_SELECTOR_LABEL" in ctl.log()
     wait_all_registered(ctl, c.workers)
     assert ctl.count("Successfully registered backup on node node-2") == 1
+    kubelet.set_ready("node-3", False)  # not Ready: skipped until it is again
+    kubelet.restart_node("node-3")
     kubelet.restart_node("node-2")
     ctl.wait_log("Successfully registered backup on node node-2", count=2)
     assert c.labelled()["node-2"]
+    time.sleep(2)
+    assert ctl.count("Provisioning backup CAS on node node-3") == 1
+    kubelet.set_ready("node-3", True)
+    ctl.wait_log("Successfully registered backup on node node-3", count=2)
+    assert " removed (its platform" not in ctl.log()  # a new boot ID alone never takes a label away
 
 
 def test_failing_node_backs_off_while_others_succeed(cluster):
@@ -148,11 +155,16 @@ def test_failing_node_backs_off_while_others_succeed(cluster):
     c = cluster(las_args={"node-3": ("--sim-tcb", "0")})
     ctl = c.controller(MIN_BACKUPS=2)
     ctl.wait_log("Successfully registered backup on node node-2")
-    ctl.wait_log("Failed to register backup on node node-3", count=3, timeout=60)
-    times = [time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
-             for m in re.finditer(r"^(\S+ \S+),\d+ \S+ Failed to register backup on node node-3", ctl.log(), re.M)]
+    ctl.wait_log("Provisioning backup CAS on node node-3", count=4, timeout=60)
+
+    def stamps(what):
+        return [time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+                for m in re.finditer(r"^(\S+ \S+),(\d+) \S+ " + what, ctl.log(), re.M)]
+    failed, tried = stamps("Failed to register backup on node node-3"), stamps("Provisioning backup CAS on node node-3")
     assert "TCB 0 is lower than the primary's TCB 1" in ctl.log()
-    assert len(times) >= 3
+    # the wait before each retry (RETRY_BASE_SECONDS=1, RETRY_MAX_SECONDS=4): 1, 2, 4 s times 0.5..1.5
+    waits = [tried[i + 1] - failed[i] for i in range(3)]
+    assert 0.4 <= waits[0] <= 1.7 and 1.9 <= waits[2] <= 6.2, waits
     ctl.wait_log("node(s) other than CAS's own hold a registered backup (MIN_BACKUPS=2)")
     m = ctl.metrics()
     assert m['custos_backup_controller_registrations_total{result="failure"}'] >= 3
@@ -183,6 +195,7 @@ def test_two_replicas_one_leader(cluster):
     c = cluster()
     a = c.controller(name="a", POD_NAME="replica-a")
     b = c.controller(name="b", POD_NAME="replica-b")
+    wait_for(lambda: "became the leader" in a.log() + b.log(), timeout=30, what="a leader")
     wait_all_registered(a if "became the leader" in a.log() else b, c.workers)
     leaders = [x for x in (a, b) if "became the leader" in x.log()]
     assert len(leaders) == 1
@@ -249,3 +262,65 @@ def test_las_log_without_key_falls_back_to_the_boot_id(cluster):
     ctl.wait_log("cannot read the LAS key of node node-2 from pod las-node-2: its log holds no public key; "
                  "using its boot ID", timeout=60)
     wait_all_registered(ctl, c.workers)
+
+
+def test_in_cluster_credentials_follow_a_rotated_token(cluster, kube, tmp_path):
+    """In a pod: KUBERNETES_SERVICE_HOST/PORT and the service account's token, CA and namespace. The
+    token file is re-read when it changes (the kubelet rotates it): a token that stops being valid is
+    seen at once (401 in the log), the next valid one is used without a restart."""
+    c = cluster(workers=2)
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    host, port = kube.url.replace("https://", "").rsplit(":", 1)
+    (sa / "ca.crt").write_text(open(kube.pki.ca).read())
+    (sa / "namespace").write_text(c.ns)
+    (sa / "token").write_text(kube.service_account_token(c.ns, "cas-backup-controller"))
+    env = dict(KUBECONFIG=None, KUBE_SERVICE_ACCOUNT_DIR=str(sa), KUBERNETES_SERVICE_HOST=host,
+               KUBERNETES_SERVICE_PORT=port, MIN_BACKUPS=0)
+    ctl = c.controller(**env)
+    assert f"credentials: in-cluster ({sa})" in ctl.log()
+    wait_all_registered(ctl, c.workers)
+    tmp = sa / "token.new"
+    tmp.write_text("not-a-valid-token")
+    os.rename(tmp, sa / "token")
+    c.kubelet.add_node("node-9", "127.0.0.59")
+    ctl.wait_log("HTTP 401: Unauthorized", timeout=60)
+    tmp.write_text(kube.service_account_token(c.ns, "cas-backup-controller"))
+    os.rename(tmp, sa / "token")
+    c.workers.append("node-9")
+    c.start_las("node-9")
+    wait_all_registered(ctl, c.workers, timeout=120)
+
+
+def test_session_mode_is_not_available_yet(cluster, tmp_path):
+    c = cluster(workers=1)
+    ctl = Controller(str(tmp_path), c.env(), name="session", args=["--session", "backup_controller/register"])
+    assert ctl.start(expect_fail=True) == 2
+    assert "--session backup_controller/register: sessions are not available yet" in ctl.log()
+
+
+def test_backup_pod_takes_offers_from_its_own_cas_only(cluster, kubelet, tmp_path):
+    """The controller passes CAS's key hash to every backup pod; such a pod refuses the offer of
+    another CAS (whose owner tries to register it)."""
+    c = cluster(workers=2)
+    ctl = c.controller(BACKUP_CAS_IMAGE="custos/nonexistent:1", BACKUP_READY_TIMEOUT_SECONDS=30, MIN_BACKUPS=0)
+    wait_for(lambda: c.backup_pods(), timeout=30, what="a backup pod")
+    pod = c.kube.must("GET", f"/api/v1/namespaces/{c.ns}/pods/{c.backup_pods()[0]}")
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[args.index("--cas-key-hash") + 1] == c.cas.key_hash()
+    ctl.stop()
+    # the same arguments, run for real on node-2, offered a registration by another CAS
+    other_las = types.SimpleNamespace(root=os.path.join(str(tmp_path), "other"), name="node-2",
+                                   socket=c.las_socket("node-2"))
+    os.makedirs(os.path.join(other_las.root, "node-2"), exist_ok=True)
+    other = CasNode(other_las, "127.0.0.42").start()
+    other_owner_dir = tmp_path / "other-owner"
+    other_owner_dir.mkdir()
+    owner2 = provision_owner(other, other_owner_dir)
+    b = BackupCas(other_las, "127.0.0.42", extra=["--cas-key-hash", c.cas.key_hash()]).expect_no_registration()
+    b.start()
+    r = owner2.run("register-backup", b.addr)
+    assert r.returncode != 0
+    assert f"backup takes offers from CAS {c.cas.key_hash()} only (--cas-key-hash)" in r.stderr
+    b.stop()
+    other.stop()
