@@ -141,9 +141,9 @@ class _Proc:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self):
+    def stop(self, timeout=15):
         if self.proc is not None:
-            _stop(self.proc, timeout=15)
+            _stop(self.proc, timeout=timeout)
             self.proc = None
 
     def tail(self, n=40):
@@ -266,9 +266,11 @@ class KubeCluster:
             if p is not None:
                 p.stop()
 
-    def restart_apiserver(self):
-        """Stops kube-apiserver and starts it again on the same port and etcd data."""
-        self.apiserver.stop()
+    def restart_apiserver(self, grace=3):
+        """Stops kube-apiserver (SIGTERM, SIGKILL after `grace` seconds: on SIGTERM it waits up to 60 s
+        for open watches to end, and every stand-in kubelet holds one) and starts it again on the same
+        port and etcd data."""
+        self.apiserver.stop(timeout=grace)
         self.apiserver.start()
         self.wait_ready()
 
@@ -565,6 +567,7 @@ class _PodWorker(threading.Thread):
         self.reboot = False
         self.stopped = threading.Event()
         self.last_status = None
+        self.last_conditions = {}
         self.volumes = {}
         self.sa_dir = None
 
@@ -789,7 +792,11 @@ class _PodWorker(threading.Thread):
         now = time.monotonic()
         if now < c.next_probe:
             return
-        period = rp.get("periodSeconds") or self.k.default_probe_period
+        period = rp.get("periodSeconds") or 10
+        if period == 10:
+            # The apiserver stores a pod without periodSeconds with 10 (its default): the two cannot be
+            # told apart, so 10 means "the kubelet's default" here, which tests make shorter.
+            period = self.k.default_probe_period
         c.next_probe = now + period
         ok = self._probe_once(c, rp)
         if ok:
@@ -871,22 +878,24 @@ class _PodWorker(threading.Thread):
                 "startTime": self.start_time, "conditions": conds, "containerStatuses": statuses}
 
     def _report(self):
+        """Sends the pod's status when it changed (a merge patch of the status subresource)."""
         st = self._status()
         key = json.dumps(st, sort_keys=True)
         if key == self.last_status:
             return
-        # lastTransitionTime only where the condition changed
-        old = {}
-        if self.last_status:
-            old = {c["type"]: c for c in json.loads(self.last_status)["conditions"]}
-        self.last_status = key
         now = rfc3339()
-        for cnd in st["conditions"]:
-            prev = old.get(cnd["type"])
-            cnd["lastTransitionTime"] = prev["lastTransitionTime"] if prev and prev["status"] == cnd["status"] \
-                and "lastTransitionTime" in prev else now
-        self.last_status = json.dumps(st, sort_keys=True)
-        self.k.cluster.patch_status(f"/api/v1/namespaces/{self.ns}/pods/{self.name}", st)
+        for cnd in st["conditions"]:  # lastTransitionTime only where the condition changed
+            prev = self.last_conditions.get(cnd["type"])
+            cnd["lastTransitionTime"] = prev[1] if prev and prev[0] == cnd["status"] else now
+        try:
+            status, out = self.k.cluster.patch_status(f"/api/v1/namespaces/{self.ns}/pods/{self.name}", st)
+        except (OSError, http.client.HTTPException):
+            status, out = None, None  # the apiserver is restarting: sent again on the next round
+        if status == 200:
+            self.last_status = key
+            self.last_conditions = {c["type"]: (c["status"], c["lastTransitionTime"]) for c in st["conditions"]}
+        elif status not in (None, 404, 409, 500, 503):
+            self.k.errors.append(f"status of pod {self.ns}/{self.name}: {status} {out}")
 
     # --- the loop --------------------------------------------------------------------------------------
     def run(self):
@@ -958,10 +967,16 @@ class _PodWorker(threading.Thread):
             self._report()
         except OSError:
             pass
-        status, out = self.k.cluster.api(
-            "DELETE", f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
-            {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-             "preconditions": {"uid": self.uid}})
+        for _ in range(100):
+            try:
+                status, out = self.k.cluster.api(
+                    "DELETE", f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
+                    {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                     "preconditions": {"uid": self.uid}})
+                break
+            except (OSError, http.client.HTTPException) as e:  # the apiserver is restarting
+                status, out = None, e
+                time.sleep(0.3)
         if status not in (200, 404, 409):
             self.k.errors.append(f"final delete of pod {self.ns}/{self.name}: {status} {out}")
 
@@ -1046,7 +1061,7 @@ class StandInKubelet:
       KUBERNETES_SERVICE_HOST/PORT naming the apiserver (127.0.0.1, not a Service IP).
     - Probes: readinessProbe httpGet (HTTP, or HTTPS without verification), tcpSocket and exec; the
       period from the spec, or `default_probe_period` (10 s as in Kubernetes, tests pass less) when the
-      spec gives none. No liveness or startup probes, no init containers, no resource limits.
+      spec gives none (the apiserver fills in 10 s then, so a period of exactly 10 s counts as none). No liveness or startup probes, no init containers, no resource limits.
     - Logs: each container's stdout+stderr goes to <node root>/pods/<ns>_<pod>_<uid>/<container>-<restart>.log,
       served over HTTPS on the node's InternalIP at its kubeletEndpoint port as
       /containerLogs/{ns}/{pod}/{container} (tailLines, limitBytes, previous, follow), so the
