@@ -11,7 +11,7 @@ import uuid
 
 import yaml
 
-from kube import BUILD_COMMAND, KUBE_VERSION, kube_binary, las_pod, las_public_key
+from kube import BUILD_COMMAND, KUBE_VERSION, KubeCluster, StandInKubelet, kube_binary, las_pod, las_public_key
 
 NODE_IP = "127.0.0.201"
 
@@ -269,3 +269,44 @@ def test_apiserver_restart_keeps_objects(kube, kube_ns, kubelet):
     # the stand-in kubelet's watch comes back too: a pod created now still runs
     kube.create(kube_ns, las_pod("node-a", "las-after"))
     kubelet.wait_pod(kube_ns, "las-after", ready=True, timeout=30)
+
+
+def test_controller_manager_and_scheduler_drive_the_stand_in(tmp_path):
+    """with_controller_manager/with_scheduler: a DaemonSet's pod is made by the real controller-manager,
+    bound by the real scheduler and run by the stand-in kubelet; the namespace's default
+    ServiceAccount appears (the controller-manager's work)."""
+    cluster = KubeCluster(tmp_path / "cp", with_controller_manager=True, with_scheduler=True)
+    kubelet = None
+    try:
+        cluster.start()
+        kubelet = StandInKubelet(cluster, tmp_path / "nodes", default_probe_period=0.5)
+        kubelet.add_node("node-a", NODE_IP)
+        ns = cluster.namespace()
+        pod = las_pod("node-a", "unused")
+        spec = dict(pod["spec"])
+        del spec["nodeName"]
+        cluster.create(ns, {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "las"},
+                            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "las"}},
+                                     "template": {"metadata": {"labels": pod["metadata"]["labels"]}, "spec": spec}}})
+        deadline = time.monotonic() + 45
+        items = []
+        while time.monotonic() < deadline:
+            kubelet.check()
+            items = cluster.must("GET", f"/api/v1/namespaces/{ns}/pods")["items"]
+            if items and any(c["type"] == "Ready" and c["status"] == "True"
+                             for c in items[0].get("status", {}).get("conditions", [])):
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"no Ready DaemonSet pod: {items}")
+        assert items[0]["spec"]["nodeName"] == "node-a"
+        assert items[0]["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"
+        deadline = time.monotonic() + 20
+        while cluster.api("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/default")[0] != 200:
+            assert time.monotonic() < deadline, "no default ServiceAccount from the controller-manager"
+            time.sleep(0.3)
+    finally:
+        if kubelet is not None:
+            kubelet.stop()
+        cluster.stop()
+    kubelet.check()
