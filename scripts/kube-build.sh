@@ -45,7 +45,7 @@ step() { # description command...: one progress line; the command's output goes 
   printf 'kube-build: %s ... ' "$what"
   echo "=== $what: $*" >>"$LOG"
   set +e
-  "$@" >>"$LOG" 2>&1
+  (set -e; "$@") >>"$LOG" 2>&1 # errexit inside the step's functions too
   st=$?
   set -e
   if [ $st -ne 0 ]; then
