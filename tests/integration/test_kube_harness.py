@@ -259,6 +259,48 @@ def test_rbac_service_account_and_client_certificates(kube, kube_ns, tmp_path):
     assert kube.api("GET", "/api/v1/namespaces", cert=kube.client_certs[root])[0] == 200
 
 
+IN_CLUSTER = textwrap.dedent("""\
+    import http.client, os, ssl
+    sa = os.environ["SA_DIR"]
+    print("config", open(os.path.join(os.environ["CFG"], "greeting")).read(), os.environ["PW"], flush=True)
+    ctx = ssl.create_default_context(cafile=os.path.join(sa, "ca.crt"))
+    token, ns = open(os.path.join(sa, "token")).read(), open(os.path.join(sa, "namespace")).read()
+    for what in ("pods", "secrets"):
+        c = http.client.HTTPSConnection(os.environ["KUBERNETES_SERVICE_HOST"],
+                                        int(os.environ["KUBERNETES_SERVICE_PORT"]), context=ctx)
+        c.request("GET", f"/api/v1/namespaces/{ns}/{what}", headers={"Authorization": "Bearer " + token})
+        print(what, c.getresponse().status, flush=True)
+""")
+
+
+def test_in_cluster_service_account_and_config_volumes(kube, kube_ns, kubelet, tmp_path):
+    """A pod naming a serviceAccountName gets a token as in-cluster clients expect it (the stand-in
+    does the disabled ServiceAccount admission plugin's part); configMap/secret volumes and env."""
+    kubelet.images["test/tools:1"] = tools_image(tmp_path)
+    kubelet.add_node("node-a", NODE_IP)
+    rbac = tmp_path / "rbac.yaml"
+    rbac.write_text(RBAC)
+    kube.apply_rbac(str(rbac), kube_ns, "reader")
+    kube.create(kube_ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+                          "data": {"greeting": "hi"}})
+    kube.create(kube_ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"},
+                          "stringData": {"pw": "s3cret"}})
+    kube.create(kube_ns, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+        "spec": {"nodeName": "node-a", "restartPolicy": "Never", "serviceAccountName": "reader",
+                 "containers": [{
+                     "name": "c", "image": "test/tools:1", "command": ["python3", "-c", IN_CLUSTER],
+                     "env": [{"name": "SA_DIR", "value": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                             {"name": "CFG", "value": "/etc/cfg"},
+                             {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}}],
+                     "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}],
+                 "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}]}})
+    kubelet.wait_pod(kube_ns, "client", phase="Succeeded")
+    status, log = kube.api("GET", f"/api/v1/namespaces/{kube_ns}/pods/client/log")
+    assert status == 200 and log == "config hi s3cret\npods 200\nsecrets 403\n", log
+    assert kube.api("GET", f"/api/v1/namespaces/{kube_ns}/pods/client/log?follow=true") == (status, log)
+
+
 def test_apiserver_restart_keeps_objects(kube, kube_ns, kubelet):
     kubelet.add_node("node-a", NODE_IP)
     cm = kube.create(kube_ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"},
