@@ -464,7 +464,8 @@ class KubeCluster:
                         s = dict(s, namespace=namespace, name=sa_name)
                     subjects.append(s)
                 if kind == "ClusterRoleBinding":
-                    status, cur = self.api("GET", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{meta['name']}")
+                    status, cur = self.api(
+                        "GET", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{meta['name']}")
                     if status == 200:
                         for s in cur.get("subjects") or []:
                             if s not in subjects:
@@ -695,7 +696,8 @@ class _PodWorker(threading.Thread):
                 if "fieldRef" in vf:
                     env[e["name"]] = self._field(vf["fieldRef"]["fieldPath"])
                 elif "secretKeyRef" in vf or "configMapKeyRef" in vf:
-                    kind, ref = ("secrets", vf["secretKeyRef"]) if "secretKeyRef" in vf else ("configmaps", vf["configMapKeyRef"])
+                    kind, ref = ("secrets", vf["secretKeyRef"]) if "secretKeyRef" in vf \
+                        else ("configmaps", vf["configMapKeyRef"])
                     status, obj = self.k.cluster.api("GET", f"/api/v1/namespaces/{self.ns}/{kind}/{ref['name']}")
                     val = (obj.get("data") or {}).get(ref["key"]) if status == 200 else None
                     if val is None:
@@ -775,7 +777,8 @@ class _PodWorker(threading.Thread):
         c.state = c.last_state
         c.proc = None
         c.ready = False
-        if self.deleting is None and (self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)):
+        policy = self.restart_policy
+        if self.deleting is None and (policy == "Always" or (policy == "OnFailure" and code != 0)):
             c.restart_count += 1
             # a short crash-loop back-off (the kubelet's starts at 10 s)
             c.backoff_until = time.monotonic() + min(0.5 * c.restart_count, 5)
@@ -1061,11 +1064,19 @@ class StandInKubelet:
       KUBERNETES_SERVICE_HOST/PORT naming the apiserver (127.0.0.1, not a Service IP).
     - Probes: readinessProbe httpGet (HTTP, or HTTPS without verification), tcpSocket and exec; the
       period from the spec, or `default_probe_period` (10 s as in Kubernetes, tests pass less) when the
-      spec gives none (the apiserver fills in 10 s then, so a period of exactly 10 s counts as none). No liveness or startup probes, no init containers, no resource limits.
+      spec gives none (the apiserver fills in 10 s then, so a period of exactly 10 s counts as none).
+      No liveness or startup probes, no init containers, no resource limits.
     - Logs: each container's stdout+stderr goes to <node root>/pods/<ns>_<pod>_<uid>/<container>-<restart>.log,
       served over HTTPS on the node's InternalIP at its kubeletEndpoint port as
       /containerLogs/{ns}/{pod}/{container} (tailLines, limitBytes, previous, follow), so the
-      apiserver's pods/log works.
+      apiserver's pods/log works. stop() fails the test when a pod's log holds a sanitizer report.
+    - Lifecycle: restartPolicy Always/OnFailure restart an exited container (short back-off,
+      restartCount + 1), Never leaves the pod Succeeded or Failed. A deletionTimestamp means SIGTERM to
+      the container's process group, SIGKILL after the grace period, then the final DELETE
+      (gracePeriodSeconds=0, uid precondition). restart_node is a reboot: new bootID, every container
+      killed and started again. No pod sandbox: the pod keeps its address across restarts.
+    - Unix sockets in hostPath volumes live under the test's tmp directory: keep node names and test
+      names short enough for the 108-byte socket path limit.
     """
 
     def __init__(self, cluster, nodes_root, images=None, default_probe_period=10.0, heartbeat=10.0):
@@ -1379,7 +1390,8 @@ class StandInKubelet:
                     return pod
             time.sleep(0.1)
         raise KubeError(f"pod {namespace}/{name} not ready={ready} phase={phase} in {timeout} s: "
-                        f"{json.dumps((pod or {}).get('status'), indent=1)}\nlog: {self.pod_log(namespace, name)[-2000:]}")
+                        f"{json.dumps((pod or {}).get('status'), indent=1)}\n"
+                        f"log: {self.pod_log(namespace, name)[-2000:]}")
 
     def wait_gone(self, namespace, name, timeout=30):
         deadline = time.monotonic() + timeout

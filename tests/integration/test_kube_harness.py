@@ -57,7 +57,8 @@ def test_node_registered(kube, kubelet):
 SERVER = textwrap.dedent("""\
     import http.server, os, signal, sys, time
     ip, gate = sys.argv[1], sys.argv[2]
-    print("hello from", os.environ["POD_NAME"], "on", os.environ["NODE"], "greeting", os.environ["GREETING"], flush=True)
+    env = os.environ
+    print("hello from", env["POD_NAME"], "on", env["NODE"], "greeting", env["GREETING"], flush=True)
     print("args:", sys.argv[3:], flush=True)
     signal.signal(signal.SIGTERM, lambda *a: (print("bye", flush=True), os._exit(0)))
     while not os.path.exists(gate):
