@@ -142,7 +142,9 @@ void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_r
         custos_json_parse((const char *)raw, size, &owner, err, sizeof(err)) < 0) {
         http_error(r, 500, "storage", "cannot read the owner record");
     } else {
+        json_t *registrars = cas_registrars_list(st);
         json_object_set_new(owner, "cas_key_hash", json_string(st->tls.key_hash));
+        json_object_set_new(owner, "registrars", registrars ? registrars : json_array());
         r->body = json_incref(owner);
     }
     if (raw)

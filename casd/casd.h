@@ -26,6 +26,8 @@
 #define REC_TOKEN "cas/provisioning-token"
 #define REC_OWNER "cas/owner"
 #define REC_POLICY "cas/policy"
+#define REC_REGISTRARS "cas/registrars"
+#define CAS_REGISTRAR_MAX 64
 #define REC_AUDIT_NEXT "audit/next"
 #define CAS_PENDING_MAX 32
 #define CAS_REQUEST_MAX_AGE 600 /* seconds a backup request stays valid */
@@ -38,11 +40,12 @@ typedef void (*cas_route_fn)(struct cas_state *st, struct http_request *req, str
 
 /* route.c: the route table and its central checks */
 enum cas_route_flags {
-    ROUTE_OWNER = 1u << 0,   /* the owner's client certificate (401/403; 409 before provisioning) */
-    ROUTE_BODY = 1u << 1,    /* a JSON object body (400 otherwise); routes without it refuse a body */
-    ROUTE_PREFIX = 1u << 2,  /* the path is a prefix; the rest names the resource */
-    ROUTE_PRIMARY = 1u << 3, /* served by a primary CAS */
-    ROUTE_BACKUP = 1u << 4,  /* served by a backup CAS (casd --backup) */
+    ROUTE_OWNER = 1u << 0,     /* the owner's client certificate (401/403; 409 before provisioning) */
+    ROUTE_BODY = 1u << 1,      /* a JSON object body (400 otherwise); routes without it refuse a body */
+    ROUTE_PREFIX = 1u << 2,    /* the path is a prefix; the rest names the resource */
+    ROUTE_PRIMARY = 1u << 3,   /* served by a primary CAS */
+    ROUTE_BACKUP = 1u << 4,    /* served by a backup CAS (casd --backup) */
+    ROUTE_REGISTRAR = 1u << 5, /* with ROUTE_OWNER: a registrar the owner allowed may call it too */
 };
 struct cas_route {
     const char *method;
@@ -128,6 +131,8 @@ struct cas_primary {
     /* guarded by cas_state.lock */
     struct cas_keystore ks;
     struct cas_pending pending[CAS_PENDING_MAX];
+    char registrars[CAS_REGISTRAR_MAX][65]; /* key hashes of the registrars the owner allowed */
+    size_t registrar_count;
 };
 
 struct cas_state {
@@ -201,6 +206,14 @@ void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_
 
 /* policy.c: the owner's trust policy (a default one when none is stored); caller json_decref's */
 json_t *cas_policy_load(struct cas_state *st);
+/* policy.c: registrars, identities the owner allowed to register and list backups and nothing else.
+ * Loaded at start (-EBADMSG: the record is damaged); is_registrar takes st->lock. */
+int cas_registrars_load(struct cas_state *st);
+bool cas_is_registrar(struct cas_state *st, const char *key_hash);
+void cas_registrar_allow(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_registrar_deny(struct cas_state *st, struct http_request *req, struct http_response *r);
+/* The registrars for GET /v1/owner: [{key_hash, allowed_at}]; NULL when the record is damaged. */
+json_t *cas_registrars_list(struct cas_state *st);
 
 /* register.c, backups.c: the primary's side of backup registration, listing and removal */
 void cas_backups_register(struct cas_state *st, struct http_request *req, struct http_response *r);

@@ -378,8 +378,8 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
         struct cas_db_op op = {used, record, record ? strlen(record) : 0};
         ret = record ? cas_audit(st, "backup registering",
-                                 json_pack("{s:s, s:s, s:s, s:i}", "platform_id", id, "kind", c.entry.kind, "node",
-                                           c.entry.node, "tcb", (int)c.entry.tcb),
+                                 json_pack("{s:s, s:s, s:s, s:i, s:s}", "platform_id", id, "kind", c.entry.kind, "node",
+                                           c.entry.node, "tcb", (int)c.entry.tcb, "by", req->caller),
                                  &op, 1)
                      : -ENOMEM;
     }

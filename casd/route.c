@@ -15,12 +15,15 @@ const struct cas_route cas_routes[] = {
     {"GET", "/v1/owner", ROUTE_PRIMARY | ROUTE_OWNER, cas_get_owner},
     {"PUT", "/v1/secrets/", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY | ROUTE_PREFIX, cas_put_secret},
     {"GET", "/v1/secrets/", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_PREFIX, cas_get_secret},
-    {"POST", "/v1/backups/register", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_backups_register},
-    {"POST", "/v1/backups/confirm", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_backups_confirm},
-    {"GET", "/v1/backups", ROUTE_PRIMARY | ROUTE_OWNER, cas_backups_list},
+    /* a registrar (cas owner allow-registrar) may call these three and nothing else */
+    {"POST", "/v1/backups/register", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_REGISTRAR | ROUTE_BODY, cas_backups_register},
+    {"POST", "/v1/backups/confirm", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_REGISTRAR | ROUTE_BODY, cas_backups_confirm},
+    {"GET", "/v1/backups", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_REGISTRAR, cas_backups_list},
     {"DELETE", "/v1/backups/", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_PREFIX, cas_backups_remove},
     {"POST", "/v1/owner/allowed-measurements", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_policy_allow},
     {"POST", "/v1/owner/allowed-platforms", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_policy_allow},
+    {"POST", "/v1/owner/registrars", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_registrar_allow},
+    {"DELETE", "/v1/owner/registrars/", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_PREFIX, cas_registrar_deny},
     /* backup (casd --backup): anyone who reaches it; the request's quote and the offer's signature
      * carry the trust */
     {"GET", "/healthz", ROUTE_BACKUP, cas_backup_get_healthz},
@@ -30,9 +33,11 @@ const struct cas_route cas_routes[] = {
 };
 const size_t cas_route_count = sizeof(cas_routes) / sizeof(cas_routes[0]);
 
-/* 401 without a client certificate, 403 with another identity, 409 before provisioning. Lock-free:
- * the owner's hash is written before `provisioned` is published (release/acquire). */
-static bool require_owner(struct cas_state *st, const struct http_request *req, struct http_response *r)
+/* 401 without a client certificate, 403 with another identity, 409 before provisioning. The owner
+ * check is lock-free: the owner's hash is written before `provisioned` is published
+ * (release/acquire). A registrar passes on ROUTE_REGISTRAR routes only; elsewhere its 403 says what
+ * it may do. */
+static bool require_owner(struct cas_state *st, const struct http_request *req, unsigned flags, struct http_response *r)
 {
     bool provisioned = atomic_load_explicit(&st->pri.provisioned, memory_order_acquire);
     bool owner = provisioned && req->has_caller && custos_ct_equal(req->caller, st->pri.owner_hash, 64);
@@ -40,9 +45,18 @@ static bool require_owner(struct cas_state *st, const struct http_request *req, 
         http_error(r, 409, "not_provisioned", "this CAS has no owner yet; provision it first");
     else if (!req->has_caller)
         http_error(r, 401, "no_client_certificate", "this request needs the owner's client certificate");
-    else if (!owner)
+    if (!provisioned || !req->has_caller || owner)
+        return owner;
+    if (!cas_is_registrar(st, req->caller))
         http_error(r, 403, "forbidden", "only the CAS owner may do this; your identity is %s", req->caller);
-    return owner;
+    else if (flags & ROUTE_REGISTRAR)
+        return true;
+    else
+        http_error(r, 403, "registrar_only",
+                   "identity %s is a registrar: it may only register backups and list them (cas register-backup, "
+                   "cas backups list); this needs the CAS owner",
+                   req->caller);
+    return false;
 }
 
 static bool path_matches(const struct cas_route *rt, const char *url)
@@ -63,7 +77,7 @@ void cas_dispatch(struct cas_state *st, struct http_request *req, struct http_re
         path_known = true;
         if (strcmp(rt->method, req->method) != 0)
             continue;
-        if ((rt->flags & ROUTE_OWNER) && !require_owner(st, req, r))
+        if ((rt->flags & ROUTE_OWNER) && !require_owner(st, req, rt->flags, r))
             return;
         if (rt->flags & ROUTE_BODY) {
             req->json = http_json_body(req, r);

@@ -515,6 +515,8 @@ int cas_load_ownership(struct cas_state *st)
         }
         strcpy(st->pri.owner_hash, hash);
         json_decref(owner);
+        if ((ret = cas_registrars_load(st)) < 0)
+            return ret;
         atomic_store_explicit(&st->pri.provisioned, true, memory_order_release);
         return 0;
     }

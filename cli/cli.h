@@ -32,7 +32,8 @@ struct cli_identity {
     char key_hash[65];
     bool changed; /* created or imported now: the configuration must be saved */
 };
-/* --cli-config, else CAS_CLI_CONFIG, else SCONE_CLI_CONFIG, else ~/.cas/config.json. */
+/* --cli-config, else CAS_CLI_CONFIG, else SCONE_CLI_CONFIG, else ~/.cas/config (else an existing
+ * ~/.cas/config.json of earlier versions, while ~/.cas/config does not exist). */
 const char *cli_config_path(const char *override, char *buf, size_t size);
 /* Checks the form of a configuration file's text (fuzzed). */
 int cli_config_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size);
@@ -77,8 +78,16 @@ struct cli_trust {
  * returns the evidence (caller json_decref's), its certificate (caller frees) and key hash. */
 int cli_attest_cas(const char *url, const char *expected_key_hash, const struct cli_trust *trust, json_t **evidence,
                    char **cert_pem, char key_hash[65], char *err, size_t err_size);
-/* The CAS named (or addressed) by which, else the default one, from the configuration. */
+/* The CAS named (or addressed) by which, else the default one, from the configuration. A name is
+ * looked up first, then an address; the error lists the known names. */
 int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err, size_t err_size);
+/* A CAS name: 1 to 64 of A-Z a-z 0-9 . - _ */
+bool cli_cas_name_valid(const char *name);
+/* Records entry (taken) under name; another name of the same URL is dropped (a rename). default_cas
+ * becomes name when make_default, or when it names no recorded CAS (none set, or the dropped name). */
+void cli_record_cas(json_t *cfg, const char *name, json_t *entry, bool make_default);
+/* The URL of another CAS already recorded under name (NULL when name is free or names url). */
+const char *cli_name_taken(json_t *cfg, const char *name, const char *url);
 
 /* ---- owner commands (cmd_owner.c) ---- */
 struct cli_context {
@@ -100,5 +109,5 @@ int cli_owner_call(const char *prog, struct cli_context *ctx, const char *method
      "which CAS (default: the CLI configuration's default CAS)", &(var)}
 #define CLI_OPT_CLI_CONFIG(var)                                                                               \
     {"cli-config", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",                                          \
-     "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config.json]", &(var)}
+     "CLI configuration [env: CAS_CLI_CONFIG, SCONE_CLI_CONFIG; default ~/.cas/config]", &(var)}
 // clang-format on

@@ -35,24 +35,57 @@ static void trust_free(struct cli_trust *t)
     custos_strlist_free(&t->measurements);
 }
 
-/* Records a CAS under its host name in the configuration and makes it the default. */
-static void record_cas(json_t *cfg, const char *name, const char *url, const char *key_hash, const char *cert,
-                       json_t *evidence, bool owner)
+/* The CAS entry of the CLI configuration. */
+static json_t *cas_entry(const char *url, const char *key_hash, const char *cert, json_t *evidence, bool owner)
 {
-    json_t *entry = json_pack("{s:s, s:s, s:s, s:O, s:b}", "url", url, "key_hash", key_hash, "certificate", cert,
-                              "evidence", evidence, "owner", owner);
-    json_object_set_new(json_object_get(cfg, "cas"), name, entry);
-    json_object_set_new(cfg, "default_cas", json_string(name));
+    return json_pack("{s:s, s:s, s:s, s:O, s:b}", "url", url, "key_hash", key_hash, "certificate", cert, "evidence",
+                     evidence, "owner", owner);
+}
+
+/* The name a CAS at url is recorded under: --name, else (with reuse) the name it already has, else
+ * fallback. Fails (named) when the name is not valid or names another CAS. */
+static const char *cas_name_for(const char *prog, json_t *cfg, const char *given, const char *url, const char *fallback,
+                                bool reuse)
+{
+    const char *name = given;
+    if (!name && reuse) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(cfg, "cas"), k, v)
+            if (!name && !strcmp(json_string_value(json_object_get(v, "url")) ?: "", url))
+                name = k;
+    }
+    if (!name)
+        name = fallback;
+    if (!cli_cas_name_valid(name)) {
+        fprintf(stderr, "%s: '%.100s' is not a CAS name (1 to 64 of A-Z a-z 0-9 . - _)%s\n", prog, name ?: "",
+                given ? "" : "; give one with --name NAME");
+        return NULL;
+    }
+    const char *other = cli_name_taken(cfg, name, url);
+    if (other) {
+        fprintf(stderr,
+                "%s: the CLI configuration already names another CAS '%s' (%s); choose another name with --name "
+                "NAME\n",
+                prog, name, other);
+        return NULL;
+    }
+    return name;
 }
 
 int cmd_attest(int argc, char **argv)
 {
     struct cli_trust t = {0};
     struct custos_strlist pos = {0};
-    const char *key_hash = NULL, *cli_config = NULL;
+    const char *key_hash = NULL, *cli_config = NULL, *name = NULL;
+    bool make_default = false;
     struct custos_option opts[] = {
         {"cas-key-hash", 'c', NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "KEYHASH",
          "expected key hash of the CAS (from its log)", &key_hash},
+        {"name", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "NAME",
+         "record the CAS under NAME (default: the name it has, else its host)", &name},
+        {"default", 0, NULL, CUSTOS_OPT_BOOL, NULL, 0, 0, NULL,
+         "make it the default CAS (it becomes the default anyway when none is set)", &make_default},
         CLI_OPT_CLI_CONFIG(cli_config),
         TRUST_OPTIONS(t),
     };
@@ -73,19 +106,34 @@ int cmd_attest(int argc, char **argv)
     }
     ret = 1;
     const char *path = cli_config_path(cli_config, path_buf, sizeof(path_buf));
-    if (cli_config_load(path, &cfg, err, sizeof(err)) < 0 ||
-        cli_attest_cas(url, key_hash, &t, &evidence, &cert, got_hash, err, sizeof(err)) < 0) {
+    if (cli_config_load(path, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         goto out;
     }
-    json_t *old = json_object_get(json_object_get(cfg, "cas"), host);
-    record_cas(cfg, host, url, got_hash, cert, evidence, json_is_true(json_object_get(old, "owner")));
+    if (!(name = cas_name_for(argv[0], cfg, name, url, host, true)))
+        goto out;
+    if (cli_attest_cas(url, key_hash, &t, &evidence, &cert, got_hash, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        goto out;
+    }
+    /* the owner mark stays while the CAS is the same one (its URL and key hash), renamed or not */
+    const char *k;
+    json_t *old;
+    bool owner = false;
+    json_object_foreach(json_object_get(cfg, "cas"), k, old)
+        owner |= json_is_true(json_object_get(old, "owner")) &&
+                 !strcmp(json_string_value(json_object_get(old, "url")) ?: "", url) &&
+                 !strcmp(json_string_value(json_object_get(old, "key_hash")) ?: "", got_hash);
+    cli_record_cas(cfg, name, cas_entry(url, got_hash, cert, evidence, owner), make_default);
     if (cli_config_save(path, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         goto out;
     }
     printf("CAS %s at %s/ is trustworthy (key hash %s, platform %s)\n", host, url, got_hash,
            json_string_value(json_object_get(evidence, "platform_id")));
+    printf("recorded as CAS '%s'%s in %s\n", name,
+           !strcmp(json_string_value(json_object_get(cfg, "default_cas")) ?: "", name) ? " (the default CAS)" : "",
+           path);
     ret = 0;
 out:
     json_decref(cfg);
@@ -101,7 +149,8 @@ struct provision {
     const char *prog;
     struct cli_trust trust;
     struct custos_strlist pos;
-    const char *key_hash, *token, *token_file, *config_file, *cli_config, *identity;
+    const char *key_hash, *token, *token_file, *config_file, *cli_config, *identity, *name;
+    bool make_default;
     char url[512], host[300], path_buf[4096];
     const char *path; /* the CLI configuration file */
     char *token_buf;  /* the token read from --token-file (secret) */
@@ -147,6 +196,12 @@ static int provision_args(struct provision *p, int argc, char **argv)
         {"config-file", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE", "owner configuration (TOML)", &p->config_file},
         {"identity", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "FILE",
          "owner identity to use (PKCS#8 PEM private key); default: the CLI configuration's", &p->identity},
+        {"name", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "NAME",
+         "record the CAS under NAME in the CLI configuration (default: the owner configuration's "
+         "[api_identity] common_name)",
+         &p->name},
+        {"default", 0, NULL, CUSTOS_OPT_BOOL, NULL, 0, 0, NULL,
+         "make it the default CAS (it becomes the default anyway when none is set)", &p->make_default},
         CLI_OPT_CLI_CONFIG(p->cli_config),
         TRUST_OPTIONS(p->trust),
     };
@@ -228,6 +283,22 @@ static int provision_load_identity(struct provision *p)
     return 0;
 }
 
+/* The name the CAS gets in the CLI configuration, checked before anything is sent. */
+static int provision_name(struct provision *p)
+{
+    /* without a common_name CAS refuses the owner configuration, naming the problem */
+    const char *cn = json_string_value(json_object_get(json_object_get(p->owner_cfg, "api_identity"), "common_name"));
+    if (!p->name && cn && !cli_cas_name_valid(cn)) {
+        fprintf(stderr,
+                "%s: [api_identity] common_name '%.100s' cannot name the CAS in the CLI configuration (1 to 64 of "
+                "A-Z a-z 0-9 . - _); give a name with --name NAME\n",
+                p->prog, cn);
+        return -EINVAL;
+    }
+    p->name = cas_name_for(p->prog, p->cfg, p->name, p->url, cn ? cn : p->host, false);
+    return p->name ? 0 : -EINVAL;
+}
+
 /* What is about to happen, and which owner configuration sections this platform does not use. */
 static void provision_announce(const struct provision *p)
 {
@@ -292,11 +363,11 @@ out:
     return ret;
 }
 
-/* The CAS, as its owner, becomes the CLI configuration's default. */
+/* The CAS, as its owner, under its name; the default CAS when none is set or --default is given. */
 static int provision_record(struct provision *p)
 {
     char err[2048];
-    record_cas(p->cfg, p->host, p->url, p->got_hash, p->cert, p->evidence, true);
+    cli_record_cas(p->cfg, p->name, cas_entry(p->url, p->got_hash, p->cert, p->evidence, true), p->make_default);
     int ret = cli_config_save(p->path, p->cfg, err, sizeof(err));
     if (ret < 0)
         fprintf(stderr,
@@ -313,12 +384,16 @@ int cmd_provision(int argc, char **argv)
     if (ret >= 0)
         goto out;
     ret = 1;
-    if (provision_read_token(&p) < 0 || provision_read_owner_config(&p) < 0 || provision_load_identity(&p) < 0)
+    if (provision_read_token(&p) < 0 || provision_read_owner_config(&p) < 0 || provision_load_identity(&p) < 0 ||
+        provision_name(&p) < 0)
         goto out;
     provision_announce(&p);
     if (provision_attest(&p) < 0 || provision_send(&p) < 0 || provision_record(&p) < 0)
         goto out;
     printf("Done, CAS configuration was successfully provisioned. You are now the owner of the CAS.\n");
+    printf("CAS recorded as '%s'%s in %s\n", p.name,
+           !strcmp(json_string_value(json_object_get(p.cfg, "default_cas")) ?: "", p.name) ? " (the default CAS)" : "",
+           p.path);
     ret = 0;
 out:
     provision_free(&p);

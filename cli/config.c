@@ -25,9 +25,33 @@ const char *cli_config_path(const char *override, char *buf, size_t size)
         env = getenv("SCONE_CLI_CONFIG");
     if (env && *env)
         return env;
+    /* ~/.cas/config as the reference has it; a ~/.cas/config.json of earlier versions is still used
+     * (and written back there) while ~/.cas/config does not exist. */
     const char *home = getenv("HOME");
+    struct stat st;
     snprintf(buf, size, "%s/.cas/config.json", home && *home ? home : ".");
+    if (lstat(buf, &st) == 0) {
+        snprintf(buf, size, "%s/.cas/config", home && *home ? home : ".");
+        if (lstat(buf, &st) < 0 && errno == ENOENT)
+            snprintf(buf, size, "%s/.cas/config.json", home && *home ? home : ".");
+        return buf;
+    }
+    snprintf(buf, size, "%s/.cas/config", home && *home ? home : ".");
     return buf;
+}
+
+bool cli_cas_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+              c == '_'))
+            return false;
+    }
+    return true;
 }
 
 int cli_config_parse(const char *text, size_t size, json_t **out, char *err, size_t err_size)
@@ -215,13 +239,32 @@ void cli_identity_free(struct cli_identity *id)
     memset(id, 0, sizeof(*id));
 }
 
+/* "a, b, c" (at most err_size bytes), or "none". */
+static void known_names(json_t *all, char *out, size_t size)
+{
+    const char *k;
+    json_t *v;
+    size_t n = 0;
+    out[0] = '\0';
+    json_object_foreach(all, k, v) {
+        int w = snprintf(out + n, size - n, "%s%s", n ? ", " : "", k);
+        if (w < 0 || (size_t)w >= size - n)
+            break;
+        n += (size_t)w;
+    }
+    if (!n)
+        snprintf(out, size, "none: attest or provision one first");
+}
+
 int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **key_hash, char *err, size_t err_size)
 {
     json_t *all = json_object_get(cfg, "cas");
-    const char *name = which ? which : json_string_value(json_object_get(cfg, "default_cas"));
+    const char *def = json_string_value(json_object_get(cfg, "default_cas"));
+    const char *name = which && *which ? which : def;
     json_t *entry = name ? json_object_get(all, name) : NULL;
-    if (!entry && which) {
-        /* by address: normalize and compare URLs */
+    char known[1024];
+    if (!entry && which && *which) {
+        /* not a name: an address, matched after normalization */
         char u[512], host[300];
         if (cli_normalize_address(which, u, sizeof(u), host, sizeof(host)) == 0) {
             const char *k;
@@ -233,12 +276,49 @@ int cli_find_cas(json_t *cfg, const char *which, const char **url, const char **
     }
     *url = json_string_value(json_object_get(entry, "url"));
     *key_hash = json_string_value(json_object_get(entry, "key_hash"));
-    if (!*url || !*key_hash) {
-        if (name)
-            snprintf(err, err_size, "CAS '%s' is not in the CLI configuration; attest or provision it first", name);
-        else
-            snprintf(err, err_size, "no CAS in the CLI configuration; attest or provision one first");
-        return -ENOENT;
+    if (*url && *key_hash)
+        return 0;
+    known_names(all, known, sizeof(known));
+    if (which && *which)
+        snprintf(err, err_size,
+                 "CAS '%.300s' is neither the name nor the address of a CAS in the CLI configuration (known CAS: "
+                 "%s); to add one: cas attest ADDR --name NAME",
+                 which, known);
+    else if (def)
+        snprintf(err, err_size,
+                 "the default CAS '%.300s' is not in the CLI configuration (known CAS: %s); name one "
+                 "with --cas NAME or SCONE_CAS_ADDR",
+                 def, known);
+    else
+        snprintf(err, err_size,
+                 "no default CAS in the CLI configuration: name one with --cas NAME|ADDR or SCONE_CAS_ADDR (known "
+                 "CAS: %s)",
+                 known);
+    return -ENOENT;
+}
+
+void cli_record_cas(json_t *cfg, const char *name, json_t *entry, bool make_default)
+{
+    json_t *all = json_object_get(cfg, "cas");
+    const char *url = json_string_value(json_object_get(entry, "url"));
+    /* one name per CAS: an entry of the same URL under another name is this one renamed */
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(all, tmp, k, v)
+    {
+        if (strcmp(k, name) != 0 && url && !strcmp(json_string_value(json_object_get(v, "url")) ?: "", url))
+            json_object_del(all, k);
     }
-    return 0;
+    json_object_set_new(all, name, entry);
+    const char *def = json_string_value(json_object_get(cfg, "default_cas"));
+    if (make_default || !def || !json_object_get(all, def))
+        json_object_set_new(cfg, "default_cas", json_string(name));
+}
+
+const char *cli_name_taken(json_t *cfg, const char *name, const char *url)
+{
+    json_t *old = json_object_get(json_object_get(cfg, "cas"), name);
+    const char *old_url = json_string_value(json_object_get(old, "url"));
+    return old_url && strcmp(old_url, url) != 0 ? old_url : NULL;
 }

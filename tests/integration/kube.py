@@ -897,7 +897,7 @@ class _PodWorker(threading.Thread):
         if status == 200:
             self.last_status = key
             self.last_conditions = {c["type"]: (c["status"], c["lastTransitionTime"]) for c in st["conditions"]}
-        elif status not in (None, 404, 409, 500, 503):
+        elif status not in (None, 403, 404, 409, 500, 503):  # 403, 5xx: an apiserver just restarted
             self.k.errors.append(f"status of pod {self.ns}/{self.name}: {status} {out}")
 
     # --- the loop --------------------------------------------------------------------------------------
@@ -970,16 +970,22 @@ class _PodWorker(threading.Thread):
             self._report()
         except OSError:
             pass
-        for _ in range(100):
+        # as the kubelet's status manager, retry while the apiserver is away (e.g. restarting)
+        deadline = time.monotonic() + 90
+        while True:
             try:
                 status, out = self.k.cluster.api(
                     "DELETE", f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
                     {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
                      "preconditions": {"uid": self.uid}})
+            except (OSError, http.client.HTTPException) as e:
+                status, out = None, str(e)
+            if (status in (200, 404, 409) or time.monotonic() > deadline or self.k.stopping.is_set()) \
+                    and status not in (None, 403, 500, 503):
                 break
-            except (OSError, http.client.HTTPException) as e:  # the apiserver is restarting
-                status, out = None, e
-                time.sleep(0.3)
+            if time.monotonic() > deadline or self.k.stopping.is_set():
+                break
+            time.sleep(0.5)
         if status not in (200, 404, 409):
             self.k.errors.append(f"final delete of pod {self.ns}/{self.name}: {status} {out}")
 

@@ -49,7 +49,7 @@ def test_quickstart_provisioning_as_written(tmp_path, cas_nodes):
     assert "section [dcap] is not used by this platform" in r.stdout
     assert stat.S_IMODE(os.stat(cfg).st_mode) == 0o600
     conf = json.loads(cfg.read_text())
-    rec = conf["cas"][cas.ip]
+    rec = conf["cas"]["mycas"]
     assert rec["key_hash"] == key_hash and rec["owner"] is True and rec["url"] == f"https://{cas.addr}"
     assert rec["evidence"]["platform_id"] == cas.las.platform_id()
     assert rec["evidence"]["measurement"] == hashlib.sha256(open(binary("casd"), "rb").read()).hexdigest()

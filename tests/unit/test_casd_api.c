@@ -149,6 +149,76 @@ static void test_every_owner_route_is_guarded(void **state)
     assert_true(owner_routes >= 8);
 }
 
+#define REGISTRAR "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2"
+
+/* Whether a route is one of the three a registrar may call. */
+static bool registrar_allowed(const struct cas_route *rt)
+{
+    static const char *const allowed[][2] = {{"POST", "/v1/backups/register"},
+                                             {"POST", "/v1/backups/confirm"},
+                                             {"GET", "/v1/backups"}};
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        if (!strcmp(rt->method, allowed[i][0]) && !strcmp(rt->path, allowed[i][1]))
+            return true;
+    return false;
+}
+
+/* Every route of the table, as a registrar: refused (403 registrar_only, saying what it may do) on
+ * each owner route but the three it may call, which it passes. A new route is covered by itself: an
+ * owner route is refused unless it is one of the three, and a route open to all must be added to the
+ * list of public ones here, on purpose. */
+static void test_registrar_on_every_route(void **state)
+{
+    (void)state;
+    static struct cas_state st; /* no database: a refused call never reaches a handler */
+    static const char *const public_routes[] = {"GET /healthz", "GET /v1/attestation", "POST /v1/provision"};
+    strcpy(st.pri.owner_hash, OWNER);
+    strcpy(st.pri.registrars[0], REGISTRAR);
+    st.pri.registrar_count = 1;
+    atomic_store(&st.pri.provisioned, true);
+    size_t refused = 0, passed = 0;
+    for (size_t i = 0; i < cas_route_count; i++) {
+        const struct cas_route *rt = &cas_routes[i];
+        char url[128], name[160];
+        struct call c;
+        if (!(rt->flags & ROUTE_PRIMARY))
+            continue;
+        snprintf(url, sizeof(url), "%s%s", rt->path, rt->flags & ROUTE_PREFIX ? "x" : "");
+        snprintf(name, sizeof(name), "%s %s", rt->method, rt->path);
+        assert_int_equal(!!(rt->flags & ROUTE_REGISTRAR), registrar_allowed(rt));
+        if (!(rt->flags & ROUTE_OWNER)) {
+            bool known = false;
+            for (size_t k = 0; k < sizeof(public_routes) / sizeof(public_routes[0]); k++)
+                known |= strcmp(public_routes[k], name) == 0;
+            if (!known)
+                fail_msg("route %s is open to every caller: add it to public_routes only if it must be", name);
+            continue;
+        }
+        call(&st, &c, rt->method, url, REGISTRAR, NULL);
+        if (registrar_allowed(rt)) { /* past the guard: a body route then wants its body */
+            assert_int_not_equal(c.resp.status, 401);
+            assert_int_not_equal(c.resp.status, 403);
+            assert_int_equal(c.resp.status, rt->flags & ROUTE_BODY ? 400 : 200);
+            passed++;
+        } else {
+            if (c.resp.status != 403)
+                fail_msg("a registrar got status %u on %s", c.resp.status, name);
+            assert_string_equal(err_code(&c), "registrar_only");
+            const char *msg = json_string_value(json_object_get(json_object_get(c.resp.body, "error"), "message"));
+            assert_non_null(strstr(msg, REGISTRAR " is a registrar: it may only register backups and list them"));
+            refused++;
+        }
+        call_done(&c);
+        /* the same call from an identity that is no registrar: the owner's plain refusal */
+        call(&st, &c, rt->method, url, STRANGER, NULL);
+        assert_int_equal(c.resp.status, 403);
+        assert_string_equal(err_code(&c), "forbidden");
+        call_done(&c);
+    }
+    assert_int_equal(passed, 3);
+    assert_true(refused >= 8);
+}
+
 static void test_bodies_methods_and_modes(void **state)
 {
     (void)state;
@@ -323,6 +393,12 @@ static void test_registration_with_fake_las(void **state)
          json_pack("{s:O}", "completion", json_object_get(c3.resp.body, "completion")));
     assert_int_equal(c4.resp.status, 200);
     assert_string_equal(json_string_value(json_object_get(c4.resp.body, "node")), "n2");
+    uint8_t *audit = NULL;
+    size_t audit_size = 0; /* its audit record names who registered it */
+    assert_int_equal(cas_db_get(primary.st.pri.db, "audit/00000000000000000000", &audit, &audit_size), 0);
+    assert_non_null(strstr((const char *)audit, "\"event\":\"backup registering\""));
+    assert_non_null(strstr((const char *)audit, "\"by\":\"" OWNER "\""));
+    cas_db_value_free(audit, audit_size);
     /* the backup's entry opens with the backup node's seal key only, to the primary's database key */
     assert_int_equal(primary.st.pri.ks.count, 2);
     const struct cas_keystore_entry *e = cas_keystore_find(&primary.st.pri.ks, b->node.platform_id);
@@ -352,13 +428,120 @@ static void test_registration_with_fake_las(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Allowing and denying a registrar: checked input, an audit record with each change, kept in the
+ * database (read again at start), and a denial takes effect on the next request. */
+static void test_registrar_allow_deny(void **state)
+{
+    (void)state;
+    static struct node primary;
+    struct cas_state *st = &primary.st;
+    struct call c;
+    uint8_t *raw = NULL;
+    size_t size = 0;
+    primary_init(&primary);
+    assert_int_equal(cas_registrars_load(st), 0); /* none stored: none */
+    assert_int_equal(st->pri.registrar_count, 0);
+    call(st, &c, "GET", "/v1/backups", REGISTRAR, NULL);
+    assert_int_equal(c.resp.status, 403);
+    assert_string_equal(err_code(&c), "forbidden");
+    call_done(&c);
+    /* refusals, each named */
+    call(st, &c, "POST", "/v1/owner/registrars", OWNER, json_pack("{s:s}", "key_hash", "c2c2"));
+    assert_int_equal(c.resp.status, 400);
+    assert_string_equal(err_code(&c), "invalid_key_hash");
+    call_done(&c);
+    call(st, &c, "POST", "/v1/owner/registrars", OWNER,
+         json_pack("{s:s}", "key_hash", "g2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2"));
+    assert_int_equal(c.resp.status, 400);
+    assert_string_equal(err_code(&c), "invalid_key_hash");
+    call_done(&c);
+    call(st, &c, "POST", "/v1/owner/registrars", OWNER, json_pack("{s:s, s:i}", "key_hash", REGISTRAR, "x", 1));
+    assert_int_equal(c.resp.status, 400);
+    assert_string_equal(err_code(&c), "invalid_request");
+    call_done(&c);
+    call(st, &c, "POST", "/v1/owner/registrars", OWNER, json_pack("{s:s}", "key_hash", OWNER));
+    assert_int_equal(c.resp.status, 400);
+    assert_string_equal(err_code(&c), "owner_identity");
+    call_done(&c);
+    assert_int_equal(cas_db_get(st->pri.db, REC_REGISTRARS, &raw, &size), -ENOENT);
+    /* allowed (given in uppercase: stored as casd computes callers' hashes) */
+    char upper[65];
+    for (size_t i = 0; i < 64; i++)
+        upper[i] = REGISTRAR[i] == 'c' ? 'C' : REGISTRAR[i];
+    upper[64] = '\0';
+    call(st, &c, "POST", "/v1/owner/registrars", OWNER, json_pack("{s:s}", "key_hash", upper));
+    assert_int_equal(c.resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(c.resp.body, "allowed")), REGISTRAR);
+    call_done(&c);
+    assert_int_equal(cas_db_get(st->pri.db, "audit/00000000000000000000", &raw, &size), 0);
+    assert_non_null(strstr((const char *)raw, "registrar allowed"));
+    assert_non_null(strstr((const char *)raw, REGISTRAR));
+    cas_db_value_free(raw, size);
+    call(st, &c, "POST", "/v1/owner/registrars", OWNER, json_pack("{s:s}", "key_hash", REGISTRAR));
+    assert_int_equal(c.resp.status, 200); /* again: no change, no second audit record */
+    assert_true(json_is_true(json_object_get(c.resp.body, "already")));
+    call_done(&c);
+    assert_int_equal(cas_db_get(st->pri.db, "audit/00000000000000000001", &raw, &size), -ENOENT);
+    call(st, &c, "GET", "/v1/backups", REGISTRAR, NULL);
+    assert_int_equal(c.resp.status, 200);
+    call_done(&c);
+    call(st, &c, "GET", "/v1/owner", OWNER, NULL);
+    assert_int_equal(c.resp.status, 500); /* no owner record in this test's database ... */
+    call_done(&c);
+    /* ... read again at start from the database */
+    st->pri.registrar_count = 0;
+    assert_int_equal(cas_registrars_load(st), 0);
+    assert_int_equal(st->pri.registrar_count, 1);
+    assert_string_equal(st->pri.registrars[0], REGISTRAR);
+    json_t *list = cas_registrars_list(st);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "key_hash")), REGISTRAR);
+    json_decref(list);
+    /* a registrar cannot deny itself or anyone */
+    call(st, &c, "DELETE", "/v1/owner/registrars/" REGISTRAR, REGISTRAR, NULL);
+    assert_int_equal(c.resp.status, 403);
+    assert_string_equal(err_code(&c), "registrar_only");
+    call_done(&c);
+    call(st, &c, "DELETE", "/v1/owner/registrars/nothex", OWNER, NULL);
+    assert_int_equal(c.resp.status, 400);
+    assert_string_equal(err_code(&c), "invalid_key_hash");
+    call_done(&c);
+    call(st, &c, "DELETE", "/v1/owner/registrars/" STRANGER, OWNER, NULL);
+    assert_int_equal(c.resp.status, 404);
+    call_done(&c);
+    call(st, &c, "DELETE", "/v1/owner/registrars/" REGISTRAR, OWNER, NULL);
+    assert_int_equal(c.resp.status, 200);
+    call_done(&c);
+    assert_int_equal(cas_db_get(st->pri.db, "audit/00000000000000000001", &raw, &size), 0);
+    assert_non_null(strstr((const char *)raw, "registrar denied"));
+    cas_db_value_free(raw, size);
+    /* at once: the next request of that identity is refused */
+    call(st, &c, "GET", "/v1/backups", REGISTRAR, NULL);
+    assert_int_equal(c.resp.status, 403);
+    assert_string_equal(err_code(&c), "forbidden");
+    call_done(&c);
+    st->pri.registrar_count = 5; /* memory is replaced by what is stored */
+    assert_int_equal(cas_registrars_load(st), 0);
+    assert_int_equal(st->pri.registrar_count, 0);
+    /* a damaged record stops casd at start rather than being read as "no registrars" */
+    const char *bad[] = {"{\"registrars\":[{\"key_hash\":\"C2\",\"allowed_at\":1}]}", "{\"registrars\":{}}", "[]",
+                         "{\"registrars\":[{\"key_hash\":\"" REGISTRAR "\"}]}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(cas_db_put(st->pri.db, REC_REGISTRARS, bad[i], strlen(bad[i])), 0);
+        assert_int_equal(cas_registrars_load(st), -EBADMSG);
+    }
+    cas_state_wipe(st);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_owner_route_is_guarded),
-        cmocka_unit_test(test_bodies_methods_and_modes),
-        cmocka_unit_test(test_attestation),
-        cmocka_unit_test(test_registration_with_fake_las),
+        cmocka_unit_test(test_every_owner_route_is_guarded), cmocka_unit_test(test_bodies_methods_and_modes),
+        cmocka_unit_test(test_registrar_on_every_route),     cmocka_unit_test(test_attestation),
+        cmocka_unit_test(test_registration_with_fake_las),   cmocka_unit_test(test_registrar_allow_deny),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
