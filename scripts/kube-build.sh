@@ -45,7 +45,7 @@ step() { # description command...: one progress line; the command's output goes 
   printf 'kube-build: %s ... ' "$what"
   echo "=== $what: $*" >>"$LOG"
   set +e
-  "$@" >>"$LOG" 2>&1
+  (set -e; "$@") >>"$LOG" 2>&1 # errexit inside the step's functions too
   st=$?
   set -e
   if [ $st -ne 0 ]; then
@@ -88,14 +88,17 @@ apt_private() {
 SRC=$WORK/src
 download() {
   mkdir -p "$SRC"
-  if [ -f "$SRC/$ORIG" ] && echo "$ORIG_SHA256  $SRC/$ORIG" | sha256sum -c --status; then
+  local have_orig=0 have_reflect2=0
+  if [ -f "$SRC/$ORIG" ] && echo "$ORIG_SHA256  $SRC/$ORIG" | sha256sum -c --status; then have_orig=1; fi
+  if compgen -G "$SRC/${REFLECT2_PKG}_*.deb" >/dev/null; then have_reflect2=1; fi
+  [ $have_orig -eq 1 ] && [ $have_reflect2 -eq 1 ] || apt_private update
+  if [ $have_orig -eq 1 ]; then
     echo "already downloaded: $SRC/$ORIG"
   else
-    apt_private update
     (cd "$SRC" && apt_private source --download-only "$DEB_SOURCE=$DEB_VERSION")
   fi
   echo "$ORIG_SHA256  $SRC/$ORIG" | sha256sum -c
-  (cd "$SRC" && rm -f "$REFLECT2_PKG"_*.deb && apt_private download "$REFLECT2_PKG")
+  [ $have_reflect2 -eq 1 ] || (cd "$SRC" && apt_private download "$REFLECT2_PKG")
 }
 
 GOPATH_DIR=$WORK/gopath

@@ -141,9 +141,9 @@ class _Proc:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self):
+    def stop(self, timeout=15):
         if self.proc is not None:
-            _stop(self.proc, timeout=15)
+            _stop(self.proc, timeout=timeout)
             self.proc = None
 
     def tail(self, n=40):
@@ -266,9 +266,11 @@ class KubeCluster:
             if p is not None:
                 p.stop()
 
-    def restart_apiserver(self):
-        """Stops kube-apiserver and starts it again on the same port and etcd data."""
-        self.apiserver.stop()
+    def restart_apiserver(self, grace=3):
+        """Stops kube-apiserver (SIGTERM, SIGKILL after `grace` seconds: on SIGTERM it waits up to 60 s
+        for open watches to end, and every stand-in kubelet holds one) and starts it again on the same
+        port and etcd data."""
+        self.apiserver.stop(timeout=grace)
         self.apiserver.start()
         self.wait_ready()
 
@@ -462,7 +464,8 @@ class KubeCluster:
                         s = dict(s, namespace=namespace, name=sa_name)
                     subjects.append(s)
                 if kind == "ClusterRoleBinding":
-                    status, cur = self.api("GET", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{meta['name']}")
+                    status, cur = self.api(
+                        "GET", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{meta['name']}")
                     if status == 200:
                         for s in cur.get("subjects") or []:
                             if s not in subjects:
@@ -565,6 +568,7 @@ class _PodWorker(threading.Thread):
         self.reboot = False
         self.stopped = threading.Event()
         self.last_status = None
+        self.last_conditions = {}
         self.volumes = {}
         self.sa_dir = None
 
@@ -692,7 +696,8 @@ class _PodWorker(threading.Thread):
                 if "fieldRef" in vf:
                     env[e["name"]] = self._field(vf["fieldRef"]["fieldPath"])
                 elif "secretKeyRef" in vf or "configMapKeyRef" in vf:
-                    kind, ref = ("secrets", vf["secretKeyRef"]) if "secretKeyRef" in vf else ("configmaps", vf["configMapKeyRef"])
+                    kind, ref = ("secrets", vf["secretKeyRef"]) if "secretKeyRef" in vf \
+                        else ("configmaps", vf["configMapKeyRef"])
                     status, obj = self.k.cluster.api("GET", f"/api/v1/namespaces/{self.ns}/{kind}/{ref['name']}")
                     val = (obj.get("data") or {}).get(ref["key"]) if status == 200 else None
                     if val is None:
@@ -772,7 +777,8 @@ class _PodWorker(threading.Thread):
         c.state = c.last_state
         c.proc = None
         c.ready = False
-        if self.deleting is None and (self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)):
+        policy = self.restart_policy
+        if self.deleting is None and (policy == "Always" or (policy == "OnFailure" and code != 0)):
             c.restart_count += 1
             # a short crash-loop back-off (the kubelet's starts at 10 s)
             c.backoff_until = time.monotonic() + min(0.5 * c.restart_count, 5)
@@ -789,7 +795,11 @@ class _PodWorker(threading.Thread):
         now = time.monotonic()
         if now < c.next_probe:
             return
-        period = rp.get("periodSeconds") or self.k.default_probe_period
+        period = rp.get("periodSeconds") or 10
+        if period == 10:
+            # The apiserver stores a pod without periodSeconds with 10 (its default): the two cannot be
+            # told apart, so 10 means "the kubelet's default" here, which tests make shorter.
+            period = self.k.default_probe_period
         c.next_probe = now + period
         ok = self._probe_once(c, rp)
         if ok:
@@ -871,25 +881,24 @@ class _PodWorker(threading.Thread):
                 "startTime": self.start_time, "conditions": conds, "containerStatuses": statuses}
 
     def _report(self):
+        """Sends the pod's status when it changed (a merge patch of the status subresource)."""
         st = self._status()
         key = json.dumps(st, sort_keys=True)
         if key == self.last_status:
             return
-        # lastTransitionTime only where the condition changed
-        old = {}
-        if self.last_status:
-            old = {c["type"]: c for c in json.loads(self.last_status)["conditions"]}
-        self.last_status = key
         now = rfc3339()
-        for cnd in st["conditions"]:
-            prev = old.get(cnd["type"])
-            cnd["lastTransitionTime"] = prev["lastTransitionTime"] if prev and prev["status"] == cnd["status"] \
-                and "lastTransitionTime" in prev else now
-        self.last_status = json.dumps(st, sort_keys=True)
+        for cnd in st["conditions"]:  # lastTransitionTime only where the condition changed
+            prev = self.last_conditions.get(cnd["type"])
+            cnd["lastTransitionTime"] = prev[1] if prev and prev[0] == cnd["status"] else now
         try:
-            self.k.cluster.patch_status(f"/api/v1/namespaces/{self.ns}/pods/{self.name}", st)
+            status, out = self.k.cluster.patch_status(f"/api/v1/namespaces/{self.ns}/pods/{self.name}", st)
         except (OSError, http.client.HTTPException):
-            self.last_status = None  # the apiserver is away (e.g. restarting): report again next round
+            status, out = None, None  # the apiserver is restarting: sent again on the next round
+        if status == 200:
+            self.last_status = key
+            self.last_conditions = {c["type"]: (c["status"], c["lastTransitionTime"]) for c in st["conditions"]}
+        elif status not in (None, 403, 404, 409, 500, 503):  # 403, 5xx: an apiserver just restarted
+            self.k.errors.append(f"status of pod {self.ns}/{self.name}: {status} {out}")
 
     # --- the loop --------------------------------------------------------------------------------------
     def run(self):
@@ -1061,11 +1070,19 @@ class StandInKubelet:
       KUBERNETES_SERVICE_HOST/PORT naming the apiserver (127.0.0.1, not a Service IP).
     - Probes: readinessProbe httpGet (HTTP, or HTTPS without verification), tcpSocket and exec; the
       period from the spec, or `default_probe_period` (10 s as in Kubernetes, tests pass less) when the
-      spec gives none. No liveness or startup probes, no init containers, no resource limits.
+      spec gives none (the apiserver fills in 10 s then, so a period of exactly 10 s counts as none).
+      No liveness or startup probes, no init containers, no resource limits.
     - Logs: each container's stdout+stderr goes to <node root>/pods/<ns>_<pod>_<uid>/<container>-<restart>.log,
       served over HTTPS on the node's InternalIP at its kubeletEndpoint port as
       /containerLogs/{ns}/{pod}/{container} (tailLines, limitBytes, previous, follow), so the
-      apiserver's pods/log works.
+      apiserver's pods/log works. stop() fails the test when a pod's log holds a sanitizer report.
+    - Lifecycle: restartPolicy Always/OnFailure restart an exited container (short back-off,
+      restartCount + 1), Never leaves the pod Succeeded or Failed. A deletionTimestamp means SIGTERM to
+      the container's process group, SIGKILL after the grace period, then the final DELETE
+      (gracePeriodSeconds=0, uid precondition). restart_node is a reboot: new bootID, every container
+      killed and started again. No pod sandbox: the pod keeps its address across restarts.
+    - Unix sockets in hostPath volumes live under the test's tmp directory: keep node names and test
+      names short enough for the 108-byte socket path limit.
     """
 
     def __init__(self, cluster, nodes_root, images=None, default_probe_period=10.0, heartbeat=10.0):
@@ -1379,7 +1396,8 @@ class StandInKubelet:
                     return pod
             time.sleep(0.1)
         raise KubeError(f"pod {namespace}/{name} not ready={ready} phase={phase} in {timeout} s: "
-                        f"{json.dumps((pod or {}).get('status'), indent=1)}\nlog: {self.pod_log(namespace, name)[-2000:]}")
+                        f"{json.dumps((pod or {}).get('status'), indent=1)}\n"
+                        f"log: {self.pod_log(namespace, name)[-2000:]}")
 
     def wait_gone(self, namespace, name, timeout=30):
         deadline = time.monotonic() + timeout

@@ -196,6 +196,7 @@ def test_two_replicas_one_leader(cluster):
     c = cluster()
     a = c.controller(name="a", POD_NAME="replica-a")
     b = c.controller(name="b", POD_NAME="replica-b")
+    # which one leads is known only once one says so (choosing at once picked the standby at times)
     wait_for(lambda: "became the leader" in a.log() + b.log(), timeout=30, what="a leader")
     wait_all_registered(a if "became the leader" in a.log() else b, c.workers)
     leaders = [x for x in (a, b) if "became the leader" in x.log()]

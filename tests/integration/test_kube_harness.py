@@ -11,7 +11,7 @@ import uuid
 
 import yaml
 
-from kube import BUILD_COMMAND, KUBE_VERSION, kube_binary, las_pod, las_public_key
+from kube import BUILD_COMMAND, KUBE_VERSION, KubeCluster, StandInKubelet, kube_binary, las_pod, las_public_key
 
 NODE_IP = "127.0.0.201"
 
@@ -57,7 +57,8 @@ def test_node_registered(kube, kubelet):
 SERVER = textwrap.dedent("""\
     import http.server, os, signal, sys, time
     ip, gate = sys.argv[1], sys.argv[2]
-    print("hello from", os.environ["POD_NAME"], "on", os.environ["NODE"], "greeting", os.environ["GREETING"], flush=True)
+    env = os.environ
+    print("hello from", env["POD_NAME"], "on", env["NODE"], "greeting", env["GREETING"], flush=True)
     print("args:", sys.argv[3:], flush=True)
     signal.signal(signal.SIGTERM, lambda *a: (print("bye", flush=True), os._exit(0)))
     while not os.path.exists(gate):
@@ -259,6 +260,48 @@ def test_rbac_service_account_and_client_certificates(kube, kube_ns, tmp_path):
     assert kube.api("GET", "/api/v1/namespaces", cert=kube.client_certs[root])[0] == 200
 
 
+IN_CLUSTER = textwrap.dedent("""\
+    import http.client, os, ssl
+    sa = os.environ["SA_DIR"]
+    print("config", open(os.path.join(os.environ["CFG"], "greeting")).read(), os.environ["PW"], flush=True)
+    ctx = ssl.create_default_context(cafile=os.path.join(sa, "ca.crt"))
+    token, ns = open(os.path.join(sa, "token")).read(), open(os.path.join(sa, "namespace")).read()
+    for what in ("pods", "secrets"):
+        c = http.client.HTTPSConnection(os.environ["KUBERNETES_SERVICE_HOST"],
+                                        int(os.environ["KUBERNETES_SERVICE_PORT"]), context=ctx)
+        c.request("GET", f"/api/v1/namespaces/{ns}/{what}", headers={"Authorization": "Bearer " + token})
+        print(what, c.getresponse().status, flush=True)
+""")
+
+
+def test_in_cluster_service_account_and_config_volumes(kube, kube_ns, kubelet, tmp_path):
+    """A pod naming a serviceAccountName gets a token as in-cluster clients expect it (the stand-in
+    does the disabled ServiceAccount admission plugin's part); configMap/secret volumes and env."""
+    kubelet.images["test/tools:1"] = tools_image(tmp_path)
+    kubelet.add_node("node-a", NODE_IP)
+    rbac = tmp_path / "rbac.yaml"
+    rbac.write_text(RBAC)
+    kube.apply_rbac(str(rbac), kube_ns, "reader")
+    kube.create(kube_ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+                          "data": {"greeting": "hi"}})
+    kube.create(kube_ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"},
+                          "stringData": {"pw": "s3cret"}})
+    kube.create(kube_ns, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+        "spec": {"nodeName": "node-a", "restartPolicy": "Never", "serviceAccountName": "reader",
+                 "containers": [{
+                     "name": "c", "image": "test/tools:1", "command": ["python3", "-c", IN_CLUSTER],
+                     "env": [{"name": "SA_DIR", "value": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                             {"name": "CFG", "value": "/etc/cfg"},
+                             {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}}],
+                     "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}],
+                 "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}]}})
+    kubelet.wait_pod(kube_ns, "client", phase="Succeeded")
+    status, log = kube.api("GET", f"/api/v1/namespaces/{kube_ns}/pods/client/log")
+    assert status == 200 and log == "config hi s3cret\npods 200\nsecrets 403\n", log
+    assert kube.api("GET", f"/api/v1/namespaces/{kube_ns}/pods/client/log?follow=true") == (status, log)
+
+
 def test_apiserver_restart_keeps_objects(kube, kube_ns, kubelet):
     kubelet.add_node("node-a", NODE_IP)
     cm = kube.create(kube_ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"},
@@ -269,3 +312,44 @@ def test_apiserver_restart_keeps_objects(kube, kube_ns, kubelet):
     # the stand-in kubelet's watch comes back too: a pod created now still runs
     kube.create(kube_ns, las_pod("node-a", "las-after"))
     kubelet.wait_pod(kube_ns, "las-after", ready=True, timeout=30)
+
+
+def test_controller_manager_and_scheduler_drive_the_stand_in(tmp_path):
+    """with_controller_manager/with_scheduler: a DaemonSet's pod is made by the real controller-manager,
+    bound by the real scheduler and run by the stand-in kubelet; the namespace's default
+    ServiceAccount appears (the controller-manager's work)."""
+    cluster = KubeCluster(tmp_path / "cp", with_controller_manager=True, with_scheduler=True)
+    kubelet = None
+    try:
+        cluster.start()
+        kubelet = StandInKubelet(cluster, tmp_path / "nodes", default_probe_period=0.5)
+        kubelet.add_node("node-a", NODE_IP)
+        ns = cluster.namespace()
+        pod = las_pod("node-a", "unused")
+        spec = dict(pod["spec"])
+        del spec["nodeName"]
+        cluster.create(ns, {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "las"},
+                            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "las"}},
+                                     "template": {"metadata": {"labels": pod["metadata"]["labels"]}, "spec": spec}}})
+        deadline = time.monotonic() + 45
+        items = []
+        while time.monotonic() < deadline:
+            kubelet.check()
+            items = cluster.must("GET", f"/api/v1/namespaces/{ns}/pods")["items"]
+            if items and any(c["type"] == "Ready" and c["status"] == "True"
+                             for c in items[0].get("status", {}).get("conditions", [])):
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"no Ready DaemonSet pod: {items}")
+        assert items[0]["spec"]["nodeName"] == "node-a"
+        assert items[0]["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"
+        deadline = time.monotonic() + 20
+        while cluster.api("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/default")[0] != 200:
+            assert time.monotonic() < deadline, "no default ServiceAccount from the controller-manager"
+            time.sleep(0.3)
+    finally:
+        if kubelet is not None:
+            kubelet.stop()
+        cluster.stop()
+    kubelet.check()
