@@ -406,6 +406,7 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
         if (!strcmp(c->nodes[i].v.uid, node->uid))
             n = &c->nodes[i];
     unsigned failures = 0;
+    double delay = 0;
     if (n) {
         n->job = JOB_NONE;
         if (ret == 0) {
@@ -416,7 +417,7 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
             snprintf(n->v.reg_boot, sizeof(n->v.reg_boot), "%s", node->boot_id);
         } else {
             failures = ++n->failures;
-            double delay = (double)c->s.retry_base * (double)(1u << (failures > 10 ? 10 : failures - 1));
+            delay = (double)c->s.retry_base * (double)(1u << (failures > 10 ? 10 : failures - 1));
             if (delay > (double)c->s.retry_max)
                 delay = (double)c->s.retry_max;
             uint32_t r = 0;
@@ -436,8 +437,8 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
                   "CAS %s (namespace %s): backup registered for platform %s in %.1f s", c->s.cas_name, c->s.namespace,
                   platform, took);
     } else if (!c->stop) {
-        LOG_MODULE_ERROR(CTL_LOG, "Failed to register backup on node %s: %s (attempt %u; retrying with back-off)",
-                         node->name, err, failures);
+        LOG_MODULE_ERROR(CTL_LOG, "Failed to register backup on node %s: %s (attempt %u; retrying in %.1f s)",
+                         node->name, err, failures, delay);
         ctl_event(c, &CTL_NODE_OBJECT(node), true, "BackupRegistrationFailed", "CAS %s (namespace %s): %s",
                   c->s.cas_name, c->s.namespace, err);
     }

@@ -162,10 +162,16 @@ def test_failing_node_backs_off_while_others_succeed(cluster):
         return [time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
                 for m in re.finditer(r"^(\S+ \S+),(\d+) \S+ " + what, ctl.log(), re.M)]
     failed, tried = stamps("Failed to register backup on node node-3"), stamps("Provisioning backup CAS on node node-3")
+    delays = [float(d) for d in re.findall(r"Failed to register backup on node node-3: .*; retrying in ([0-9.]+) s\)",
+                                           ctl.log())]
     assert "TCB 0 is lower than the primary's TCB 1" in ctl.log()
-    # the wait before each retry (RETRY_BASE_SECONDS=1, RETRY_MAX_SECONDS=4): 1, 2, 4 s times 0.5..1.5
-    waits = [tried[i + 1] - failed[i] for i in range(3)]
-    assert 0.4 <= waits[0] <= 1.7 and 1.9 <= waits[2] <= 6.2, waits
+    # RETRY_BASE_SECONDS=1, RETRY_MAX_SECONDS=4: 1, 2, 4, 4 s, each times a jitter of 0.5..1.5 ...
+    for i, d in enumerate(delays[:4]):
+        base = min(1 << i, 4)
+        assert 0.5 * base - 0.05 <= d <= 1.5 * base + 0.05, delays
+    # ... and no retry before its delay has passed
+    for i in range(3):
+        assert tried[i + 1] - failed[i] >= delays[i] - 0.1, (tried, failed, delays)
     ctl.wait_log("node(s) other than CAS's own hold a registered backup (MIN_BACKUPS=2)")
     m = ctl.metrics()
     assert m['custos_backup_controller_registrations_total{result="failure"}'] >= 3
