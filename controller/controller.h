@@ -115,8 +115,11 @@ struct ctl {
     char self[256];
 };
 
-/* worker.c: monotonic seconds */
+/* worker.c: monotonic seconds; a condition wait of at most ms (lock held); whether CAS's list of
+ * platforms holds `platform` (lock held) */
 double ctl_now(void);
+void ctl_wait_ms(pthread_cond_t *cv, pthread_mutex_t *lock, long ms);
+bool ctl_cas_lists(const struct ctl *c, const char *platform);
 
 /* parse.c: untrusted API objects into bounded views (fuzzed by fuzz_controller). */
 int ctl_node_parse(const json_t *node, const struct ctl_settings *s, struct ctl_node_view *out, char *err,

@@ -18,14 +18,6 @@
 
 #include "controller.h"
 
-static bool in_cas(const struct ctl *c, const char *platform)
-{
-    for (size_t i = 0; i < c->n_cas_platforms; i++)
-        if (!strcmp(c->cas_platforms[i], platform))
-            return true;
-    return false;
-}
-
 /* `cas backups list --json`: which platforms can open CAS's database. */
 static void fetch_cas(struct ctl *c)
 {
@@ -177,12 +169,12 @@ static json_t *decide(struct ctl *c, struct label_change **labels, size_t *n_lab
         const char *platform = n->las_key[0] ? n->las_key : n->v.reg_platform;
         bool reg;
         if (n->las_key[0])
-            reg = in_cas(c, n->las_key);
+            reg = ctl_cas_lists(c, n->las_key);
         else
-            reg = n->v.reg_platform[0] && (!c->cas_known || in_cas(c, n->v.reg_platform)) &&
+            reg = n->v.reg_platform[0] && (!c->cas_known || ctl_cas_lists(c, n->v.reg_platform)) &&
                   !strcmp(n->v.reg_boot, n->v.boot_id);
         bool differs = (n->las_key[0] && n->v.reg_platform[0] && strcmp(n->las_key, n->v.reg_platform) != 0) ||
-                       (c->cas_known && n->v.reg_platform[0] && !in_cas(c, n->v.reg_platform));
+                       (c->cas_known && n->v.reg_platform[0] && !ctl_cas_lists(c, n->v.reg_platform));
         if (n->job != JOB_NONE)
             reg = false;
         n->registered = reg;
@@ -297,10 +289,7 @@ void ctl_reconcile_loop(struct ctl *c)
             due = las_due(n, now) || (!n->registered && n->job == JOB_NONE && n->next_try > 0 && now >= n->next_try);
         }
         if (!(c->changed || due || now >= next_pass) || !synced || !c->leader) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
-            pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+            ctl_wait_ms(&c->wake, &c->lock, 1000);
             continue;
         }
         bool periodic = now >= next_pass || !was_leader;

@@ -23,6 +23,27 @@ double ctl_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+void ctl_wait_ms(pthread_cond_t *cv, pthread_mutex_t *lock, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(cv, lock, &ts);
+}
+
+bool ctl_cas_lists(const struct ctl *c, const char *platform)
+{
+    for (size_t i = 0; i < c->n_cas_platforms; i++)
+        if (!strcmp(c->cas_platforms[i], platform))
+            return true;
+    return false;
+}
+
 /* ---- child processes -------------------------------------------------------------------------- */
 static void log_lines(const char *prefix, char *buf, size_t *len, bool flush)
 {
@@ -249,14 +270,7 @@ static bool wait_pod_gone(struct ctl *c, const char *name, double deadline)
 {
     pthread_mutex_lock(&c->lock);
     while (pod_find(c, name) && ctl_now() < deadline && !c->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&c->pods_cv, &c->lock, &ts);
+        ctl_wait_ms(&c->pods_cv, &c->lock, 200);
     }
     bool gone = !pod_find(c, name);
     pthread_mutex_unlock(&c->lock);
@@ -293,10 +307,7 @@ static int wait_pod_ready(struct ctl *c, const char *name, const char *uid, char
                          waiting[0] ? ", waiting: " : "", waiting);
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&c->pods_cv, &c->lock, &ts);
+        ctl_wait_ms(&c->pods_cv, &c->lock, 1000);
     }
     pthread_mutex_unlock(&c->lock);
     return ret;
@@ -385,11 +396,8 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
     int ret = register_node(c, node, platform, err, sizeof(err));
     if (ret == 0) { /* CAS lists it now: known before the node's new annotation comes back by watch */
         pthread_mutex_lock(&c->lock);
-        bool known = false;
-        for (size_t i = 0; i < c->n_cas_platforms; i++)
-            known |= !strcmp(c->cas_platforms[i], platform);
         char(*a)[CTL_PLATFORM_LEN + 1] =
-            known ? NULL : realloc(c->cas_platforms, (c->n_cas_platforms + 1) * sizeof(*a));
+            ctl_cas_lists(c, platform) ? NULL : realloc(c->cas_platforms, (c->n_cas_platforms + 1) * sizeof(*a));
         if (a) {
             c->cas_platforms = a;
             memcpy(a[c->n_cas_platforms++], platform, sizeof(*a));
