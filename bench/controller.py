@@ -75,7 +75,7 @@ ARGS = parse_args()
 os.environ["CUSTOS_BUILD"] = os.path.abspath(ARGS.build)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
-from ctl_harness import Cluster  # noqa: E402
+from ctl_harness import Cluster, require_binaries  # noqa: E402
 from kube import KUBE_BIN, KubeCluster, StandInKubelet, rfc3339  # noqa: E402
 
 
@@ -442,11 +442,7 @@ def main():
     cmd = "/usr/bin/python3 bench/controller.py " + " ".join(sys.argv[1:])
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for b in ("cas-backup-controller", "casd", "lasd", "cas"):
-        if not os.access(os.path.join(ARGS.build, b), os.X_OK):
-            sys.exit(f"bench/controller: {ARGS.build}/{b} missing: build first (scripts/build.sh build)")
-    if not os.access(os.path.join(KUBE_BIN, "kube-apiserver"), os.X_OK):
-        sys.exit(f"bench/controller: no kube-apiserver in {KUBE_BIN}: run bash scripts/kube-build.sh")
+    require_binaries(ARGS.build, "bench/controller")
     out(f"$ {cmd.strip()}")
     for line in machine_facts(ARGS.build):
         out(line)

@@ -47,9 +47,9 @@ ARGS = parse_args()
 os.environ["CUSTOS_BUILD"] = os.path.abspath(ARGS.build)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
-from ctl_harness import Cluster  # noqa: E402
+from ctl_harness import Cluster, require_binaries  # noqa: E402
 from harness import CasNode  # noqa: E402
-from kube import KUBE_BIN, KUBE_VERSION, KubeCluster, StandInKubelet  # noqa: E402
+from kube import KUBE_VERSION, KubeCluster, StandInKubelet  # noqa: E402
 
 
 class Interrupted(Exception):
@@ -104,11 +104,7 @@ def last_summary_text(log):
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for b in ("cas-backup-controller", "casd", "lasd", "cas"):
-        if not os.access(os.path.join(ARGS.build, b), os.X_OK):
-            sys.exit(f"demo: {ARGS.build}/{b} missing: build first (scripts/build.sh build)")
-    if not os.access(os.path.join(KUBE_BIN, "kube-apiserver"), os.X_OK):
-        sys.exit(f"demo: no kube-apiserver in {KUBE_BIN}: run bash scripts/kube-build.sh first")
+    require_binaries(ARGS.build, "demo")
     tmp = tempfile.mkdtemp(prefix="custos-demo-cluster-")
     print(f"demo: the simulated cluster's files and logs: {tmp}", flush=True)
     kube = kubelet = c = moved = None

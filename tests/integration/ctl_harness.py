@@ -9,7 +9,7 @@ import types
 import urllib.request
 
 from harness import CasNode, Daemon, binary, free_port, provision_owner, wait_for
-from kube import las_pod, las_public_key
+from kube import KUBE_BIN, las_pod, las_public_key
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LAS_SELECTOR = "app.kubernetes.io/name=las"
@@ -169,3 +169,13 @@ class Cluster:
 def wait_all_registered(ctl, nodes, timeout=90):
     wait_for(lambda: ctl.summaries() and all(ctl.summaries()[-1].get(n) for n in nodes), timeout=timeout,
              what=f"every node registered:\n{ctl.log()[-4000:]}")
+
+
+def require_binaries(build, prog):
+    """Exits naming what to run when a binary the simulated cluster needs is missing (bench, demo)."""
+    import sys
+    for b in ("cas-backup-controller", "casd", "lasd", "cas"):
+        if not os.access(os.path.join(build, b), os.X_OK):
+            sys.exit(f"{prog}: {build}/{b} missing: build first (scripts/build.sh build)")
+    if not os.access(os.path.join(KUBE_BIN, "kube-apiserver"), os.X_OK):
+        sys.exit(f"{prog}: no kube-apiserver in {KUBE_BIN}: run bash scripts/kube-build.sh first")
