@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Session secrets: generation, references, command matching (stub: being written). */
+#include "session.h"

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cas-run: injection files (stub). */
+#include "cli.h"

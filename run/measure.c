@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cas-run: measuring the program (stub). */
+#include "cli.h"
