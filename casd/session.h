@@ -79,3 +79,26 @@ int cas_session_expand(const struct cas_secret_source *src, const char *in, size
  * mismatch to errors (a JSON array of strings) and returns false; on success *filled is the command
  * with @@N replaced by the caller's word N (references not yet expanded). */
 bool cas_service_match_command(const json_t *service, const json_t *argv, json_t *errors, json_t **filled);
+
+/* ---- helpers shared by session.c and session_secrets.c ---------------------------------------- */
+#define CAS_SESSION_MAX_LIST 64           /* mrenclaves, platforms, access lists, export lists, ... */
+#define CAS_SESSION_MAX_PATH 4095         /* pwd and injection file paths */
+#define CAS_SESSION_MAX_EXPAND (1u << 20) /* an expansion's result */
+
+/* The secret definition named name in a session's normal form (NULL when absent). */
+const json_t *cas_session_secret(const json_t *session, const char *name);
+
+/* One $$CAS::NAME[:FORMAT]$$ reference: bytes [start, end) of the text, format "" when plain. */
+struct cas_secret_ref {
+    size_t start, end;
+    char name[129];
+    char format[8];
+};
+/* Finds the next reference in s[*pos..size) (s need not be NUL-terminated): 1 with *ref filled and
+ * *pos = ref->end, 0 when there is none, -EINVAL with err when a "$$CAS::" does not close or what it
+ * holds is not NAME or NAME:FORMAT (FORMAT hex, base64, crt, key). err quotes no input but the
+ * reference's offset. */
+int cas_ref_next(const char *s, size_t size, size_t *pos, struct cas_secret_ref *ref, char *err, size_t err_size);
+/* NULL when a secret of kind (NULL: not known yet, an import) may be referenced with format ("" for
+ * plain) in a text (environment value, command word) or an injection file; else why not. */
+const char *cas_ref_format_problem(const char *kind, const char *format, bool text);
