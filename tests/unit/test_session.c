@@ -193,6 +193,29 @@ static void test_lowercase_uppercase(void **state)
     json_decref(s);
 }
 
+/* The normal form is itself a session text, and parses to itself. */
+static void test_normal_form_fixed_point(void **state)
+{
+    (void)state;
+    const char *texts[] = {
+        QUICKSTART,
+        HDR "predecessor: " M64 "\naccess_policy: {read: [CREATOR, " B64 "]}\nsecrets:\n  - name: a\n"
+            "    export: [o]\n  - name: h\n    kind: hex\n    value: AB00\n  - name: x\n    kind: x509\n"
+            "    issuer: r\n  - name: r\n    kind: x509\n    export: \"*\"\n  - name: i\n"
+            "    import: {session: o, secret: z}\n" SVC "    platforms: [\"" PLATFORM "\"]\n"
+            "    protected_files: [{path: a, sha256: " B64 "}]\n    environment: {T: \"\\t\\u00e9 $$CAS::a$$\"}\n",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        json_t *a = parse_ok(texts[i]);
+        char *dump = json_dumps(a, JSON_SORT_KEYS | JSON_COMPACT);
+        json_t *b = parse_ok(dump);
+        assert_true(json_equal(a, b));
+        free(dump);
+        json_decref(a);
+        json_decref(b);
+    }
+}
+
 static void test_json_text(void **state)
 {
     (void)state;
@@ -441,6 +464,10 @@ static void test_refuse_services(void **state)
     refused(HDR SVC "  - name: svc\n    mrenclaves: [" M64 "]\n    command: prog\n",
             "services[1].name: duplicate name 'svc' (also services[0])");
     refused(HDR "services:\n  - mrenclaves: []\n", "services[0].name: missing");
+    refused(HDR "services:\n  - name: \"a:b\"\n",
+            "services[0].name: 'a:b' is not a name (1..128 characters of A-Z a-z 0-9 . _ -, not '.' or '..')");
+    refused(HDR SVC "    image_name: [img]\n", "services[0].image_name: must be a string");
+    refused(HDR SVC "    platforms: " PLATFORM "\n", "services[0].platforms: must be a list");
     refused(HDR SVC "    image_name: img\n", "services[0].image_name: no image 'img' in this session's images");
     refused(HDR "services:\n  - name: svc\n    command: prog\n", "services[0].mrenclaves: missing");
     refused(HDR "services:\n  - name: svc\n    mrenclaves: []\n    command: prog\n",
@@ -895,6 +922,19 @@ static void test_secrets_refuse_unparsed(void **state)
     (void)state;
     char err[256] = "";
     json_t *out = (json_t *)1;
+    /* an issuer kept from a damaged record cannot sign: said, not crashed */
+    json_t *v1 = parse_ok(HDR "secrets:\n  - name: root\n    kind: x509\n");
+    json_t *s1 = secrets_ok(v1, NULL);
+    json_object_set_new(json_object_get(s1, "root"), "crt", json_string("junk"));
+    json_t *v2 = parse_ok(HDR "secrets:\n  - name: root\n    kind: x509\n  - name: leaf\n    kind: x509\n"
+                              "    issuer: root\n");
+    assert_int_equal(cas_session_secrets(v2, s1, &out, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "secret 'leaf': cannot make its value (Invalid argument)");
+    assert_null(out);
+    json_decref(v1);
+    json_decref(s1);
+    json_decref(v2);
+    out = (json_t *)1;
     /* a loop that did not go through the parser: refused, not a stack overflow */
     json_t *s = json_pack("{s:[{s:s, s:s, s:s}, {s:s, s:s, s:s}]}", "secrets", "name", "a", "kind", "x509", "issuer",
                           "b", "name", "b", "kind", "x509", "issuer", "a");
@@ -1098,6 +1138,15 @@ static void test_expand_refusals(void **state)
     expand_refused(f, "$$CAS::pw:key$$", 15, true, -EINVAL, "$$CAS::pw:key$$: :crt and :key are only for x509 secrets");
     expand_refused(f, "$$CAS::x:base64$$", 17, true, -EINVAL,
                    "$$CAS::x:base64$$: :hex and :base64 do not apply to x509 secrets (use :crt or :key)");
+    uint8_t *none = (uint8_t *)1;
+    size_t none_size = 1;
+    char nerr[64];
+    assert_int_equal(cas_session_expand(&f->src, NULL, 1, true, &none, &none_size, nerr, sizeof(nerr)), -EINVAL);
+    assert_string_equal(nerr, "no input");
+    assert_null(none);
+    assert_int_equal(cas_session_expand(&f->src, NULL, 0, true, &none, &none_size, nerr, sizeof(nerr)), 0);
+    assert_int_equal(none_size, 0);
+    free(none);
     /* NUL: in a text, refused wherever it comes from */
     expand_refused(f, "a\0b", 3, true, -EINVAL, "the text holds a NUL byte");
     /* secrets missing for this version */
@@ -1122,10 +1171,15 @@ static void test_expand_refusals(void **state)
     assert_int_equal(cas_session_expand(&f->src, eight, strlen(eight), true, &out, &size, err, sizeof(err)), 0);
     assert_int_equal(size, 1u << 20);
     free(out);
-    char *huge = malloc(CAS_SESSION_MAX_EXPAND + 1);
+    char *huge = malloc(CAS_SESSION_MAX_EXPAND + 32);
     assert_non_null(huge);
-    memset(huge, 'x', CAS_SESSION_MAX_EXPAND + 1);
+    memset(huge, 'x', CAS_SESSION_MAX_EXPAND + 32);
     expand_refused(f, huge, CAS_SESSION_MAX_EXPAND + 1, true, -E2BIG, "the expansion is over 1048576 bytes");
+    memcpy(huge + CAS_SESSION_MAX_EXPAND + 1, "$$CAS::pw$$", 11); /* the literal before a reference */
+    expand_refused(f, huge, CAS_SESSION_MAX_EXPAND + 12, true, -E2BIG, "the expansion is over 1048576 bytes");
+    memcpy(huge + CAS_SESSION_MAX_EXPAND - 20, "$$CAS::big:hex$$", 16); /* the reference itself */
+    expand_refused(f, huge, CAS_SESSION_MAX_EXPAND - 4, true, -E2BIG,
+                   "$$CAS::big:hex$$: the expansion is over 1048576 bytes");
     free(huge);
 }
 
@@ -1239,6 +1293,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_lowercase_uppercase),
         cmocka_unit_test(test_json_text),
+        cmocka_unit_test(test_normal_form_fixed_point),
         cmocka_unit_test(test_refuse_document),
         cmocka_unit_test(test_refuse_access_security),
         cmocka_unit_test(test_refuse_secrets),
