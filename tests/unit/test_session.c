@@ -1286,6 +1286,32 @@ static void test_match_command(void **state)
     json_decref(s);
 }
 
+/* ---- the fuzzer's seeds ------------------------------------------------------------------------- */
+
+#ifndef CORPUS_DIR
+#error "CORPUS_DIR must name fuzz/corpus"
+#endif
+
+static void test_session_seeds(void **state)
+{
+    (void)state;
+    const char *names[] = {"quickstart.yaml", "hello-world.yaml", "tls.yaml", "json.json"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char path[4096], err[512] = "";
+        uint8_t *text = NULL;
+        size_t size = 0;
+        json_t *s = NULL, *sec = NULL;
+        snprintf(path, sizeof(path), "%s/session/%s", CORPUS_DIR, names[i]);
+        assert_int_equal(custos_read_file(path, CAS_SESSION_MAX_TEXT, &text, &size), 0);
+        if (cas_session_parse((const char *)text, size, &s, err, sizeof(err)) != 0)
+            fail_msg("seed %s refused: %s", names[i], err);
+        sec = secrets_ok(s, NULL);
+        json_decref(sec);
+        json_decref(s);
+        free(text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1309,6 +1335,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expand_imports, expand_setup, expand_teardown),
         cmocka_unit_test_setup_teardown(test_expand_refusals, expand_setup, expand_teardown),
         cmocka_unit_test(test_match_command),
+        cmocka_unit_test(test_session_seeds),
     };
     custos_json_wipe_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
