@@ -350,7 +350,8 @@ static int obuf_put(struct obuf *b, const void *data, size_t size)
         b->data = n;
         b->cap = cap;
     }
-    memcpy(b->data + b->size, data, size);
+    if (size)
+        memcpy(b->data + b->size, data, size);
     b->size += size;
     b->data[b->size] = '\0';
     return 0;
