@@ -367,9 +367,11 @@ static int parse_security(struct pc *c, const json_t *doc, json_t *norm)
     }
     json_t *advn = json_array();
     json_object_set_new(attn, "ignore_advisories", advn);
+    if (adv && !json_is_array(adv))
+        return bad(c, "security.attestation.ignore_advisories", "must be \"*\" or a list of advisory names");
     if (adv &&
         (ret = get_list(c, att, "security.attestation", "ignore_advisories", false, CAS_SESSION_MAX_LIST, &list)) < 0)
-        return bad(c, "security.attestation.ignore_advisories", "must be \"*\" or a list of advisory names");
+        return ret;
     for (size_t i = 0; adv && i < json_array_size(adv); i++) {
         const char *s;
         char p[PATH_SIZE];

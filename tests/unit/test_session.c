@@ -240,6 +240,8 @@ static void test_refuse_document(void **state)
     free(big);
     refused_prefix("name: [", "not a YAML document: line ");
     refused("- a\n- b\n", "a session is a map (name, version, services, ...)");
+    refused("", "not a YAML document: empty YAML document");
+    refused("42", "a session is a map (name, version, services, ...)");
     refused(HDR "nmae: x\n", "nmae: unknown field");
     refused("version: \"0.3\"\n", "name: missing");
     refused("name: [a]\nversion: \"0.3\"\n", "name: must be a string");
@@ -285,6 +287,12 @@ static void test_refuse_access_security(void **state)
             "security.attestation.ignore_advisories: must be \"*\" or a list of advisory names");
     refused(HDR "security:\n  attestation:\n    ignore_advisories: 1\n",
             "security.attestation.ignore_advisories: must be \"*\" or a list of advisory names");
+    char *adv = repeat(HDR "security:\n  attestation:\n    ignore_advisories: [", "A, ", 64, "A]\n");
+    refused(adv, "security.attestation.ignore_advisories: at most 64 entries");
+    free(adv);
+    char *tol = repeat(HDR "security:\n  attestation:\n    tolerate: [", "aepic-leak, ", 64, "aepic-leak]\n");
+    refused(tol, "security.attestation.tolerate: at most 64 entries");
+    free(tol);
     refused(HDR "security:\n  attestation:\n    ignore_advisories: [1]\n",
             "security.attestation.ignore_advisories[0]: must be a string");
     refused(HDR "security:\n  attestation:\n    ignore_advisories: [INTEL-SA-00334, \"\"]\n",
