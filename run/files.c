@@ -547,8 +547,9 @@ static int place_parent(struct run_files *st, const struct run_file *files, size
         }
         st->count++;
     }
-    LOG_MODULE_INFO(RUN_LOG, "injection files: %zu on disk (0600); cas-run stays the parent and removes them when the "
-                             "program exits",
+    LOG_MODULE_INFO(RUN_LOG,
+                    "injection files: %zu on disk (0600); cas-run stays the parent and removes them when the "
+                    "program exits",
                     count);
     return 0;
 }
@@ -619,8 +620,9 @@ int run_files_place(enum run_files_mode mode, const struct run_file *files, size
             free(st);
             return ret;
         }
-        LOG_MODULE_WARN(RUN_LOG, "no private mount namespace for the injection files (%s): falling back to files on "
-                                 "disk",
+        LOG_MODULE_WARN(RUN_LOG,
+                        "no private mount namespace for the injection files (%s): falling back to files on "
+                        "disk",
                         nerr);
     }
     st->used = USED_PARENT;

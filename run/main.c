@@ -106,7 +106,8 @@ static int resolve_cas(const struct settings *s, char *url, size_t url_size, cha
         }
         custos_hex_encode(kh, sizeof(kh), key_hash, false);
         if (ck && strcasecmp(ck, key_hash)) {
-            snprintf(err, err_size, "--cas-key-hash %s differs from the key hash %s the CLI configuration %s records for "
+            snprintf(err, err_size,
+                     "--cas-key-hash %s differs from the key hash %s the CLI configuration %s records for "
                      "CAS %s",
                      key_hash, ck, cfg_path, cu);
             ret = -EINVAL;
@@ -199,7 +200,8 @@ static void print_refusal(const struct cli_response *resp, const char *service)
                      cli_error_message(resp));
     size_t n = json_array_size(errors), i;
     const json_t *v;
-    json_array_foreach(errors, i, v) fprintf(stderr, "Error %zu of %zu: %s\n", i + 1, n, json_string_value(v) ?: "?");
+    json_array_foreach(errors, i, v)
+        fprintf(stderr, "Error %zu of %zu: %s\n", i + 1, n, json_string_value(v) ?: "?");
 }
 
 /* The configuration's argv with each word whose caller's word named a protected file replaced by
@@ -249,8 +251,7 @@ static int build_env(const json_t *cfg, struct launch *l, char *err, size_t err_
         return -ENOMEM;
     size_t i;
     const json_t *e;
-    json_array_foreach(env, i, e)
-    {
+    json_array_foreach(env, i, e) {
         const char *name = json_string_value(json_object_get(e, "name"));
         const char *value = json_string_value(json_object_get(e, "value"));
         bool from_caller = json_is_true(json_object_get(e, "from_caller"));
@@ -283,8 +284,7 @@ static int decode_files(const json_t *cfg, struct run_file **out, size_t *count,
     *count = 0;
     if (!*out)
         return -ENOMEM;
-    json_array_foreach(files, i, f)
-    {
+    json_array_foreach(files, i, f) {
         const char *path = json_string_value(json_object_get(f, "path"));
         const char *content = json_string_value(json_object_get(f, "content"));
         uint8_t *bytes = NULL;
@@ -356,9 +356,9 @@ static int fetch_config(const struct settings *s, const char *url, const char *p
         LOG_MODULE_ERROR(RUN_LOG, "%s", text ? err : "out of memory");
         goto out;
     }
-    if (resp.status == 403 && !strcmp(json_string_value(json_object_get(json_object_get(resp.body, "error"), "code"))
-                                          ?: "",
-                                      "attestation_failed")) {
+    if (resp.status == 403 &&
+        !strcmp(json_string_value(json_object_get(json_object_get(resp.body, "error"), "code")) ?: "",
+                "attestation_failed")) {
         print_refusal(&resp, s->session);
         goto out;
     }
@@ -507,7 +507,8 @@ int main(int argc, char **argv)
     LOG_MODULE_INFO(RUN_LOG, "configuration of %s received (session hash %s)", s.session,
                     json_string_value(json_object_get(config, "session_hash")) ?: "?");
     const char *pwd = json_string_value(json_object_get(config, "pwd"));
-    if ((ret = build_argv(config, &m, &l, err, sizeof(err))) < 0 || (ret = build_env(config, &l, err, sizeof(err))) < 0 ||
+    if ((ret = build_argv(config, &m, &l, err, sizeof(err))) < 0 ||
+        (ret = build_env(config, &l, err, sizeof(err))) < 0 ||
         (ret = decode_files(config, &files, &file_count, err, sizeof(err))) < 0 || !pwd || pwd[0] != '/' ||
         !(l.pwd = strdup(pwd))) {
         LOG_MODULE_ERROR(RUN_LOG, "%s", ret < 0 && ret != -ENOMEM ? err : "CAS's configuration: no absolute pwd");

@@ -46,7 +46,8 @@ int run_resolve_program(const char *name, char *out, size_t out_size, char *err,
         size_t n = colon ? (size_t)(colon - path) : strlen(path);
         char cand[PATH_MAX];
         /* an empty entry is the current directory, as for execvp */
-        int w = n ? snprintf(cand, sizeof(cand), "%.*s/%s", (int)n, path, name) : snprintf(cand, sizeof(cand), "%s", name);
+        int w =
+            n ? snprintf(cand, sizeof(cand), "%.*s/%s", (int)n, path, name) : snprintf(cand, sizeof(cand), "%s", name);
         struct stat sb;
         if (w > 0 && (size_t)w < sizeof(cand) && stat(cand, &sb) == 0 && S_ISREG(sb.st_mode)) {
             if (access(cand, X_OK) == 0) {
@@ -228,8 +229,9 @@ int run_measure(char *const *words, size_t count, struct run_measured *out, char
         if (!*words[i] || stat(words[i], &sb) < 0 || !S_ISREG(sb.st_mode))
             continue;
         if ((unsigned long long)sb.st_size > RUN_FILE_MAX) {
-            LOG_MODULE_WARN(RUN_LOG, "argument %zu names a file of more than %u bytes (%s): passed as it is, not measured",
-                            i, RUN_FILE_MAX, words[i]);
+            LOG_MODULE_WARN(RUN_LOG,
+                            "argument %zu names a file of more than %u bytes (%s): passed as it is, not measured", i,
+                            RUN_FILE_MAX, words[i]);
             continue;
         }
         ret = run_sealed_copy(words[i], RUN_FILE_MAX, false, false, &out->file_fd[i], out->file_hash[i], ferr,

@@ -8,7 +8,7 @@
 
 #include "run.h"
 
-static const char g_rd_label[] = "custos-run-v1";      /* its NUL is part of the hashed prefix */
+static const char g_rd_label[] = "custos-run-v1";    /* its NUL is part of the hashed prefix */
 static const char g_info[] = "custos-run-config-v1"; /* no NUL */
 
 json_t *run_request(const struct run_measured *m, char *const *words, const uint8_t pub[32], const char *cas_key_hash,
@@ -18,10 +18,10 @@ json_t *run_request(const struct run_measured *m, char *const *words, const uint
     char *key = custos_base64_encode(pub, 32);
     json_t *argv = json_array(), *files = json_array();
     custos_hex_encode(m->program_hash, 32, hex, false);
-    json_t *r = key && argv && files ? json_pack("{s:I, s:s, s:s, s:s, s:O, s:O}", "time", (json_int_t)now, "key", key,
-                                                 "cas_key_hash", cas_key_hash, "program", hex, "argv", argv, "files",
-                                                 files)
-                                     : NULL;
+    json_t *r = key && argv && files
+                    ? json_pack("{s:I, s:s, s:s, s:s, s:O, s:O}", "time", (json_int_t)now, "key", key, "cas_key_hash",
+                                cas_key_hash, "program", hex, "argv", argv, "files", files)
+                    : NULL;
     for (size_t i = 0; r && i < m->word_count; i++) {
         if (json_array_append_new(argv, json_string(words[i])) < 0) {
             json_decref(r);
@@ -80,8 +80,8 @@ int run_open_config(const json_t *answer, const uint8_t priv[32], const char *ca
     }
     custos_sha256(canonical, strlen(canonical), salt);
     if (custos_x25519(priv, peer, shared) < 0 ||
-        custos_hkdf_sha256(shared, sizeof(shared), salt, sizeof(salt), (const uint8_t *)g_info, sizeof(g_info) - 1,
-                           key, sizeof(key)) < 0) {
+        custos_hkdf_sha256(shared, sizeof(shared), salt, sizeof(salt), (const uint8_t *)g_info, sizeof(g_info) - 1, key,
+                           sizeof(key)) < 0) {
         snprintf(err, err_size, "CAS's answer: its key does not agree with the request's");
         goto out;
     }
