@@ -50,6 +50,7 @@
 #include <openssl/rand.h>
 
 #include "custos.h"
+#include "util.h"
 
 #define MAX_CLIENTS 8
 #define WRITE_SLICES 8 /* write runs alternate 1 and 8 clients, with an fdatasync probe between */
@@ -62,34 +63,14 @@ static pid_t g_lasd = -1, g_casd = -1, g_nginx = -1;
 static int g_port;
 static int g_threads = 2; /* casd's --threads (its default) and nginx's workers: BENCH_CAS_THREADS */
 
-/* A server the clients talk to: base URL and the pin of its key. */
-struct target {
-    char url[128];
-    char pin[128];
-};
-static struct target g_casd_target, g_nginx_target;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void stop(pid_t *pid)
-{
-    if (*pid > 0) {
-        kill(*pid, SIGTERM);
-        waitpid(*pid, NULL, 0);
-        *pid = -1;
-    }
-}
+const char *bench_prog = "bench_cas";
+static struct bench_target g_casd_target, g_nginx_target;
 
 static void cleanup(void)
 {
-    stop(&g_casd);
-    stop(&g_lasd);
-    stop(&g_nginx);
+    bench_stop(&g_casd);
+    bench_stop(&g_lasd);
+    bench_stop(&g_nginx);
     if (g_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
@@ -105,167 +86,11 @@ static void on_signal(int sig)
     exit(130); /* runs cleanup() */
 }
 
-static void die(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "bench_cas: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n");
-    exit(1);
-}
-
-static pid_t spawn(char *const argv[], const char *log)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || null < 0)
-            _exit(126);
-        dup2(null, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static char *read_text(const char *path)
-{
-    uint8_t *buf = NULL;
-    size_t size = 0;
-    if (custos_read_file(path, 64u << 20, &buf, &size) < 0)
-        return NULL;
-    char *t = realloc(buf, size + 1);
-    if (!t) {
-        free(buf);
-        return NULL;
-    }
-    t[size] = '\0';
-    return t;
-}
-
-/* Waits until the log holds `needle` after byte `from`. */
-static void wait_log(const char *log, const char *needle, size_t from, double timeout)
-{
-    double t0 = now();
-    while (now() - t0 < timeout) {
-        char *t = read_text(log);
-        bool ok = t && strlen(t) > from && strstr(t + from, needle);
-        free(t);
-        if (ok)
-            return;
-        usleep(5000);
-    }
-    char *t = read_text(log);
-    fprintf(stderr, "bench_cas: '%s' did not appear in %s:\n%s\n", needle, log, t ? t : "");
-    free(t);
-    exit(1);
-}
-
-static size_t log_size(const char *log)
-{
-    struct stat st;
-    return stat(log, &st) == 0 ? (size_t)st.st_size : 0;
-}
-
-/* The word after the last occurrence of `needle` in the log. */
-static void log_field(const char *log, const char *needle, char *out, size_t out_size)
-{
-    char *t = read_text(log), *p = NULL, *q = t;
-    while (q && (q = strstr(q, needle)))
-        p = q++;
-    if (!p)
-        die("no '%s' in the casd log", needle);
-    p += strlen(needle);
-    size_t n = strcspn(p, " \r\n");
-    if (n >= out_size)
-        die("field after '%s' too long", needle);
-    memcpy(out, p, n);
-    out[n] = '\0';
-    free(t);
-}
-
-static int free_port(const char *ip)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sa);
-    inet_pton(AF_INET, ip, &sa.sin_addr);
-    if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(s, (struct sockaddr *)&sa, &len) < 0)
-        die("cannot bind %s", ip);
-    close(s);
-    return ntohs(sa.sin_port);
-}
-
 /* ---- HTTPS client ------------------------------------------------------------------------- */
 
-static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+static CURL *handle(const struct bench_target *t, bool client_cert, bool fresh)
 {
-    (void)ptr;
-    (void)userdata;
-    return size * nmemb;
-}
-
-static CURL *handle(const struct target *t, bool client_cert, bool fresh)
-{
-    CURL *c = curl_easy_init();
-    if (!c)
-        die("%s", "curl_easy_init failed");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)t->url);
-    if (t->pin[0])
-        curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, t->pin);
-    if (client_cert) {
-        struct curl_blob cert = {.data = g_cert_pem, .len = strlen(g_cert_pem), .flags = CURL_BLOB_COPY};
-        struct curl_blob key = {.data = g_key_pem, .len = strlen(g_key_pem), .flags = CURL_BLOB_COPY};
-        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
-        curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
-        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
-        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
-    }
-    if (fresh) {
-        curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-        curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-        curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-    }
-    return c;
-}
-
-/* One request; returns the HTTP status (0 when no answer) and counts new connections. */
-static long request(CURL *c, const char *method, const char *path, const char *body, long *connects)
-{
-    char url[512], *base = NULL;
-    struct curl_slist *h = NULL;
-    curl_easy_getinfo(c, CURLINFO_PRIVATE, &base);
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    } else {
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    long status = 0, n = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &n);
-    if (connects)
-        *connects += n;
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(h);
-    return status;
+    return bench_handle(t, client_cert ? g_cert_pem : NULL, client_cert ? g_key_pem : NULL, fresh);
 }
 
 /* ---- throughput ----------------------------------------------------------------------------- */
@@ -275,7 +100,7 @@ enum mode { READ, WRITE, HANDSHAKE };
 struct client {
     int id;
     enum mode mode;
-    const struct target *target;
+    const struct bench_target *target;
     double seconds;
     long first; /* the first N of its write names x-ID-N */
     long ok, failed, connects;
@@ -288,18 +113,18 @@ static void *client_main(void *arg)
     struct client *cl = arg;
     CURL *c = handle(cl->target, true, cl->mode == HANDSHAKE);
     char path[128], body[128];
-    double t0 = now(), t;
+    double t0 = bench_now(), t;
     long n = cl->first;
-    while ((t = now()) - t0 < cl->seconds) {
+    while ((t = bench_now()) - t0 < cl->seconds) {
         long st;
         if (cl->mode == READ) {
-            st = request(c, "GET", "/v1/secrets/x", NULL, &cl->connects);
+            st = bench_request(c, "GET", "/v1/secrets/x", NULL, &cl->connects);
         } else if (cl->mode == WRITE) {
             snprintf(path, sizeof(path), "/v1/secrets/x-%d-%ld", cl->id, n);
             snprintf(body, sizeof(body), "{\"value\": \"bench value %d %ld\"}", cl->id, n);
-            st = request(c, "PUT", path, body, &cl->connects);
+            st = bench_request(c, "PUT", path, body, &cl->connects);
         } else {
-            st = request(c, "GET", "/healthz", NULL, &cl->connects);
+            st = bench_request(c, "GET", "/healthz", NULL, &cl->connects);
         }
         n++;
         if (st == 200) {
@@ -308,9 +133,9 @@ static void *client_main(void *arg)
                 cl->cap = cl->cap ? 2 * cl->cap : 4096;
                 cl->lat = realloc(cl->lat, cl->cap * sizeof(double));
                 if (!cl->lat)
-                    die("%s", "out of memory");
+                    bench_die("%s", "out of memory");
             }
-            cl->lat[cl->nlat++] = now() - t;
+            cl->lat[cl->nlat++] = bench_now() - t;
         } else {
             cl->failed++;
         }
@@ -338,12 +163,13 @@ struct acc {
     double elapsed;
 };
 
-static void run_clients_into(struct acc *a, const struct target *target, enum mode mode, int clients, double seconds)
+static void run_clients_into(struct acc *a, const struct bench_target *target, enum mode mode, int clients,
+                             double seconds)
 {
     static long runs;
     pthread_t t[MAX_CLIENTS];
     struct client cl[MAX_CLIENTS];
-    double t0 = now();
+    double t0 = bench_now();
     runs++;
     for (int i = 0; i < clients; i++) {
         cl[i] = (struct client){.id = i, .mode = mode, .target = target, .seconds = seconds, .first = runs * 10000000};
@@ -354,10 +180,10 @@ static void run_clients_into(struct acc *a, const struct target *target, enum mo
         pthread_join(t[i], NULL);
         total += cl[i].nlat;
     }
-    a->elapsed += now() - t0;
+    a->elapsed += bench_now() - t0;
     double *all = realloc(a->lat, (total ? total : 1) * sizeof(double));
     if (!all)
-        die("%s", "out of memory");
+        bench_die("%s", "out of memory");
     a->lat = all;
     for (int i = 0; i < clients; i++) {
         memcpy(a->lat + a->n, cl[i].lat, cl[i].nlat * sizeof(double));
@@ -384,7 +210,7 @@ static struct result acc_result(struct acc *a)
     return r;
 }
 
-static struct result run_clients(const struct target *target, enum mode mode, int clients)
+static struct result run_clients(const struct bench_target *target, enum mode mode, int clients)
 {
     struct acc a = {0};
     run_clients_into(&a, target, mode, clients, g_seconds);
@@ -401,16 +227,16 @@ static double aes_gcm_rate(void)
     RAND_bytes(msg, sizeof(msg));
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (!ctx || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL) != 1)
-        die("%s", "EVP init failed");
+        bench_die("%s", "EVP init failed");
     long count = 0;
-    double t0 = now(), t;
-    while ((t = now()) - t0 < 2.0) {
+    double t0 = bench_now(), t;
+    while ((t = bench_now()) - t0 < 2.0) {
         for (int i = 0; i < 256; i++, count++) {
             memcpy(iv, &count, sizeof(count)); /* a fresh nonce per message */
             if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1 ||
                 EVP_EncryptUpdate(ctx, out, &n, msg, sizeof(msg)) != 1 || EVP_EncryptFinal_ex(ctx, out, &n) != 1 ||
                 EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
-                die("%s", "AES-GCM failed");
+                bench_die("%s", "AES-GCM failed");
         }
     }
     EVP_CIPHER_CTX_free(ctx);
@@ -425,12 +251,12 @@ static double fsync_probe(const char *dir, double seconds, long *total, double *
     snprintf(path, sizeof(path), "%s/fsync-probe", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
-        die("cannot create %s", path);
+        bench_die("cannot create %s", path);
     long count = 0;
-    double t0 = now(), t;
-    while ((t = now()) - t0 < seconds) {
+    double t0 = bench_now(), t;
+    while ((t = bench_now()) - t0 < seconds) {
         if (pwrite(fd, buf, sizeof(buf), (off_t)(count % 64) * 4096) != (ssize_t)sizeof(buf) || fdatasync(fd) < 0)
-            die("write/fdatasync failed in %s", dir);
+            bench_die("write/fdatasync failed in %s", dir);
         count++;
     }
     close(fd);
@@ -451,75 +277,66 @@ static void start_casd(void)
     snprintf(threads, sizeof(threads), "%d", g_threads);
     char *argv[] = {bin,    "--db",        g_db,    "--las",     g_sock,  "--listen",
                     listen, "--node-name", "bench", "--threads", threads, NULL};
-    g_casd = spawn(argv, g_cas_log);
+    g_casd = bench_spawn(argv, g_cas_log);
 }
 
 /* fork+exec of casd until the first 200 of GET /healthz over TLS (new connection per attempt). */
 static double start_to_first_answer(void)
 {
-    double t0 = now();
+    double t0 = bench_now();
     start_casd();
     for (;;) {
         CURL *c = handle(&g_casd_target, false, true);
-        long st = request(c, "GET", "/healthz", NULL, NULL);
+        long st = bench_request(c, "GET", "/healthz", NULL, NULL);
         curl_easy_cleanup(c);
         if (st == 200)
-            return now() - t0;
+            return bench_now() - t0;
         int status;
         if (waitpid(g_casd, &status, WNOHANG) == g_casd) {
             g_casd = -1;
-            char *t = read_text(g_cas_log);
-            die("casd exited during start:\n%s", t ? t : "");
+            char *t = bench_read_text(g_cas_log);
+            bench_die("casd exited during start:\n%s", t ? t : "");
         }
-        if (now() - t0 > 20)
-            die("%s", "casd did not answer within 20 s");
+        if (bench_now() - t0 > 20)
+            bench_die("%s", "casd did not answer within 20 s");
         usleep(200);
     }
-}
-
-static void set_pin(struct target *t, const uint8_t hash[32])
-{
-    char *b64 = custos_base64_encode(hash, 32);
-    if (!b64)
-        die("%s", "out of memory");
-    snprintf(t->pin, sizeof(t->pin), "sha256//%s", b64);
-    free(b64);
 }
 
 static void provision(void)
 {
     char key_hash[80], token[80], toml[300], cli_cfg[300], cmd[4096];
-    log_field(g_cas_log, "CAS key hash: ", key_hash, sizeof(key_hash));
-    log_field(g_cas_log, "CAS provisioning token: ", token, sizeof(token));
+    bench_log_field(g_cas_log, "CAS key hash: ", key_hash, sizeof(key_hash));
+    bench_log_field(g_cas_log, "CAS provisioning token: ", token, sizeof(token));
     snprintf(toml, sizeof(toml), "%s/owner.toml", g_dir);
     snprintf(cli_cfg, sizeof(cli_cfg), "%s/cli.json", g_dir);
     FILE *f = fopen(toml, "w");
     if (!f)
-        die("cannot write %s", toml);
+        bench_die("cannot write %s", toml);
     fprintf(f, "[api_identity]\ncommon_name = \"bench\"\nalt_names = [\"%s\"]\n", g_ip);
     fclose(f);
-    size_t before = log_size(g_cas_log);
+    size_t before = bench_log_size(g_cas_log);
     snprintf(cmd, sizeof(cmd),
              "SCONE_CLI_CONFIG='%s' '%s/cas' provision %s:%d -c %s --token %s --config-file '%s' "
              "with-attestation --only_for_testing-ignore-signer --only_for_testing-trust-any >'%s/provision.log' 2>&1",
              cli_cfg, g_build, g_ip, g_port, key_hash, token, toml, g_dir);
     if (system(cmd) != 0) {
         snprintf(cmd, sizeof(cmd), "%s/provision.log", g_dir);
-        char *t = read_text(cmd);
-        die("cas provision failed:\n%s", t ? t : "");
+        char *t = bench_read_text(cmd);
+        bench_die("cas provision failed:\n%s", t ? t : "");
     }
-    wait_log(g_cas_log, "TLS certificate renewed", before, 10);
+    bench_wait_log(g_cas_log, "TLS certificate renewed", before, 10);
     /* the owner's identity, for the authenticated requests */
     json_t *cfg = NULL;
     char err[256];
-    char *text = read_text(cli_cfg);
+    char *text = bench_read_text(cli_cfg);
     if (!text || custos_json_parse(text, strlen(text), &cfg, err, sizeof(err)) < 0)
-        die("cannot read the CLI configuration %s", cli_cfg);
+        bench_die("cannot read the CLI configuration %s", cli_cfg);
     json_t *id = json_object_get(cfg, "identity");
     const char *k = json_string_value(json_object_get(id, "private_key"));
     const char *c = json_string_value(json_object_get(id, "certificate"));
     if (!k || !c)
-        die("no identity in %s", cli_cfg);
+        bench_die("no identity in %s", cli_cfg);
     g_key_pem = strdup(k);
     g_cert_pem = strdup(c);
     json_decref(cfg);
@@ -527,8 +344,8 @@ static void provision(void)
     /* pin the CAS key, as the CLI does */
     uint8_t h[32];
     if (custos_hex_decode(key_hash, h, sizeof(h)) < 0)
-        die("bad key hash %s", key_hash);
-    set_pin(&g_casd_target, h);
+        bench_die("bad key hash %s", key_hash);
+    bench_set_pin(&g_casd_target, h);
 }
 
 /* ---- nginx: the ceiling, in the same run ------------------------------------------------------ */
@@ -537,17 +354,17 @@ static void write_text(const char *path, mode_t mode, const char *text, size_t s
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0 || write(fd, text, size) != (ssize_t)size || close(fd) < 0)
-        die("cannot write %s", path);
+        bench_die("cannot write %s", path);
 }
 
 /* The size of the body of GET path (the bench secret's answer; nothing of it is kept or printed). */
-static size_t answer_size(const struct target *t, const char *path)
+static size_t answer_size(const struct bench_target *t, const char *path)
 {
     CURL *c = handle(t, true, false);
     curl_off_t n = 0;
-    if (request(c, "GET", path, NULL, NULL) != 200 || curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &n) != CURLE_OK ||
-        n <= 0)
-        die("GET %s failed", path);
+    if (bench_request(c, "GET", path, NULL, NULL) != 200 ||
+        curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &n) != CURLE_OK || n <= 0)
+        bench_die("GET %s failed", path);
     curl_easy_cleanup(c);
     return (size_t)n;
 }
@@ -557,20 +374,20 @@ static size_t answer_size(const struct target *t, const char *path)
 static void start_nginx(const char *bin, size_t body_size)
 {
     char nd[300], path[400], cmd[2048];
-    int port = free_port(g_ip);
+    int port = bench_free_port(g_ip);
     snprintf(nd, sizeof(nd), "%s/nginx", g_dir);
     /* nginx's workers run as nobody when the bench runs as root: they must reach the file */
     if (chmod(g_dir, 0711) < 0 || mkdir(nd, 0755) < 0)
-        die("cannot make %s", nd);
+        bench_die("cannot make %s", nd);
     const char *sub[] = {"www", "www/v1", "www/v1/secrets", "tmp"};
     for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", nd, sub[i]);
         if (mkdir(path, 0755) < 0)
-            die("cannot make %s", path);
+            bench_die("cannot make %s", path);
     }
     char *filler = malloc(body_size);
     if (!filler)
-        die("%s", "out of memory");
+        bench_die("%s", "out of memory");
     memset(filler, 'v', body_size);
     snprintf(path, sizeof(path), "%s/www/v1/secrets/x", nd);
     write_text(path, 0644, filler, body_size);
@@ -580,7 +397,7 @@ static void start_nginx(const char *bin, size_t body_size)
              "-addext subjectAltName=IP:%s -keyout '%s/key.pem' -out '%s/cert.pem' >'%s/openssl.log' 2>&1",
              g_ip, nd, nd, nd);
     if (system(cmd) != 0)
-        die("openssl could not make nginx's P-256 key (see %s/openssl.log)", nd);
+        bench_die("openssl could not make nginx's P-256 key (see %s/openssl.log)", nd);
     char conf[4096];
     int n = snprintf(conf, sizeof(conf),
                      "daemon off;\n"
@@ -613,42 +430,42 @@ static void start_nginx(const char *bin, size_t body_size)
                      geteuid() == 0 ? "user nobody nogroup;\n" : "", g_threads, nd, nd, nd, nd, nd, nd, nd, g_ip, port,
                      nd, nd, nd);
     if (n < 0 || (size_t)n >= sizeof(conf))
-        die("%s", "nginx configuration too long");
+        bench_die("%s", "nginx configuration too long");
     snprintf(path, sizeof(path), "%s/nginx.conf", nd);
     write_text(path, 0644, conf, (size_t)n);
     char errlog[400], logf[400];
     snprintf(errlog, sizeof(errlog), "%s/error.log", nd);
     snprintf(logf, sizeof(logf), "%s/stderr.log", nd);
     char *argv[] = {(char *)bin, "-p", nd, "-c", path, "-e", errlog, NULL};
-    g_nginx = spawn(argv, logf);
+    g_nginx = bench_spawn(argv, logf);
     /* its key, pinned like casd's */
     snprintf(path, sizeof(path), "%s/cert.pem", nd);
-    char *pem = read_text(path);
+    char *pem = bench_read_text(path);
     uint8_t h[32];
     if (!pem || custos_cert_pem_key_hash(pem, h) < 0)
-        die("cannot read %s", path);
+        bench_die("cannot read %s", path);
     free(pem);
-    set_pin(&g_nginx_target, h);
+    bench_set_pin(&g_nginx_target, h);
     snprintf(g_nginx_target.url, sizeof(g_nginx_target.url), "https://%s:%d", g_ip, port);
-    double t0 = now();
+    double t0 = bench_now();
     for (;;) {
         CURL *c = handle(&g_nginx_target, true, true);
-        long st = request(c, "GET", "/v1/secrets/x", NULL, NULL);
+        long st = bench_request(c, "GET", "/v1/secrets/x", NULL, NULL);
         curl_easy_cleanup(c);
         if (st == 200)
             break;
         int status;
         if (waitpid(g_nginx, &status, WNOHANG) == g_nginx) {
             g_nginx = -1;
-            char *t = read_text(logf);
-            die("nginx exited during start:\n%s", t ? t : "");
+            char *t = bench_read_text(logf);
+            bench_die("nginx exited during start:\n%s", t ? t : "");
         }
-        if (now() - t0 > 10)
-            die("nginx did not answer within 10 s (see %s)", errlog);
+        if (bench_now() - t0 > 10)
+            bench_die("nginx did not answer within 10 s (see %s)", errlog);
         usleep(2000);
     }
     if (answer_size(&g_nginx_target, "/v1/secrets/x") != body_size)
-        die("%s", "nginx's answer is not of casd's size");
+        bench_die("%s", "nginx's answer is not of casd's size");
 }
 
 /* ---- profile -------------------------------------------------------------------------------- */
@@ -668,7 +485,7 @@ static void perf_start(const char *out, const char *cmd, pid_t pid)
     char shcmd[1024]; /* exec: the SIGINT reaches the command, not the shell */
     snprintf(shcmd, sizeof(shcmd), "exec %s", cmd ? cmd : "");
     char *sh_argv[] = {"/bin/sh", "-c", shcmd, NULL};
-    g_perf = spawn(cmd ? sh_argv : perf_argv, log);
+    g_perf = bench_spawn(cmd ? sh_argv : perf_argv, log);
     sleep(1); /* it attaches */
 }
 
@@ -680,7 +497,7 @@ static void perf_stop(void)
         g_perf = -1;
         char log[300];
         snprintf(log, sizeof(log), "%s/profiler.log", g_dir);
-        char *t = read_text(log);
+        char *t = bench_read_text(log);
         fprintf(stderr, "---- profiler output (casd, 8-client reads) ----\n%s----\n", t ? t : "");
         free(t);
     }
@@ -709,11 +526,11 @@ int main(int argc, char **argv)
     if (getenv("BENCH_CAS_THREADS"))
         g_threads = atoi(getenv("BENCH_CAS_THREADS"));
     if (g_seconds <= 0 || strncmp(g_ip, "127.", 4) != 0 || g_threads < 1 || g_threads > 64)
-        die("%s", "SECONDS must be > 0, IP a 127.0.0.0/8 address and BENCH_CAS_THREADS 1..64");
+        bench_die("%s", "SECONDS must be > 0, IP a 127.0.0.0/8 address and BENCH_CAS_THREADS 1..64");
     curl_global_init(CURL_GLOBAL_DEFAULT);
     snprintf(g_dir, sizeof(g_dir), "/tmp/custos-bench-cas-XXXXXX");
     if (!mkdtemp(g_dir))
-        die("mkdtemp: %s", strerror(errno));
+        bench_die("mkdtemp: %s", strerror(errno));
     atexit(cleanup);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -722,34 +539,34 @@ int main(int argc, char **argv)
     snprintf(g_db, sizeof(g_db), "%s/db", g_dir);
     snprintf(g_las_log, sizeof(g_las_log), "%s/lasd.log", g_dir);
     snprintf(g_cas_log, sizeof(g_cas_log), "%s/casd.log", g_dir);
-    g_port = free_port(g_ip);
+    g_port = bench_free_port(g_ip);
     snprintf(g_casd_target.url, sizeof(g_casd_target.url), "https://%s:%d", g_ip, g_port);
 
     char lasd[1100], pdir[300];
     snprintf(lasd, sizeof(lasd), "%s/lasd", g_build);
     snprintf(pdir, sizeof(pdir), "%s/platform", g_dir);
     char *las_argv[] = {lasd, "--socket", g_sock, "--platform", "sim", "--platform-dir", pdir, NULL};
-    g_lasd = spawn(las_argv, g_las_log);
-    wait_log(g_las_log, "LAS listening", 0, 10);
+    g_lasd = bench_spawn(las_argv, g_las_log);
+    bench_wait_log(g_las_log, "LAS listening", 0, 10);
 
     double first = start_to_first_answer();
     provision();
     CURL *c = handle(&g_casd_target, true, false);
-    if (request(c, "PUT", "/v1/secrets/x", "{\"value\": \"bench value\"}", NULL) != 200 ||
-        request(c, "GET", "/v1/secrets/x", NULL, NULL) != 200)
-        die("%s", "the owner cannot PUT/GET a secret");
+    if (bench_request(c, "PUT", "/v1/secrets/x", "{\"value\": \"bench value\"}", NULL) != 200 ||
+        bench_request(c, "GET", "/v1/secrets/x", NULL, NULL) != 200)
+        bench_die("%s", "the owner cannot PUT/GET a secret");
     curl_easy_cleanup(c);
 
     double starts[5];
     for (int i = 0; i < 5; i++) {
-        stop(&g_casd);
+        bench_stop(&g_casd);
         starts[i] = start_to_first_answer();
     }
     qsort(starts, 5, sizeof(double), cmp_double);
 
     const char *nginx = getenv("NGINX") ? getenv("NGINX") : "/usr/sbin/nginx";
     if (access(nginx, X_OK) != 0)
-        die("no nginx at %s: install it (scripts/install-deps.sh) or set NGINX", nginx);
+        bench_die("no nginx at %s: install it (scripts/install-deps.sh) or set NGINX", nginx);
     size_t body_size = answer_size(&g_casd_target, "/v1/secrets/x");
     start_nginx(nginx, body_size);
 

@@ -40,12 +40,15 @@ typedef void (*cas_route_fn)(struct cas_state *st, struct http_request *req, str
 
 /* route.c: the route table and its central checks */
 enum cas_route_flags {
-    ROUTE_OWNER = 1u << 0,     /* the owner's client certificate (401/403; 409 before provisioning) */
-    ROUTE_BODY = 1u << 1,      /* a JSON object body (400 otherwise); routes without it refuse a body */
-    ROUTE_PREFIX = 1u << 2,    /* the path is a prefix; the rest names the resource */
-    ROUTE_PRIMARY = 1u << 3,   /* served by a primary CAS */
-    ROUTE_BACKUP = 1u << 4,    /* served by a backup CAS (casd --backup) */
-    ROUTE_REGISTRAR = 1u << 5, /* with ROUTE_OWNER: a registrar the owner allowed may call it too */
+    ROUTE_OWNER = 1u << 0,       /* the owner's client certificate (401/403; 409 before provisioning) */
+    ROUTE_BODY = 1u << 1,        /* a JSON object body (400 otherwise); routes without it refuse a body */
+    ROUTE_PREFIX = 1u << 2,      /* the path is a prefix; the rest names the resource */
+    ROUTE_PRIMARY = 1u << 3,     /* served by a primary CAS */
+    ROUTE_BACKUP = 1u << 4,      /* served by a backup CAS (casd --backup) */
+    ROUTE_REGISTRAR = 1u << 5,   /* with ROUTE_OWNER: a registrar the owner allowed may call it too */
+    ROUTE_CLIENT = 1u << 6,      /* any client certificate (401 without; 409 before provisioning): the
+                                    handler judges the identity (a session's access_policy) */
+    ROUTE_PROVISIONED = 1u << 7, /* 409 before provisioning (no identity needed) */
 };
 struct cas_route {
     const char *method;
@@ -203,6 +206,20 @@ void cas_post_provision(struct cas_state *st, struct http_request *req, struct h
 void cas_get_owner(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_put_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_get_secret(struct cas_state *st, struct http_request *req, struct http_response *r);
+
+/* sessions.c: sessions (policies) and their secrets; run.c: attested configuration for cas-run */
+void cas_sessions_create(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_sessions_update(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_sessions_read(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_sessions_list(struct cas_state *st, struct http_request *req, struct http_response *r);
+/* A session's stored record ({hash, session, creator, created, updated, version}) and its secrets;
+ * -ENOENT when there is no such session. Caller json_decref's. */
+int cas_session_load(struct cas_state *st, const char *name, json_t **record, json_t **secrets);
+void cas_run_post(struct cas_state *st, struct http_request *req, struct http_response *r);
+/* The platforms this CAS trusts for a service without `platforms`: its own, its registered backups',
+ * the owner's allowed ones (NULL-terminated, caller frees the array, not the strings: they live in
+ * policy, which the caller keeps). */
+const char **cas_trusted_platforms(struct cas_state *st, const json_t *policy, size_t *count);
 
 /* policy.c: the owner's trust policy (a default one when none is stored); caller json_decref's */
 json_t *cas_policy_load(struct cas_state *st);

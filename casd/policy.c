@@ -21,16 +21,19 @@ json_t *cas_policy_load(struct cas_state *st)
         custos_json_parse((const char *)raw, size, &p, err, sizeof(err));
         cas_db_value_free(raw, size);
     }
+    if (p && !json_object_get(p, "launchers")) /* a policy stored before launchers existed */
+        json_object_set_new(p, "launchers", json_array());
     return p ? p
-             : json_pack("{s:b, s:b, s:[], s:[]}", "trust_any_platform", 0, "allow_debug", 0, "platforms",
-                         "measurements");
+             : json_pack("{s:b, s:b, s:[], s:[], s:[]}", "trust_any_platform", 0, "allow_debug", 0, "platforms",
+                         "measurements", "launchers");
 }
 
-/* POST /v1/owner/allowed-measurements {"measurement": HEX} or /v1/owner/allowed-platforms
- * {"platform_id": ID}: adds to the owner's policy. */
+/* POST /v1/owner/allowed-measurements {"measurement": HEX}, /v1/owner/allowed-launchers
+ * {"measurement": HEX} or /v1/owner/allowed-platforms {"platform_id": ID}: adds to the owner's policy. */
 void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r)
 {
-    bool measurement = strstr(req->url, "measurements") != NULL;
+    bool launcher = strstr(req->url, "launchers") != NULL;
+    bool measurement = launcher || strstr(req->url, "measurements") != NULL;
     const char *field = measurement ? "measurement" : "platform_id";
     const char *value = NULL;
     json_error_t e;
@@ -44,7 +47,7 @@ void cas_policy_allow(struct cas_state *st, struct http_request *req, struct htt
     }
     pthread_mutex_lock(&st->lock);
     policy = cas_policy_load(st);
-    json_t *list = json_object_get(policy, measurement ? "measurements" : "platforms");
+    json_t *list = json_object_get(policy, launcher ? "launchers" : measurement ? "measurements" : "platforms");
     size_t i;
     json_t *v;
     bool present = false;
@@ -59,7 +62,10 @@ void cas_policy_allow(struct cas_state *st, struct http_request *req, struct htt
     }
     char *text = json_dumps(checked, JSON_COMPACT | JSON_SORT_KEYS);
     struct cas_db_op op = {REC_POLICY, text, text ? strlen(text) : 0};
-    int ret = text ? cas_audit(st, measurement ? "measurement allowed" : "platform allowed",
+    int ret = text ? cas_audit(st,
+                               launcher      ? "launcher allowed"
+                               : measurement ? "measurement allowed"
+                                             : "platform allowed",
                                json_pack("{s:s}", field, value), &op, 1)
                    : -ENOMEM;
     free(text);

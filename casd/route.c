@@ -24,6 +24,14 @@ const struct cas_route cas_routes[] = {
     {"POST", "/v1/owner/allowed-platforms", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_policy_allow},
     {"POST", "/v1/owner/registrars", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_registrar_allow},
     {"DELETE", "/v1/owner/registrars/", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_PREFIX, cas_registrar_deny},
+    {"POST", "/v1/owner/allowed-launchers", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_policy_allow},
+    /* sessions: the owner creates; who reads and updates is each session's access_policy */
+    {"POST", "/v1/sessions", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_sessions_create},
+    {"GET", "/v1/sessions", ROUTE_PRIMARY | ROUTE_CLIENT, cas_sessions_list},
+    {"PUT", "/v1/sessions/", ROUTE_PRIMARY | ROUTE_CLIENT | ROUTE_BODY | ROUTE_PREFIX, cas_sessions_update},
+    {"GET", "/v1/sessions/", ROUTE_PRIMARY | ROUTE_CLIENT | ROUTE_PREFIX, cas_sessions_read},
+    /* attested configuration: no identity; the launcher's quote carries the trust */
+    {"POST", "/v1/run", ROUTE_PRIMARY | ROUTE_PROVISIONED | ROUTE_BODY, cas_run_post},
     /* backup (casd --backup): anyone who reaches it; the request's quote and the offer's signature
      * carry the trust */
     {"GET", "/healthz", ROUTE_BACKUP, cas_backup_get_healthz},
@@ -59,6 +67,18 @@ static bool require_owner(struct cas_state *st, const struct http_request *req, 
     return false;
 }
 
+static bool require_provisioned(struct cas_state *st, const struct http_request *req, unsigned flags,
+                                struct http_response *r)
+{
+    if (!atomic_load_explicit(&st->pri.provisioned, memory_order_acquire))
+        http_error(r, 409, "not_provisioned", "this CAS has no owner yet; provision it first");
+    else if ((flags & ROUTE_CLIENT) && !req->has_caller)
+        http_error(r, 401, "no_client_certificate", "this request needs a client certificate (a CAS CLI identity)");
+    else
+        return true;
+    return false;
+}
+
 static bool path_matches(const struct cas_route *rt, const char *url)
 {
     if (rt->flags & ROUTE_PREFIX)
@@ -78,6 +98,8 @@ void cas_dispatch(struct cas_state *st, struct http_request *req, struct http_re
         if (strcmp(rt->method, req->method) != 0)
             continue;
         if ((rt->flags & ROUTE_OWNER) && !require_owner(st, req, rt->flags, r))
+            return;
+        if ((rt->flags & (ROUTE_CLIENT | ROUTE_PROVISIONED)) && !require_provisioned(st, req, rt->flags, r))
             return;
         if (rt->flags & ROUTE_BODY) {
             req->json = http_json_body(req, r);

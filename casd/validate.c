@@ -53,12 +53,13 @@ int cas_owner_config_check(json_t *cfg, json_t *ignored, char *err, size_t err_s
 
 int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_size)
 {
-    json_t *trust = NULL, *debug = NULL, *platforms = NULL, *measurements = NULL, *v;
+    json_t *trust = NULL, *debug = NULL, *platforms = NULL, *measurements = NULL, *launchers = NULL, *v;
     json_error_t e;
     size_t i;
     if (!json_is_object(policy) ||
-        json_unpack_ex((json_t *)policy, &e, JSON_STRICT, "{s?o, s?o, s?o, s?o}", "trust_any_platform", &trust,
-                       "allow_debug", &debug, "platforms", &platforms, "measurements", &measurements) < 0) {
+        json_unpack_ex((json_t *)policy, &e, JSON_STRICT, "{s?o, s?o, s?o, s?o, s?o}", "trust_any_platform", &trust,
+                       "allow_debug", &debug, "platforms", &platforms, "measurements", &measurements, "launchers",
+                       &launchers) < 0) {
         snprintf(err, err_size, "policy: %s", json_is_object(policy) ? e.text : "not a JSON object");
         return -EINVAL;
     }
@@ -67,8 +68,9 @@ int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_s
         return -EINVAL;
     }
     if ((platforms && (!json_is_array(platforms) || json_array_size(platforms) > 256)) ||
-        (measurements && (!json_is_array(measurements) || json_array_size(measurements) > 256))) {
-        snprintf(err, err_size, "policy: 'platforms' and 'measurements' must be arrays of at most 256");
+        (measurements && (!json_is_array(measurements) || json_array_size(measurements) > 256)) ||
+        (launchers && (!json_is_array(launchers) || json_array_size(launchers) > 256))) {
+        snprintf(err, err_size, "policy: 'platforms', 'measurements' and 'launchers' must be arrays of at most 256");
         return -EINVAL;
     }
     json_array_foreach(platforms, i, v) {
@@ -78,17 +80,21 @@ int cas_policy_check(const json_t *policy, json_t **out, char *err, size_t err_s
             return -EINVAL;
         }
     }
-    json_array_foreach(measurements, i, v) {
-        uint8_t m[1][32];
-        const char *hex = json_string_value(v);
-        if (custos_measurements_decode(&hex, 1, m, NULL) < 0) {
-            snprintf(err, err_size, "policy: measurements[%zu] is not 64 hex digits", i);
-            return -EINVAL;
+    const json_t *lists[2] = {measurements, launchers};
+    for (int l = 0; l < 2; l++) {
+        json_array_foreach(lists[l], i, v) {
+            uint8_t m[1][32];
+            const char *hex = json_string_value(v);
+            if (custos_measurements_decode(&hex, 1, m, NULL) < 0) {
+                snprintf(err, err_size, "policy: %s[%zu] is not 64 hex digits", l ? "launchers" : "measurements", i);
+                return -EINVAL;
+            }
         }
     }
-    *out = json_pack("{s:b, s:b, s:o, s:o}", "trust_any_platform", json_is_true(trust), "allow_debug",
+    *out = json_pack("{s:b, s:b, s:o, s:o, s:o}", "trust_any_platform", json_is_true(trust), "allow_debug",
                      json_is_true(debug), "platforms", platforms ? json_deep_copy(platforms) : json_array(),
-                     "measurements", measurements ? json_deep_copy(measurements) : json_array());
+                     "measurements", measurements ? json_deep_copy(measurements) : json_array(), "launchers",
+                     launchers ? json_deep_copy(launchers) : json_array());
     return *out ? 0 : -ENOMEM;
 }
 

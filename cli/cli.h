@@ -64,6 +64,7 @@ int cmd_provision(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_owner(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
+int cmd_session(int argc, char **argv);
 int cmd_register_backup(int argc, char **argv);
 int cmd_backups(int argc, char **argv);
 

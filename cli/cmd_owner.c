@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cas owner show | allow-measurement | allow-platform | allow-registrar | deny-registrar | make-registrar */
+/* cas owner show | allow-measurement | allow-platform | allow-launcher | allow-registrar | deny-registrar |
+ * make-registrar */
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -86,7 +87,12 @@ static int owner_allow(int argc, char **argv, const char *what, const char *path
         CLI_OPT_CLI_CONFIG(cli_config),
     };
     char summary[160];
-    snprintf(summary, sizeof(summary), "Allow a backup CAS with this %s to register (owner only).", what);
+    if (strcmp(what, "launcher") == 0)
+        snprintf(summary, sizeof(summary),
+                 "Allow a launcher with this measurement (SCONE_HASH=1 cas-run) besides this CAS's own cas-run "
+                 "(owner only).");
+    else
+        snprintf(summary, sizeof(summary), "Allow a backup CAS with this %s to register (owner only).", what);
     char expected[64];
     snprintf(expected, sizeof(expected), "one %s", what);
     int ret = cli_parse(argv[0], summary, opts, 2, argc, argv, &pos, 1, expected);
@@ -116,6 +122,11 @@ out:
 static int owner_allow_measurement(int argc, char **argv)
 {
     return owner_allow(argc, argv, "measurement", "/v1/owner/allowed-measurements", "measurement");
+}
+
+static int owner_allow_launcher(int argc, char **argv)
+{
+    return owner_allow(argc, argv, "launcher", "/v1/owner/allowed-launchers", "measurement");
 }
 
 static int owner_allow_platform(int argc, char **argv)
@@ -335,6 +346,7 @@ int cmd_owner(int argc, char **argv)
         {"show", owner_show, "show the owner identity and configuration of a CAS"},
         {"allow-measurement", owner_allow_measurement, "allow backups running this CAS measurement"},
         {"allow-platform", owner_allow_platform, "allow backups on this platform ID"},
+        {"allow-launcher", owner_allow_launcher, "allow another cas-run build (by its measurement) to attest"},
         {"allow-registrar", owner_allow_registrar, "allow an identity to register and list backups, nothing else"},
         {"deny-registrar", owner_deny_registrar, "take the registrar role from an identity"},
         {"make-registrar", owner_make_registrar, "create a registrar identity and its CLI configuration"},

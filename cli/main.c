@@ -118,6 +118,7 @@ static const struct cli_command g_commands[] = {
     {"register-backup", cmd_register_backup, "register a backup CAS so CAS can move to its node"},
     {"backups", cmd_backups, "registered backups: list, remove, check"},
     {"owner", cmd_owner, "the owner's view of a CAS: show, allow-measurement, allow-platform"},
+    {"session", cmd_session, "sessions (policies): create, update, read, list"},
     {"secret", cmd_secret, "owner-held secret values in CAS: put, get"},
     {"las", cmd_las, "talk to a Local Attestation Service: quote, verify, info"},
 };

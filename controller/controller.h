@@ -26,13 +26,15 @@ struct ctl_settings {
     const char *selector, *las_selector, *las_namespace;
     const char *sgx_resource, *sgx_quantity, *cas_cli, *metrics_addr, *identity, *lease_name;
     const char *run_as_user;
+    const char *cas_run, *list_service, *key_hash_opt, *cas_name_opt, *run_las; /* --session mode */
     long long interval, max_parallel, min_backups, ready_timeout, register_timeout, backup_port;
     long long retry_base, retry_max, lease_seconds;
     bool leader_election;
     /* derived */
-    const char *cas_name;  /* the CAS's name in the CLI configuration */
-    char cas_label[64];    /* the same, label-safe */
-    char cas_key_hash[65]; /* pinned in the CLI configuration; passed to every backup pod */
+    const char *cas_name;   /* the CAS's name in the CLI configuration (session mode: CAS_NAME or the host) */
+    char session_list[260]; /* session mode: SESSION/LIST_SERVICE, for `cas backups list` */
+    char cas_label[64];     /* the same, label-safe */
+    char cas_key_hash[65];  /* pinned in the CLI configuration; passed to every backup pod */
     char label_key[CTL_LABEL_MAX + 1];
     char annot_platform[CTL_LABEL_MAX + 1], annot_boot[CTL_LABEL_MAX + 1];
     char managed_selector[600]; /* the labels of the pods this controller creates */

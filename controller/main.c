@@ -95,6 +95,52 @@ static int read_cli_config(struct ctl_settings *s, char *err, size_t err_size)
     return s->cas_name ? 0 : -ENOMEM;
 }
 
+static bool hex64(const char *h)
+{
+    return h && strlen(h) == 64 && strspn(h, "0123456789abcdefABCDEF") == 64;
+}
+
+/* --session: CAS is an address, CAS_KEY_HASH its key; no CLI configuration is read (CAS injects it
+ * into each `cas` run through the session). */
+static int session_settings(struct ctl_settings *s, char *err, size_t err_size)
+{
+    static char name[64];
+    const char *slash = strchr(s->session, '/');
+    if (!slash || slash == s->session || !slash[1] || strchr(slash + 1, '/') || strlen(s->session) > 200) {
+        snprintf(err, err_size, "--session '%.200s' is not SESSION/SERVICE", s->session);
+        return -EINVAL;
+    }
+    if (!s->cas || !*s->cas) {
+        snprintf(err, err_size, "--session needs CAS: the CAS's address (host:port or https URL)");
+        return -EINVAL;
+    }
+    if (!hex64(s->key_hash_opt)) {
+        snprintf(err, err_size, "--session needs CAS_KEY_HASH: the CAS's key hash (64 hex digits; `cas owner show`)");
+        return -EINVAL;
+    }
+    if (!s->list_service || !*s->list_service || strchr(s->list_service, '/')) {
+        snprintf(err, err_size, "SESSION_LIST_SERVICE '%s' is not a service name", s->list_service ?: "");
+        return -EINVAL;
+    }
+    snprintf(s->cas_key_hash, sizeof(s->cas_key_hash), "%s", s->key_hash_opt);
+    snprintf(s->session_list, sizeof(s->session_list), "%.*s/%s", (int)(slash - s->session), s->session,
+             s->list_service);
+    if (s->cas_name_opt && *s->cas_name_opt) {
+        snprintf(name, sizeof(name), "%s", s->cas_name_opt);
+    } else { /* the host's first label: https://cas.ns.svc:8081 -> cas */
+        const char *h = strstr(s->cas, "://");
+        h = h ? h + 3 : s->cas;
+        size_t n = strcspn(h, ".:/[]");
+        snprintf(name, sizeof(name), "%.*s", (int)(n < 63 ? n : 63), h);
+    }
+    if (!name[0]) {
+        snprintf(err, err_size, "cannot take a CAS name from CAS '%.200s': set CAS_NAME", s->cas);
+        return -EINVAL;
+    }
+    s->cas_name = name;
+    return 0;
+}
+
 static const char *default_config(char *buf, size_t size)
 {
     const char *home = getenv("HOME");
@@ -109,7 +155,7 @@ static const char *default_config(char *buf, size_t size)
     return buf;
 }
 
-static const char *default_cli(char *buf, size_t size)
+static const char *default_cli(char *buf, size_t size, const char *prog)
 {
     char self[PATH_MAX - 8];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -118,12 +164,12 @@ static const char *default_cli(char *buf, size_t size)
         char *slash = strrchr(self, '/');
         if (slash) {
             *slash = 0;
-            snprintf(buf, size, "%s/cas", self);
+            snprintf(buf, size, "%s/%s", self, prog);
             if (access(buf, X_OK) == 0)
                 return buf;
         }
     }
-    return "cas";
+    return prog;
 }
 
 int main(int argc, char **argv)
@@ -138,10 +184,25 @@ int main(int argc, char **argv)
         {"config", 0, "SCONE_CLI_CONFIG", CUSTOS_OPT_STRING, NULL, 0, 0, "PATH",
          "the cas CLI configuration holding the identity that registers backups (a registrar's, made with `cas owner "
          "make-registrar`, or the owner's) and the CAS's key hash [default: ~/.cas/config]", &s->config},
-        {"session", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "SESSION/SERVICE",
-         "get the CLI configuration from CAS through an attested session (not available yet)", &s->session},
-        {"cas", 0, "CAS", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME",
-         "the CAS (its name in the CLI configuration) [default: the configuration's default_cas]", &s->cas},
+        {"session", 0, "CAS_SESSION", CUSTOS_OPT_STRING, NULL, 0, 0, "SESSION/SERVICE",
+         "register through an attested session: each registration runs `cas-run --session SESSION/SERVICE -- cas "
+         "register-backup ADDR`, and CAS injects the identity (no CLI configuration in the cluster); CAS must be its "
+         "address and CAS_KEY_HASH its key hash", &s->session},
+        {"list-service", 0, "SESSION_LIST_SERVICE", CUSTOS_OPT_STRING, "list", 0, 0, "SERVICE",
+         "with --session: the service of the same session that runs `cas backups list --json`", &s->list_service},
+        {"cas", 0, "CAS", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME|ADDR",
+         "the CAS: its name in the CLI configuration [default: the configuration's default_cas]; with --session its "
+         "address (host:port or URL)", &s->cas},
+        {"cas-key-hash", 0, "CAS_KEY_HASH", CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
+         "with --session: the CAS's key hash (cas-run pins it; backup pods take offers of this CAS only)",
+         &s->key_hash_opt},
+        {"cas-name", 0, "CAS_NAME", CUSTOS_OPT_STRING, NULL, 0, 0, "NAME",
+         "with --session: the CAS's name in labels and the Lease [default: the first label of CAS's host]",
+         &s->cas_name_opt},
+        {"cas-run", 0, "CAS_RUN", CUSTOS_OPT_STRING, NULL, 0, 0, "PATH",
+         "with --session: the launcher [default: the one beside this program, else cas-run on PATH]", &s->cas_run},
+        {"cas-run-las", 0, "CAS_RUN_LAS_ADDR", CUSTOS_OPT_STRING, NULL, 0, 0, "PATH",
+         "with --session: the LAS socket cas-run uses here [default: SCONE_LAS_ADDR]", &s->run_las},
         {"kubeconfig", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "PATH",
          "kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else the in-cluster service account]", &s->kubeconfig},
         {"image", 0, "BACKUP_CAS_IMAGE", CUSTOS_OPT_STRING, "custos/cas:" CUSTOS_VERSION, 0, 0, "IMAGE",
@@ -211,18 +272,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "cas-backup-controller: invalid log spec '%s'\n", log_spec);
         return 2;
     }
-    if (s->session) {
-        fprintf(stderr,
-                "cas-backup-controller: --session %s: sessions are not available yet; use --config with a "
-                "registrar configuration (`cas owner make-registrar`)\n",
-                s->session);
-        return 2;
-    }
-    char cfg_buf[PATH_MAX], cli_buf[PATH_MAX], err[1024];
+    char cfg_buf[PATH_MAX], cli_buf[PATH_MAX], run_buf[PATH_MAX], err[1024];
     if (!s->config || !*s->config)
         s->config = default_config(cfg_buf, sizeof(cfg_buf));
     if (!s->cas_cli || !*s->cas_cli)
-        s->cas_cli = default_cli(cli_buf, sizeof(cli_buf));
+        s->cas_cli = default_cli(cli_buf, sizeof(cli_buf), "cas");
+    if (!s->cas_run || !*s->cas_run)
+        s->cas_run = default_cli(run_buf, sizeof(run_buf), "cas-run");
+    if (!s->run_las || !*s->run_las)
+        s->run_las = s->las_addr;
     if (!ctl_name_valid(s->namespace, 63) || !ctl_name_valid(s->las_namespace, 63)) {
         fprintf(stderr, "cas-backup-controller: NAMESPACE/LAS_NAMESPACE must be DNS labels\n");
         return 2;
@@ -239,7 +297,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cas-backup-controller: SCONE_LAS_ADDR '%s' is not an absolute socket path\n", s->las_addr);
         return 2;
     }
-    if (read_cli_config(s, err, sizeof(err)) < 0) {
+    if ((s->session ? session_settings(s, err, sizeof(err)) : read_cli_config(s, err, sizeof(err))) < 0) {
         fprintf(stderr, "cas-backup-controller: %s\n", err);
         return 2;
     }
@@ -287,8 +345,12 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    LOG_MODULE_INFO(CTL_LOG, "Using CLI configuration %s (CAS %s, key hash %s)", s->config, s->cas_name,
-                    s->cas_key_hash);
+    if (s->session)
+        LOG_MODULE_INFO(CTL_LOG, "Using session %s (CAS %s at %s, key hash %s; listing through %s)", s->session,
+                        s->cas_name, s->cas, s->cas_key_hash, s->session_list);
+    else
+        LOG_MODULE_INFO(CTL_LOG, "Using CLI configuration %s (CAS %s, key hash %s)", s->config, s->cas_name,
+                        s->cas_key_hash);
     LOG_MODULE_INFO(CTL_LOG, "Starting controller...");
     LOG_MODULE_INFO(CTL_LOG, "Kubernetes API %s (credentials: %s)", server, source);
     LOG_MODULE_INFO(CTL_LOG, "Backup CAS resources will be named '%s'-<node_name>", s->backup_name);

@@ -68,13 +68,38 @@ static void log_lines(const char *prefix, char *buf, size_t *len, bool flush)
 int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const char *log_prefix, char **out,
                 size_t *out_size)
 {
-    const char *argv[24];
+    const char *argv[40];
     size_t k = 0;
-    argv[k++] = c->s.cas_cli;
-    for (; args[k - 1] && k < 20; k++)
-        argv[k] = args[k - 1];
-    argv[k++] = "--cli-config";
-    argv[k++] = c->s.config;
+    if (c->s.session) { /* cas-run ... -- cas ARGS: CAS checks the command and injects the identity */
+        bool list = strcmp(args[0], "backups") == 0;
+        const char *pre[] = {c->s.cas_run,
+                             "--cas",
+                             c->s.cas,
+                             "--cas-key-hash",
+                             c->s.cas_key_hash,
+                             "--las",
+                             c->s.run_las,
+                             "--session",
+                             list ? c->s.session_list : c->s.session,
+                             "--",
+                             c->s.cas_cli};
+        for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++)
+            argv[k++] = pre[i];
+        /* the session's command fixes the words: no --cas NAME (the injected configuration's default) */
+        for (size_t i = 0; args[i] && k < 36; i++) {
+            if (strcmp(args[i], "--cas") == 0 && args[i + 1]) {
+                i++;
+                continue;
+            }
+            argv[k++] = args[i];
+        }
+    } else {
+        argv[k++] = c->s.cas_cli;
+        for (size_t i = 0; args[i] && k < 20; i++)
+            argv[k++] = args[i];
+        argv[k++] = "--cli-config";
+        argv[k++] = c->s.config;
+    }
     argv[k] = NULL;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0)

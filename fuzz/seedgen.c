@@ -87,6 +87,33 @@ static int quote_seeds(const char *dir)
     return ret;
 }
 
+/* cas-run's attestation request, bound into a quote as cas-run binds it. */
+static int run_seed(const char *dir)
+{
+    uint8_t priv[32], pub[32], salt[32], rd[CUSTOS_REPORT_DATA_SIZE];
+    struct custos_quote q;
+    char *key = NULL;
+    int ret = custos_x25519_keypair(priv, pub);
+    key = ret == 0 ? custos_base64_encode(pub, 32) : NULL;
+    json_t *r = key ? json_pack("{s:I, s:s, s:s, s:s, s:[s, s], s:[{s:i, s:s}]}", "time", (json_int_t)1764460800, "key",
+                                key, "cas_key_hash", "5f1c0e3a9b7d2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6",
+                                "program", "0e62020589972fba3ae70225cf6cd958897bbdd5eee878c5badf5928d95cfaae", "argv",
+                                "python3", "/app/print_env.py", "files", "arg", 1, "sha256",
+                                "8e51357d6424cf8b20c36f567ebbd4afa07c9e58912107c0beda436602c1d342")
+                    : NULL;
+    ret = r ? custos_run_binding(r, salt, rd) : -ENOMEM;
+    if (ret == 0)
+        ret = make_quote("seedgen launcher node", CUSTOS_PLATFORM_SIM, 0, rd, &q);
+    if (ret == 0)
+        ret = write_json(dir, "run_request", "gen-request.json",
+                         json_pack("{s:s, s:O, s:o}", "service", "hello/app", "request", r, "quote",
+                                   custos_quote_to_json(&q)));
+    json_decref(r);
+    free(key);
+    custos_wipe(priv, sizeof(priv));
+    return ret;
+}
+
 /* One registration, as casd computes it: request (backup), offer (primary), completion (backup). */
 static int backup_seeds(const char *dir)
 {
@@ -257,6 +284,8 @@ int main(int argc, char **argv)
         ret = keystore_seed(argv[1], "gen-three-entries.json", 3);
     if (ret == 0)
         ret = api_seed(argv[1]);
+    if (ret == 0)
+        ret = run_seed(argv[1]);
     if (ret < 0) {
         fprintf(stderr, "seedgen: failed: %s\n", strerror(-ret));
         return 1;

@@ -364,3 +364,38 @@ int custos_las_answer_quote(const uint8_t *answer, size_t size, struct custos_qu
 int custos_las_answer_seal_key(const uint8_t *answer, size_t size, uint8_t out[CUSTOS_SEAL_KEY_SIZE], char *err,
                                size_t err_size);
 int custos_las_answer_info(const uint8_t *answer, size_t size, json_t **out, char *err, size_t err_size);
+
+/* ---- cas-run's protocol with CAS (run_proto.c; docs/design.md "cas-run: the attested launcher") --- */
+#define CUSTOS_RUN_MAX_WORDS 64
+#define CUSTOS_RUN_MAX_WORD 4096
+#define CUSTOS_RUN_MAX_FILES 64
+#define CUSTOS_RUN_MAX_AGE 600 /* seconds a request stays valid */
+struct custos_run_file {
+    unsigned arg; /* index of the command word that named the file (1..) */
+    uint8_t sha256[CUSTOS_SHA256_SIZE];
+};
+/* POST /v1/run's body, checked: {"service": "SESSION/SERVICE", "request": R, "quote": Q}. */
+struct custos_run_request {
+    char session[129], service[129];
+    const json_t *request; /* R, borrowed from the body */
+    long long time;
+    uint8_t key[32]; /* the launcher's X25519 public key */
+    char cas_key_hash[65];
+    uint8_t program[CUSTOS_MEASUREMENT_SIZE];
+    const json_t *argv; /* array of strings, borrowed */
+    struct custos_run_file files[CUSTOS_RUN_MAX_FILES];
+    size_t file_count;
+    struct custos_quote quote; /* parsed, signature not yet checked */
+};
+/* Strict: unknown fields, wrong types, bad sizes are -EINVAL with err naming the field. */
+int custos_run_request_parse(const json_t *body, struct custos_run_request *out, char *err, size_t err_size);
+/* salt = SHA-256(R dumped with sorted keys, compact); report data = SHA-256("custos-run-v1\0" || that
+ * dump) || 32 zero bytes. */
+int custos_run_binding(const json_t *request, uint8_t salt[CUSTOS_SHA256_SIZE],
+                       uint8_t report_data[CUSTOS_REPORT_DATA_SIZE]);
+/* CAS: encrypts config (plaintext JSON text) to the launcher's key: {"key","nonce","config"}. */
+int custos_run_seal(const uint8_t launcher_pub[32], const uint8_t salt[CUSTOS_SHA256_SIZE], const void *config,
+                    size_t size, json_t **answer);
+/* cas-run: opens CAS's answer with its private key; *config NUL-terminated, caller wipes and frees. */
+int custos_run_open(const uint8_t launcher_priv[32], const uint8_t salt[CUSTOS_SHA256_SIZE], const json_t *answer,
+                    uint8_t **config, size_t *size, char *err, size_t err_size);

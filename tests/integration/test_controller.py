@@ -3,6 +3,7 @@
 primary casd, real backup casd pods and the real cas CLI. The kubelet is a stand-in (StandInKubelet:
 no kubelet or container runtime can run here); everything the controller sees goes through the real
 API (list, watch, pods/log, patches, Leases, Events, RBAC)."""
+import json
 import os
 import re
 import time
@@ -11,7 +12,7 @@ import types
 import pytest
 
 from ctl_harness import LAS_SELECTOR, Cluster, Controller, wait_all_registered
-from harness import BackupCas, CasNode, provision_owner, wait_for
+from harness import BackupCas, CasNode, binary, provision_owner, wait_for
 
 
 @pytest.fixture
@@ -300,11 +301,77 @@ def test_in_cluster_credentials_follow_a_rotated_token(cluster, kube, tmp_path):
     wait_all_registered(ctl, c.workers, timeout=120)
 
 
-def test_session_mode_is_not_available_yet(cluster, tmp_path):
+def controller_session(c, config_text, path="/etc/custos/registrar.json"):
+    """The quick start's session for the controller: the registrar's CLI configuration as an
+    injection file, `cas register-backup @@2` and `cas backups list --json`, cas's measurement."""
+    import hashlib
+    with open(binary("cas"), "rb") as f:
+        cas_hash = hashlib.sha256(f.read()).hexdigest()
+    content = "\n".join("          " + line for line in config_text.splitlines())
+    service = """  - name: {name}
+    image_name: cli
+    mrenclaves: ["{cas}"]
+    command: {command}
+    environment:
+      SCONE_CLI_CONFIG: {path}
+      "@@SCONE_LAS_ADDR": ""
+    pwd: /
+"""
+    return ('name: cbc\nversion: "0.3"\nservices:\n' +
+            service.format(name="register", cas=cas_hash, command="cas register-backup @@2", path=path) +
+            service.format(name="list", cas=cas_hash, command="cas backups list --json", path=path) +
+            f"images:\n  - name: cli\n    injection_files:\n      - path: {path}\n        content: |\n{content}\n")
+
+
+def test_session_mode_registers_with_no_cli_configuration_in_the_cluster(cluster, tmp_path):
+    """--session: each registration is `cas-run --session cbc/register -- cas register-backup ADDR`; CAS
+    injects the registrar's configuration; the controller's environment names no CLI configuration,
+    and after the session is created the registrar's key exists nowhere on disk but in CAS."""
+    c = cluster(workers=3)
+    with open(c.registrar) as f:
+        config_text = f.read()
+    key_pem = json.loads(config_text)["identity"]["private_key"]
+    key_body = "".join(key_pem.strip().splitlines()[1:-1])
+    spec = tmp_path / "cbc.yaml"
+    spec.write_text(controller_session(c, config_text))
+    c.owner.run("session", "create", str(spec), check=True)
+    os.unlink(spec)
+    os.unlink(c.registrar)
+    ctl = c.controller(SCONE_CLI_CONFIG=None, CAS_SESSION="cbc/register", CAS=c.cas.addr, CAS_KEY_HASH=c.cas.key_hash(),
+                       CAS_NAME="mycas", CAS_RUN=binary("cas-run"), CAS_RUN_LAS_ADDR=c.las_socket("node-1"))
+    wait_all_registered(ctl, c.workers)
+    log = ctl.log()
+    assert "Using session cbc/register" in log
+    assert "Connecting to CAS at" in log and "using service ID cbc/register" in log
+    assert "Successfully registered backup on node node-2" in log
+    wait_for(lambda: c.labelled() == {"cp": False, "node-1": True, "node-2": True, "node-3": True}, timeout=10,
+             what="labels")
+    for n in c.workers:
+        assert c.las_key(n) in c.backups(), n
+    # the registrar's key: in no file of the test tree (logs, node roots, pods' files) and not under /etc
+    for d, _, names in os.walk(str(tmp_path)):
+        for name in names:
+            p = os.path.join(d, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    assert key_body[:64].encode() not in f.read(), f"the registrar's key is in {p}"
+    assert not os.path.exists("/etc/custos/registrar.json"), "an injection file reached the real /etc"
+
+
+def test_session_mode_needs_an_address_and_a_key_hash(cluster, tmp_path):
     c = cluster(workers=1)
-    ctl = Controller(str(tmp_path), c.env(), name="session", args=["--session", "backup_controller/register"])
+    ctl = Controller(str(tmp_path), c.env(SCONE_CLI_CONFIG=None), name="session",
+                     args=["--session", "cbc/register"])
     assert ctl.start(expect_fail=True) == 2
-    assert "--session backup_controller/register: sessions are not available yet" in ctl.log()
+    assert "--session needs CAS" in ctl.log()
+    ctl = Controller(str(tmp_path), c.env(SCONE_CLI_CONFIG=None, CAS=c.cas.addr), name="session2",
+                     args=["--session", "cbc/register"])
+    assert ctl.start(expect_fail=True) == 2
+    assert "--session needs CAS_KEY_HASH" in ctl.log()
+    ctl = Controller(str(tmp_path), c.env(SCONE_CLI_CONFIG=None, CAS=c.cas.addr), name="session3",
+                     args=["--session", "nothing"])
+    assert ctl.start(expect_fail=True) == 2
+    assert "is not SESSION/SERVICE" in ctl.log()
 
 
 def test_backup_pod_takes_offers_from_its_own_cas_only(cluster, kubelet, tmp_path):

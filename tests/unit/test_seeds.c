@@ -77,6 +77,23 @@ static void test_quote_seeds(void **state)
     free(body);
 }
 
+/* cas-run's attestation request: parses, and its quote verifies and binds the request. */
+static void test_run_request_seed(void **state)
+{
+    (void)state;
+    char err[512];
+    struct custos_run_request rq;
+    uint8_t salt[32], rd[CUSTOS_REPORT_DATA_SIZE];
+    json_t *j = seed_json("run_request", "gen-request.json");
+    if (custos_run_request_parse(j, &rq, err, sizeof(err)) < 0)
+        fail_msg("run_request/gen-request.json refused: %s", err);
+    assert_int_equal(custos_quote_verify_signature(&rq.quote), 0);
+    assert_int_equal(custos_run_binding(rq.request, salt, rd), 0);
+    assert_memory_equal(rd, rq.quote.report_data, sizeof(rd));
+    assert_int_equal(rq.file_count, 1);
+    json_decref(j);
+}
+
 /* Request, offer and completion are one registration: the offer's signature verifies over the
  * transcript of the request, and the completion answers that request. */
 static void test_backup_seeds(void **state)
@@ -167,10 +184,9 @@ static void test_api_seed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quote_seeds),
-        cmocka_unit_test(test_backup_seeds),
-        cmocka_unit_test(test_keystore_seeds),
-        cmocka_unit_test(test_api_seed),
+        cmocka_unit_test(test_quote_seeds),      cmocka_unit_test(test_backup_seeds),
+        cmocka_unit_test(test_keystore_seeds),   cmocka_unit_test(test_api_seed),
+        cmocka_unit_test(test_run_request_seed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
