@@ -321,9 +321,9 @@ static int fetch_config(const struct settings *s, const char *url, const char *p
     };
     struct cli_response resp = {0};
     json_t *evidence = NULL, *req = NULL, *body = NULL;
-    char *cert = NULL, *canonical = NULL, *text = NULL;
+    char *cert = NULL, *text = NULL;
     char kh[65], err[2048];
-    uint8_t priv[32], pub[32], rd[CUSTOS_REPORT_DATA_SIZE];
+    uint8_t priv[32], pub[32], salt[32], rd[CUSTOS_REPORT_DATA_SIZE];
     struct custos_quote q;
     int ret = 1;
     LOG_MODULE_INFO(RUN_LOG, "Connecting to CAS at %s using service ID %s", url, s->session);
@@ -340,12 +340,10 @@ static int fetch_config(const struct settings *s, const char *url, const char *p
         goto out;
     }
     req = run_request(m, words, pub, kh, (long long)time(NULL));
-    canonical = req ? run_request_canonical(req) : NULL;
-    if (!canonical) {
+    if (!req || custos_run_binding(req, salt, rd) < 0) {
         LOG_MODULE_ERROR(RUN_LOG, "out of memory");
         goto out;
     }
-    run_report_data(canonical, rd);
     if (custos_las_quote(s->las, rd, &q, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(RUN_LOG, "no quote from the LAS at %s: %s", s->las, err);
         goto out;
@@ -367,7 +365,7 @@ static int fetch_config(const struct settings *s, const char *url, const char *p
                          cli_error_message(&resp));
         goto out;
     }
-    if (run_open_config(resp.body, priv, canonical, config, err, sizeof(err)) < 0) {
+    if (run_open_config(resp.body, priv, salt, config, err, sizeof(err)) < 0) {
         LOG_MODULE_ERROR(RUN_LOG, "%s", err);
         goto out;
     }
@@ -375,7 +373,6 @@ static int fetch_config(const struct settings *s, const char *url, const char *p
 out:
     custos_wipe(priv, sizeof(priv));
     free(text);
-    free(canonical);
     free(cert);
     json_decref(body);
     json_decref(req);

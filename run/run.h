@@ -47,14 +47,10 @@ void run_measured_free(struct run_measured *m);
  * json_decref's). */
 json_t *run_request(const struct run_measured *m, char *const *words, const uint8_t pub[32], const char *cas_key_hash,
                     long long now);
-/* The canonical text of R (sorted keys, compact; caller frees) and the quote's report data:
- * SHA-256("custos-run-v1\0" || canonical) || 32 zero bytes. */
-char *run_request_canonical(const json_t *request);
-void run_report_data(const char *canonical, uint8_t out[CUSTOS_REPORT_DATA_SIZE]);
-/* Opens CAS's answer {"key", "nonce", "config"} with the request's private key: HKDF-SHA256(X25519,
- * salt = SHA-256(canonical), info "custos-run-config-v1"), AES-256-GCM with aad = salt. *out is the
- * parsed configuration (caller json_decref's; its strings are wiped on free). */
-int run_open_config(const json_t *answer, const uint8_t priv[32], const char *canonical, json_t **out, char *err,
+/* Opens CAS's answer {"key", "nonce", "config"} with the request's private key and salt (SHA-256 of
+ * the canonical R: custos_run_binding) into the parsed configuration (caller json_decref's; its
+ * strings are wiped on free). */
+int run_open_config(const json_t *answer, const uint8_t priv[32], const uint8_t salt[32], json_t **out, char *err,
                     size_t err_size);
 
 /* ---- files.c ---- */
