@@ -349,7 +349,7 @@ def test_launcher_that_is_not_an_allowed_cas_run_is_refused(tmp_path, cas_env):
         f.write(b"\0")
     service = f"""  - name: app
     mrenclaves: ["{sha256_file(shutil.which('true'))}"]
-    command: true
+    command: "true"
 """
     make_session(cas_env, tmp_path, "launch", service)
     assert cas_run("--session", "launch/app", "--", "true", env=cas_env.env).returncode == 0
