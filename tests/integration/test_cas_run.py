@@ -161,8 +161,26 @@ def test_files_module_as_an_unprivileged_user(tmp_path):
     check_sanitizers(r.stdout + r.stderr, "test_run_files")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout + r.stderr
-    assert "[  PASSED  ] 6 test(s)" in out, out  # the submount case needs root: skipped
+    assert "[  PASSED  ] 7 test(s)" in out, out  # the submount case needs root: skipped
     assert "in a private mount namespace and user namespace" in r.stderr, r.stderr
+
+
+def test_files_fall_back_to_parent_mode_where_namespaces_are_refused():
+    """auto falls back to files on disk (and forced namespace mode fails) where no namespace can be
+    made: here a user namespace whose namespace limits are 0 (the limits are per user namespace: the
+    machine's are untouched)."""
+    test = os.path.join(BUILD, "tests", "test_run_files")
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c",
+                        "echo 0 > /proc/sys/user/max_mnt_namespaces && echo 0 > /proc/sys/user/max_user_namespaces"
+                        " && exec \"$0\"", test], capture_output=True, text=True, timeout=120,
+                       env=base_env(TEST_RUN_FILES_AUTO_EXPECT="parent", TEST_RUN_FILES_FILTER="test_auto_mode"))
+    out = r.stdout + r.stderr
+    check_sanitizers(out, "test_run_files")
+    if r.returncode != 0 and "unshare failed" in out:
+        pytest.fail("cannot make the restricted user namespace for this test: " + out)
+    assert r.returncode == 0, out
+    assert "[  PASSED  ] 1 test(s)" in out, out
+    assert "falling back to files on disk" in out and "No space left on device" in out, out
 
 
 # ---- with CAS ----------------------------------------------------------------------------------------

@@ -287,6 +287,47 @@ static void test_namespace_mode_keeps_submounts(void **state)
     namespace_case(*state, true);
 }
 
+/* auto: a namespace where one can be made, else files on disk. test_cas_run.py runs this test where
+ * namespaces are refused (a user namespace whose max_mnt_namespaces and max_user_namespaces are 0)
+ * with TEST_RUN_FILES_AUTO_EXPECT=parent; forced namespace mode is then an error. */
+static void test_auto_mode(void **state)
+{
+    struct dir *d = *state;
+    const char *expect = getenv("TEST_RUN_FILES_AUTO_EXPECT");
+    expect = expect ? expect : "namespace";
+    char before[4096], after[4096], err[1024];
+    listing(d->path, before, sizeof(before));
+    struct expect e = {.count = 1, .lower = -1, .ready_fd = -1, .go_fd = -1, .contents = {"zeta secret"}};
+    snprintf(e.paths[0], PATH_MAX, "%s/z.conf", d->path);
+    struct run_file files[1];
+    make_files(&e, files);
+    if (!strcmp(expect, "parent")) {
+        struct run_files *st = NULL;
+        assert_int_not_equal(run_files_place(RUN_FILES_NAMESPACE, files, 1, &st, err, sizeof(err)), 0);
+        assert_non_null(strstr(err, "unshare"));
+        listing(d->path, after, sizeof(after));
+        assert_string_equal(before, after);
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct run_files *st = NULL;
+        if (run_files_place(RUN_FILES_AUTO, files, 1, &st, err, sizeof(err)) < 0)
+            _exit(98);
+        if (strcmp(run_files_mode_used(st), expect))
+            _exit(97);
+        int code = run_files_run(st, check_files, NULL, &e);
+        run_files_free(st);
+        _exit(code);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    listing(d->path, after, sizeof(after));
+    assert_string_equal(before, after);
+}
+
 static void test_refuses_bad_paths(void **state)
 {
     (void)state;
@@ -321,8 +362,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parent_mode_forwards_signals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_mode_keeps_submounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auto_mode, setup, teardown),
         cmocka_unit_test(test_refuses_bad_paths),
         cmocka_unit_test(test_mode_parse),
     };
+    const char *filter = getenv("TEST_RUN_FILES_FILTER"); /* e.g. test_auto_mode */
+    if (filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
