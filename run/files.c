@@ -302,8 +302,11 @@ static int mount_overlay(struct overlay *ov, const struct run_file *files, size_
     char upper[PATH_MAX + 16], work[PATH_MAX + 16], opts[3 * PATH_MAX];
     struct stat lower_sb;
     int ret, up = -1;
-    if (fstat(ov->lower, &lower_sb) < 0)
-        return -errno;
+    if (fstat(ov->lower, &lower_sb) < 0) {
+        ret = -errno;
+        snprintf(err, err_size, "%s: %s", ov->dir, strerror(-ret));
+        return ret;
+    }
     if (mount("tmpfs", ov->dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0) {
         ret = -errno;
         snprintf(err, err_size, "mounting a tmpfs over %s: %s", ov->dir, strerror(-ret));
@@ -319,13 +322,13 @@ static int mount_overlay(struct overlay *ov, const struct run_file *files, size_
     }
     /* the merged directory takes the upper one's mode and owner: make them the original's (the owner
      * only where it is mapped: not in a user namespace) */
-    if (chmod(upper, lower_sb.st_mode & 07777) < 0)
-        return -errno;
-    if (chown(upper, lower_sb.st_uid, lower_sb.st_gid) < 0 && !userns)
-        return -errno;
-    up = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (up < 0)
-        return -errno;
+    if (chmod(upper, lower_sb.st_mode & 07777) < 0 || (chown(upper, lower_sb.st_uid, lower_sb.st_gid) < 0 && !userns) ||
+        (up = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        ret = -errno;
+        snprintf(err, err_size, "giving the overlay over %s the directory's mode and owner: %s", ov->dir,
+                 strerror(-ret));
+        return ret;
+    }
     size_t n = strlen(ov->dir);
     for (size_t i = 0; i < count; i++) {
         const char *p = files[i].path;
