@@ -21,11 +21,13 @@ int cli_owner_context(const char *prog, const char *cli_config, const char *cas,
     ctx->path = path;
     if (cli_config_load(path, &ctx->cfg, err, sizeof(err)) < 0 ||
         cli_find_cas(ctx->cfg, cas, &ctx->url, &ctx->key_hash, err, sizeof(err)) < 0 ||
-        cli_identity(ctx->cfg, NULL, &ctx->id, err, sizeof(err)) < 0) {
+        cli_identity(ctx->cfg, NULL, &ctx->id, err, sizeof(err)) < 0 ||
+        (ctx->id.changed && cli_config_save(path, ctx->cfg, err, sizeof(err)) < 0)) {
         fprintf(stderr, "%s: %s\n", prog, err);
         cli_context_free(ctx);
         return -EINVAL;
     }
+    /* an identity made now is kept: a session's access_policy names it by its key hash */
     return 0;
 }
 

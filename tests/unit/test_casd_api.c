@@ -171,7 +171,10 @@ static void test_registrar_on_every_route(void **state)
 {
     (void)state;
     static struct cas_state st; /* no database: a refused call never reaches a handler */
-    static const char *const public_routes[] = {"GET /healthz", "GET /v1/attestation", "POST /v1/provision"};
+    static const char *const public_routes[] = {"GET /healthz", "GET /v1/attestation", "POST /v1/provision",
+                                                "POST /v1/run"};
+    /* any client identity; the session's access_policy decides in the handler */
+    static const char *const client_routes[] = {"GET /v1/sessions", "PUT /v1/sessions/", "GET /v1/sessions/"};
     strcpy(st.pri.owner_hash, OWNER);
     strcpy(st.pri.registrars[0], REGISTRAR);
     st.pri.registrar_count = 1;
@@ -186,6 +189,17 @@ static void test_registrar_on_every_route(void **state)
         snprintf(url, sizeof(url), "%s%s", rt->path, rt->flags & ROUTE_PREFIX ? "x" : "");
         snprintf(name, sizeof(name), "%s %s", rt->method, rt->path);
         assert_int_equal(!!(rt->flags & ROUTE_REGISTRAR), registrar_allowed(rt));
+        if (rt->flags & ROUTE_CLIENT) {
+            bool known = false;
+            for (size_t k = 0; k < sizeof(client_routes) / sizeof(client_routes[0]); k++)
+                known |= strcmp(client_routes[k], name) == 0;
+            if (!known || (rt->flags & ROUTE_OWNER))
+                fail_msg("route %s takes any client identity: add it to client_routes only if it must", name);
+            call(&st, &c, rt->method, url, NULL, NULL); /* without a certificate: 401 before the handler */
+            assert_int_equal(c.resp.status, 401);
+            call_done(&c);
+            continue;
+        }
         if (!(rt->flags & ROUTE_OWNER)) {
             bool known = false;
             for (size_t k = 0; k < sizeof(public_routes) / sizeof(public_routes[0]); k++)
