@@ -392,3 +392,84 @@ def test_launcher_that_is_not_an_allowed_cas_run_is_refused(tmp_path, cas_env):
     assert r.returncode == 1
     got = sha256_file(str(fake))
     assert f"Error 1 of 1: Unexpected launcher measurement (cas-run, {got})" in r.stderr, r.stderr
+
+
+def simple_service(cas_env, tmp_path, name="simple", words=("true",), extra=""):
+    prog = shutil.which(words[0])
+    cmd = json.dumps(list(words))
+    make_session(cas_env, tmp_path, name, f"""  - name: app
+    mrenclaves: ["{sha256_file(prog)}"]
+    command: {cmd}
+    pwd: {tmp_path}
+{extra}""")
+
+
+def test_cas_from_a_cli_configuration_and_its_trust_options(tmp_path, cas_env):
+    """The CAS's URL and key hash from the owner's CLI configuration (by name, or its default); a key
+    hash that contradicts it is refused; --cas-measurement and --cas-platform judge CAS's own quote
+    before anything is sent to /v1/run."""
+    simple_service(cas_env, tmp_path)
+    cas, cfg = cas_env.cas, cas_env.owner.config
+    env = base_env(SCONE_LAS_ADDR=cas.las.socket)
+    for extra in ((), ("--cas", "mycas")):
+        r = cas_run("--cli-config", cfg, *extra, "--session", "simple/app", "--", "true", env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"Connecting to CAS at https://{cas.addr} using service ID simple/app" in r.stderr
+    r = cas_run("--session", "simple/app", "--", "true", env=dict(env, CAS_CLI_CONFIG=cfg, CAS_KEY_HASH="ab" * 32))
+    assert r.returncode == 1 and "ab" * 32 in r.stderr and cas.key_hash() in r.stderr, r.stderr
+    casd_hash = sha256_file(binary("casd"))
+    r = cas_run("--cas-measurement", casd_hash, "--session", "simple/app", "--", "true", env=cas_env.env)
+    assert r.returncode == 0, r.stderr
+    r = cas_run("--cas-measurement", "ab" * 32, "--session", "simple/app", "--", "true", env=cas_env.env)
+    assert r.returncode == 1 and "NOT trustworthy" in r.stderr and casd_hash in r.stderr, r.stderr
+    r = cas_run("--cas-platform", cas.las.platform_id(), "--session", "simple/app", "--", "true", env=cas_env.env)
+    assert r.returncode == 0, r.stderr
+    other = "02" + "AB" * 32
+    r = cas_run("--cas-platform", other, "--session", "simple/app", "--", "true", env=cas_env.env)
+    assert r.returncode == 1 and "NOT trustworthy" in r.stderr, r.stderr
+
+
+def test_a_caller_word_that_names_a_file_is_measured_and_passed_as_dev_fd(tmp_path, cas_env):
+    """@@N accepts any word; when it names a file, the program gets the sealed copy (/dev/fd/N)."""
+    simple_service(cas_env, tmp_path, words=("cat", "@@1"))
+    f = tmp_path / "note.txt"
+    f.write_text("the bytes that were measured")
+    r = cas_run("--session", "simple/app", "--", "cat", str(f), env=cas_env.env)
+    assert r.returncode == 0 and r.stdout == "the bytes that were measured", r.stderr
+    assert "1 argument names a file" in r.stderr
+    # the program is told /dev/fd/N, not the path
+    make_session(cas_env, tmp_path, "echoer", f"""  - name: app
+    mrenclaves: ["{sha256_file(shutil.which('echo'))}"]
+    command: echo @@1 plain
+""")
+    r = cas_run("--session", "echoer/app", "--", "echo", str(f), "plain", env=cas_env.env)
+    assert r.returncode == 0 and r.stdout.startswith("/dev/fd/") and r.stdout.endswith(" plain\n"), r.stdout
+
+
+def test_parent_mode_forwards_sigterm_and_removes_the_files(tmp_path, cas_env):
+    inj = tmp_path / "run" / "token"
+    make_session(cas_env, tmp_path, "sleeper", f"""  - name: app
+    image_name: img
+    mrenclaves: ["{sha256_file(shutil.which('sleep'))}"]
+    command: sleep 60
+""", f"""images:
+  - name: img
+    injection_files:
+      - path: {inj}
+        content: "$$CAS::password$$"
+""")
+    p = subprocess.Popen([binary("cas-run"), "--files-mode", "parent", "--session", "sleeper/app", "--", "sleep",
+                          "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cas_env.env)
+    try:
+        wait_for(lambda: inj.exists(), timeout=30, what="the injection file")
+        assert oct(inj.stat().st_mode & 0o777) == "0o600"
+        time.sleep(0.2)
+        p.send_signal(15)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    check_sanitizers(err, "cas-run")
+    assert p.returncode == 128 + 15, err
+    assert not inj.exists() and not inj.parent.exists(), "the file or the directory made for it is left"
+    assert "cas-run stays the parent" in err
