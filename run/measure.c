@@ -174,6 +174,23 @@ bool run_is_script(int fd)
     return pread(fd, head, sizeof(head), 0) == 2 && head[0] == '#' && head[1] == '!';
 }
 
+/* The interpreter a script's #! line names ("/usr/bin/env python3" -> "python3"), for the advice. */
+static void script_interpreter(int fd, char *out, size_t size)
+{
+    char line[256];
+    ssize_t n = pread(fd, line, sizeof(line) - 1, 2);
+    line[n > 0 ? n : 0] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    char *save = NULL, *interp = strtok_r(line, " \t", &save);
+    if (interp && !strcmp(interp, "/usr/bin/env")) {
+        char *next = strtok_r(NULL, " \t", &save);
+        while (next && next[0] == '-') /* env -S and the like */
+            next = strtok_r(NULL, " \t", &save);
+        interp = next;
+    }
+    snprintf(out, size, "%s", interp && *interp ? interp : "INTERPRETER");
+}
+
 void run_measured_free(struct run_measured *m)
 {
     if (!m)
@@ -207,10 +224,12 @@ int run_measure(char *const *words, size_t count, struct run_measured *out, char
     if (ret < 0)
         return ret;
     if (run_is_script(out->program_fd)) {
+        char interp[200];
+        script_interpreter(out->program_fd, interp, sizeof(interp));
         snprintf(err, err_size,
                  "program %s is a script (#!): its interpreter would run unmeasured; run the interpreter as the "
-                 "program and make the script a protected file (e.g. -- python3 %s)",
-                 path, path);
+                 "program and make the script a protected file: -- %s %s",
+                 path, interp, path);
         run_measured_free(out);
         return -EINVAL;
     }

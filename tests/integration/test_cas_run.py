@@ -68,7 +68,11 @@ def test_script_is_refused_as_program(tmp_path):
     r = cas_run("--", str(script), env=base_env(SCONE_HASH="1"))
     assert r.returncode != 0 and r.stdout == "" and "is a script (#!)" in r.stderr, r.stderr
     r = cas_run("--session", "s/svc", "--cas-key-hash", "ab" * 32, "--cas", "127.0.0.1:9", "--", str(script))
-    assert r.returncode == 1 and "is a script (#!)" in r.stderr and "python3" in r.stderr, r.stderr
+    assert r.returncode == 1 and "is a script (#!)" in r.stderr, r.stderr
+    assert f"make the script a protected file: -- /bin/sh {script}" in r.stderr, r.stderr
+    script.write_text("#!/usr/bin/env -S python3 -u\nprint(1)\n")
+    r = cas_run("--session", "s/svc", "--cas-key-hash", "ab" * 32, "--cas", "127.0.0.1:9", "--", str(script))
+    assert r.returncode == 1 and f"-- python3 {script}" in r.stderr, r.stderr
     assert "Connecting to CAS" not in r.stderr, "contacted CAS for a script"
 
 
@@ -473,3 +477,27 @@ def test_parent_mode_forwards_sigterm_and_removes_the_files(tmp_path, cas_env):
     assert p.returncode == 128 + 15, err
     assert not inj.exists() and not inj.parent.exists(), "the file or the directory made for it is left"
     assert "cas-run stays the parent" in err
+
+
+def test_python_runs_from_the_sealed_copy_with_a_protected_script(tmp_path, cas_env):
+    """The design's advice for scripts: the interpreter is the program, the script a protected file."""
+    path = "/usr/local/bin:/usr/bin:/bin"  # a system python3, not a shim (a script) that may come first in PATH
+    python = shutil.which("python3", path=path)
+    if not python:
+        pytest.skip("no python3")
+    with open(python, "rb") as f:
+        if f.read(2) == b"#!":
+            pytest.skip(f"{python} is a script")
+    script = tmp_path / "hello.py"
+    script.write_text("import os, sys\nprint('hello', os.environ['WHO'], sys.argv[0].startswith('/dev/fd/'))\n")
+    make_session(cas_env, tmp_path, "py", f"""  - name: app
+    mrenclaves: ["{sha256_file(python)}"]
+    command: python3 {script}
+    protected_files:
+      - path: {script}
+        sha256: "{sha256_file(str(script))}"
+    environment:
+      WHO: world
+""")
+    r = cas_run("--session", "py/app", "--", "python3", str(script), env=dict(cas_env.env, PATH=path))
+    assert r.returncode == 0 and r.stdout == "hello world True\n", r.stdout + r.stderr
