@@ -131,6 +131,7 @@ struct cas_primary {
     atomic_bool provisioned; /* published after owner_hash (release/acquire) */
     char owner_hash[65];
     atomic_bool cert_changed; /* the certificate's names changed: renew it */
+    atomic_uint policy_gen;   /* advanced by every change of the owner's policy (caches follow it) */
     /* guarded by cas_state.lock */
     struct cas_keystore ks;
     struct cas_pending pending[CAS_PENDING_MAX];
@@ -213,7 +214,7 @@ void cas_sessions_update(struct cas_state *st, struct http_request *req, struct 
 void cas_sessions_read(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_sessions_list(struct cas_state *st, struct http_request *req, struct http_response *r);
 /* A session's stored record ({hash, session, creator, created, updated, version}) and its secrets;
- * -ENOENT when there is no such session. Caller json_decref's. */
+ * -ENOENT when there is no such session. Shared with a cache: read-only; caller json_decref's. */
 int cas_session_load(struct cas_state *st, const char *name, json_t **record, json_t **secrets);
 void cas_run_post(struct cas_state *st, struct http_request *req, struct http_response *r);
 /* The platforms this CAS trusts for a service without `platforms`: its own, its registered backups',

@@ -69,6 +69,7 @@ void cas_policy_allow(struct cas_state *st, struct http_request *req, struct htt
                                json_pack("{s:s}", field, value), &op, 1)
                    : -ENOMEM;
     free(text);
+    atomic_fetch_add(&st->pri.policy_gen, 1);
     pthread_mutex_unlock(&st->lock);
     if (ret < 0) {
         http_error(r, 500, "storage", "cannot store the policy: %s", strerror(-ret));

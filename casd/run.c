@@ -60,6 +60,24 @@ const char **cas_trusted_platforms(struct cas_state *st, const json_t *policy, s
     return out;
 }
 
+/* The owner's policy, read from the database again only after it changed (read-only, shared). */
+static json_t *current_policy(struct cas_state *st)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static json_t *cached;
+    static unsigned gen;
+    unsigned now = atomic_load(&st->pri.policy_gen);
+    pthread_mutex_lock(&lock);
+    if (!cached || gen != now) {
+        json_decref(cached);
+        cached = cas_policy_load(st);
+        gen = now;
+    }
+    json_t *p = json_incref(cached);
+    pthread_mutex_unlock(&lock);
+    return p;
+}
+
 /* The launcher: the cas-run of this build, or one the owner allowed. */
 static void check_launcher(const json_t *policy, const char *got, json_t *errors)
 {
@@ -269,7 +287,7 @@ void cas_run_post(struct cas_state *st, struct http_request *req, struct http_re
         http_error(r, 404, "not_found", "no service %s/%s in this CAS", rq.session, rq.service);
         goto out;
     }
-    policy = cas_policy_load(st);
+    policy = current_policy(st);
     if (custos_run_binding(rq.request, salt, rd) < 0) {
         http_error(r, 500, "internal", "cannot compute the request's binding");
         goto out;

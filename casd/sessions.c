@@ -33,15 +33,28 @@ static int load_json(struct cas_state *st, const char *rec, json_t **out)
     return ret;
 }
 
-int cas_session_load(struct cas_state *st, const char *name, json_t **record, json_t **secrets)
+/* Sessions are read on every attested retrieval and written rarely: the records read are kept
+ * (parsed, read-only, shared by reference) until the next write of any session. A reader that read
+ * the database while a write happened does not fill the cache (the generation changed). */
+static pthread_rwlock_t cache_lock = PTHREAD_RWLOCK_INITIALIZER;
+static json_t *cache; /* name -> [record, secrets] */
+static unsigned long cache_gen;
+
+static void cache_invalidate(void)
+{
+    pthread_rwlock_wrlock(&cache_lock);
+    json_decref(cache);
+    cache = NULL;
+    cache_gen++;
+    pthread_rwlock_unlock(&cache_lock);
+}
+
+static int load_from_db(struct cas_state *st, const char *name, json_t **record, json_t **secrets)
 {
     char rec[CAS_DB_MAX_NAME];
     snprintf(rec, sizeof(rec), "session/%s", name);
-    *record = NULL;
-    if (secrets)
-        *secrets = NULL;
     int ret = load_json(st, rec, record);
-    if (ret < 0 || !secrets)
+    if (ret < 0)
         return ret;
     snprintf(rec, sizeof(rec), "session-secrets/%s", name);
     ret = load_json(st, rec, secrets);
@@ -50,6 +63,34 @@ int cas_session_load(struct cas_state *st, const char *name, json_t **record, js
         *record = NULL;
         return ret == -ENOENT ? -EBADMSG : ret; /* a session without its secrets record is damaged */
     }
+    return 0;
+}
+
+int cas_session_load(struct cas_state *st, const char *name, json_t **record, json_t **secrets)
+{
+    json_t *r = NULL, *s = NULL;
+    pthread_rwlock_rdlock(&cache_lock);
+    json_t *hit = json_object_get(cache, name);
+    unsigned long gen = cache_gen;
+    if (hit) {
+        r = json_incref(json_array_get(hit, 0));
+        s = json_incref(json_array_get(hit, 1));
+    }
+    pthread_rwlock_unlock(&cache_lock);
+    if (!hit) {
+        int ret = load_from_db(st, name, &r, &s);
+        if (ret < 0)
+            return ret;
+        pthread_rwlock_wrlock(&cache_lock);
+        if (gen == cache_gen && (cache || (cache = json_object())) && json_object_size(cache) < SESSIONS_MAX)
+            json_object_set_new(cache, name, json_pack("[O, O]", r, s));
+        pthread_rwlock_unlock(&cache_lock);
+    }
+    *record = r;
+    if (secrets)
+        *secrets = s;
+    else
+        json_decref(s);
     return 0;
 }
 
@@ -134,10 +175,12 @@ static int store(struct cas_state *st, const char *event, json_t *record, const 
             {vrec, t_hist, strlen(t_hist)},
             {REC_SESSIONS, t_names, t_names ? strlen(t_names) : 0},
         };
+        cache_invalidate(); /* before and after: no reader caches what it read during the write */
         ret = cas_audit(st, event,
                         json_pack("{s:s, s:O, s:I, s:s}", "name", name, "hash", json_object_get(record, "hash"),
                                   "version", version, "by", by),
                         ops, names ? 4 : 3);
+        cache_invalidate();
     }
     if (t_sec)
         custos_wipe(t_sec, strlen(t_sec));
@@ -306,6 +349,13 @@ void cas_sessions_update(struct cas_state *st, struct http_request *req, struct 
         goto unlock;
     }
     cas_session_hash(session, hash);
+    json_t *shared = cur; /* the cache's: read-only */
+    cur = json_deep_copy(shared);
+    json_decref(shared);
+    if (!cur) {
+        http_error(r, 500, "internal", "out of memory");
+        goto unlock;
+    }
     json_object_set_new(cur, "hash", json_string(hash));
     json_object_set(cur, "session", session);
     json_object_set_new(cur, "updated", json_integer((json_int_t)time(NULL)));

@@ -338,6 +338,45 @@ int custos_p256_verify(const custos_p256 *key, const void *data, size_t size, co
     return ret;
 }
 
+/* Platform keys verify many quotes: the last few public keys are kept as built keys (building one
+ * from its compressed point costs about as much as a verification). Each caller takes its own
+ * reference, so a key replaced in the cache stays valid for a verification under way. */
+#define P256_CACHE 16
+static struct {
+    uint8_t pub[CUSTOS_P256_PUB_SIZE];
+    EVP_PKEY *pkey;
+} g_p256_cache[P256_CACHE];
+static unsigned g_p256_next;
+static pthread_mutex_t g_p256_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int custos_p256_verify_public(const uint8_t pub[CUSTOS_P256_PUB_SIZE], const void *data, size_t size,
+                              const uint8_t *sig, size_t sig_size)
+{
+    EVP_PKEY *pkey = NULL;
+    pthread_mutex_lock(&g_p256_lock);
+    for (unsigned i = 0; i < P256_CACHE && !pkey; i++)
+        if (g_p256_cache[i].pkey && memcmp(g_p256_cache[i].pub, pub, CUSTOS_P256_PUB_SIZE) == 0 &&
+            EVP_PKEY_up_ref(g_p256_cache[i].pkey) == 1)
+            pkey = g_p256_cache[i].pkey;
+    pthread_mutex_unlock(&g_p256_lock);
+    if (!pkey) {
+        if (pub[0] != 2 && pub[0] != 3)
+            return -EBADMSG;
+        if (!(pkey = p256_build(NULL, pub, CUSTOS_P256_PUB_SIZE)))
+            return -EBADMSG;
+        pthread_mutex_lock(&g_p256_lock);
+        unsigned slot = g_p256_next++ % P256_CACHE;
+        EVP_PKEY_free(g_p256_cache[slot].pkey);
+        g_p256_cache[slot].pkey = EVP_PKEY_up_ref(pkey) == 1 ? pkey : NULL;
+        memcpy(g_p256_cache[slot].pub, pub, CUSTOS_P256_PUB_SIZE);
+        pthread_mutex_unlock(&g_p256_lock);
+    }
+    custos_p256 key = {pkey};
+    int ret = custos_p256_verify(&key, data, size, sig, sig_size);
+    EVP_PKEY_free(pkey);
+    return ret;
+}
+
 void custos_p256_free(custos_p256 *key)
 {
     if (!key)
@@ -360,26 +399,66 @@ int custos_x25519_keypair(uint8_t priv[32], uint8_t pub[32])
     return ret;
 }
 
+/* The all-zero output of a low-order peer point is refused (-EINVAL). */
+static int x25519_derive(EVP_PKEY *mine, const uint8_t peer_pub[32], uint8_t shared[32])
+{
+    static const uint8_t zero[32];
+    EVP_PKEY *peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer_pub, 32);
+    EVP_PKEY_CTX *ctx = mine && peer ? EVP_PKEY_CTX_new(mine, NULL) : NULL;
+    size_t n = 32;
+    int ret = -EIO;
+    if (ctx && EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, peer) == 1 &&
+        EVP_PKEY_derive(ctx, shared, &n) == 1 && n == 32)
+        ret = custos_ct_equal(shared, zero, 32) ? -EINVAL : 0;
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(peer);
+    return ret;
+}
+
+int custos_x25519_ephemeral(const uint8_t peer_pub[32], uint8_t pub[32], uint8_t shared[32])
+{
+    EVP_PKEY *mine = NULL;
+    EVP_PKEY_CTX *gen = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL);
+    size_t n = 32;
+    int ret = -EIO;
+    if (gen && EVP_PKEY_keygen_init(gen) == 1 && EVP_PKEY_keygen(gen, &mine) == 1 &&
+        EVP_PKEY_get_raw_public_key(mine, pub, &n) == 1 && n == 32)
+        ret = x25519_derive(mine, peer_pub, shared);
+    EVP_PKEY_CTX_free(gen);
+    EVP_PKEY_free(mine);
+    return ret;
+}
+
+/* The process's own key for custos_x25519_process: made at first use, never leaves OpenSSL. */
+static EVP_PKEY *g_process_x25519;
+static uint8_t g_process_x25519_pub[32];
+static pthread_once_t g_process_x25519_once = PTHREAD_ONCE_INIT;
+
+static void process_x25519_make(void)
+{
+    EVP_PKEY *k = NULL;
+    EVP_PKEY_CTX *gen = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL);
+    size_t n = 32;
+    if (gen && EVP_PKEY_keygen_init(gen) == 1 && EVP_PKEY_keygen(gen, &k) == 1 &&
+        EVP_PKEY_get_raw_public_key(k, g_process_x25519_pub, &n) == 1 && n == 32)
+        g_process_x25519 = k;
+    else
+        EVP_PKEY_free(k);
+    EVP_PKEY_CTX_free(gen);
+}
+
+int custos_x25519_process(const uint8_t peer_pub[32], uint8_t pub[32], uint8_t shared[32])
+{
+    if (pthread_once(&g_process_x25519_once, process_x25519_make) != 0 || !g_process_x25519)
+        return -EIO;
+    memcpy(pub, g_process_x25519_pub, 32);
+    return x25519_derive(g_process_x25519, peer_pub, shared);
+}
+
 int custos_x25519(const uint8_t priv[32], const uint8_t peer_pub[32], uint8_t shared[32])
 {
-    int ret = -EIO;
     EVP_PKEY *mine = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
-    EVP_PKEY *peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer_pub, 32);
-    EVP_PKEY_CTX *ctx = mine ? EVP_PKEY_CTX_new(mine, NULL) : NULL;
-    size_t n = 32;
-    if (!ctx || !peer || EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer(ctx, peer) != 1 ||
-        EVP_PKEY_derive(ctx, shared, &n) != 1 || n != 32)
-        goto out;
-    /* Refuse the all-zero output of a low-order peer point. */
-    static const uint8_t zero[32];
-    if (custos_ct_equal(shared, zero, 32)) {
-        ret = -EINVAL;
-        goto out;
-    }
-    ret = 0;
-out:
-    EVP_PKEY_CTX_free(ctx);
+    int ret = mine ? x25519_derive(mine, peer_pub, shared) : -EIO;
     EVP_PKEY_free(mine);
-    EVP_PKEY_free(peer);
     return ret;
 }

@@ -153,10 +153,20 @@ int custos_p256_public(const custos_p256 *key, uint8_t out[CUSTOS_P256_PUB_SIZE]
 int custos_p256_sign(const custos_p256 *key, const void *data, size_t size, uint8_t *sig, size_t *sig_size);
 /* 0 when valid, -EBADMSG when not. */
 int custos_p256_verify(const custos_p256 *key, const void *data, size_t size, const uint8_t *sig, size_t sig_size);
+/* Verifies with the compressed public key pub; the last 16 keys are kept built (quotes of a few
+ * platforms are verified again and again). -EBADMSG for a bad key or signature. */
+int custos_p256_verify_public(const uint8_t pub[CUSTOS_P256_PUB_SIZE], const void *data, size_t size,
+                              const uint8_t *sig, size_t sig_size);
 void custos_p256_free(custos_p256 *key);
 
 int custos_x25519_keypair(uint8_t priv[32], uint8_t pub[32]);
 int custos_x25519(const uint8_t priv[32], const uint8_t peer_pub[32], uint8_t shared[32]);
+/* One side of an exchange with a key used once: a new key pair (public half in pub) and the shared
+ * secret with peer_pub, without the private half ever leaving OpenSSL. */
+int custos_x25519_ephemeral(const uint8_t peer_pub[32], uint8_t pub[32], uint8_t shared[32]);
+/* The same with this process's own key pair, made at first use and kept in memory only (one scalar
+ * multiplication per call instead of two). */
+int custos_x25519_process(const uint8_t peer_pub[32], uint8_t pub[32], uint8_t shared[32]);
 
 /* ---- TLS identities (x509.c) ---------------------------------------------------------------- */
 typedef struct evp_pkey_st EVP_PKEY;

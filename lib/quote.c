@@ -153,14 +153,8 @@ out:
 int custos_quote_verify_signature(const struct custos_quote *q)
 {
     uint8_t body[CUSTOS_QUOTE_BODY_SIZE];
-    custos_p256 *key = NULL;
-    int ret = custos_p256_from_public(q->platform_pub, &key);
-    if (ret < 0)
-        return -EBADMSG;
     custos_quote_body(q, body);
-    ret = custos_p256_verify(key, body, sizeof(body), q->sig, q->sig_size);
-    custos_p256_free(key);
-    return ret;
+    return custos_p256_verify_public(q->platform_pub, body, sizeof(body), q->sig, q->sig_size) < 0 ? -EBADMSG : 0;
 }
 
 void custos_platform_id(const uint8_t pub[CUSTOS_P256_PUB_SIZE], char out[CUSTOS_PLATFORM_ID_LEN + 1])

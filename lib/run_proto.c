@@ -157,28 +157,23 @@ int custos_run_binding(const json_t *request, uint8_t salt[CUSTOS_SHA256_SIZE],
     return ret;
 }
 
-static int config_key(const uint8_t priv[32], const uint8_t peer[32], const uint8_t salt[32], uint8_t key[32])
+static int config_key(const uint8_t shared[32], const uint8_t salt[32], uint8_t key[32])
 {
-    uint8_t shared[32];
-    int ret = custos_x25519(priv, peer, shared) < 0 ||
-                      custos_hkdf_sha256(shared, 32, salt, 32, (const uint8_t *)RUN_INFO, strlen(RUN_INFO), key, 32) < 0
-                  ? -EIO
-                  : 0;
-    custos_wipe(shared, sizeof(shared));
-    return ret;
+    return custos_hkdf_sha256(shared, 32, salt, 32, (const uint8_t *)RUN_INFO, strlen(RUN_INFO), key, 32) < 0 ? -EIO
+                                                                                                              : 0;
 }
 
 int custos_run_seal(const uint8_t launcher_pub[32], const uint8_t salt[CUSTOS_SHA256_SIZE], const void *config,
                     size_t size, json_t **answer)
 {
-    uint8_t priv[32], pub[32], key[32], nonce[12];
+    uint8_t shared[32], pub[32], key[32], nonce[12];
     uint8_t *ct = malloc(size + 16);
     char *b_key = NULL, *b_nonce = NULL, *b_ct = NULL;
     int ret = -EIO;
     *answer = NULL;
     if (!ct)
         return -ENOMEM;
-    if (custos_x25519_keypair(priv, pub) == 0 && config_key(priv, launcher_pub, salt, key) == 0 &&
+    if (custos_x25519_process(launcher_pub, pub, shared) == 0 && config_key(shared, salt, key) == 0 &&
         custos_random(nonce, sizeof(nonce)) == 0 && custos_aead_seal(key, nonce, salt, 32, config, size, ct) == 0) {
         b_key = custos_base64_encode(pub, 32);
         b_nonce = custos_base64_encode(nonce, 12);
@@ -188,7 +183,7 @@ int custos_run_seal(const uint8_t launcher_pub[32], const uint8_t salt[CUSTOS_SH
                       : NULL;
         ret = *answer ? 0 : -ENOMEM;
     }
-    custos_wipe(priv, sizeof(priv));
+    custos_wipe(shared, sizeof(shared));
     custos_wipe(key, sizeof(key));
     free(b_key);
     free(b_nonce);
@@ -221,7 +216,8 @@ int custos_run_open(const uint8_t launcher_priv[32], const uint8_t salt[CUSTOS_S
     }
     uint8_t *pt = malloc(ct_size - 16 + 1);
     int ret = -ENOMEM;
-    if (pt && config_key(launcher_priv, pub, salt, key) == 0) {
+    uint8_t shared[32];
+    if (pt && custos_x25519(launcher_priv, pub, shared) == 0 && config_key(shared, salt, key) == 0) {
         ret = custos_aead_open(key, nonce, salt, 32, ct, ct_size, pt);
         if (ret == 0) {
             pt[ct_size - 16] = '\0';
@@ -233,6 +229,7 @@ int custos_run_open(const uint8_t launcher_priv[32], const uint8_t salt[CUSTOS_S
             ret = -EBADMSG;
         }
     }
+    custos_wipe(shared, sizeof(shared));
     custos_wipe(key, sizeof(key));
     free(pt);
     free(ct);

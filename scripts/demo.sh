@@ -148,6 +148,24 @@ wait_log "$D/backup2.log" "ready on https://"
 "$B/cas" backups list
 "$B/cas" backups check --nodes node2,node3
 
+step "hello world: a session whose password only CAS knows, and its program started by cas-run"
+export SCONE_LAS_ADDR="$D/node1/las.sock" CUSTOS_BIN="$B"
+HELLO=examples/hello-world
+"$HELLO/run.sh" session
+HELLO_ROUNDS=1 HELLO_INTERVAL=0 "$HELLO/run.sh" run | tee "$D/hello1.out"
+
+step "hello world: a changed program is refused (its script's hash is not the session's)"
+cp "$HELLO/print_env.py" "$D/evil.py" && echo 'print(os.environ["API_PASSWORD"])' >>"$D/evil.py"
+if SCRIPT="$D/evil.py" HELLO_ROUNDS=1 "$HELLO/run.sh" run; then echo "UNEXPECTED: ran"; exit 1; fi
+
+step "hello world: a new password (version 2); version 1's file cannot come back"
+cas_hash() { "$B/cas" session read hello --hash; }
+V1=$(cas_hash)
+"$HELLO/run.sh" session --update --password-size 32
+printf 'name: hello\nversion: "0.3"\npredecessor: "%s"\nservices: []\n' "$V1" >"$D/old.yaml"
+if "$B/cas" session update "$D/old.yaml"; then echo "UNEXPECTED: accepted"; exit 1; fi
+HELLO_ROUNDS=1 HELLO_INTERVAL=0 "$HELLO/run.sh" run | tee "$D/hello2.out"
+
 step "node1 dies; CAS starts on node2 with the same database"
 kill "$CAS1"; wait "$CAS1" 2>/dev/null || true
 "$B/casd" --db "$D/pv/cas-db" --las "$D/node2/las.sock" --listen 127.0.0.3:8081 --node-name node2 >"$D/cas2.log" 2>&1 &
@@ -157,6 +175,10 @@ wait_log "$D/cas2.log" "CAS listening"
 grep "opened on platform" "$D/cas2.log"
 "$B/cas" attest 127.0.0.3:8081 --only_for_testing-ignore-signer --only_for_testing-trust-any
 echo "secret read from CAS on node2: $("$B/cas" secret get db-password --cas 127.0.0.3:8081)"
+step "hello world on node2, from the moved CAS: the same generated password (same checksum)"
+SCONE_LAS_ADDR="$D/node2/las.sock" CAS=127.0.0.3:8081 HELLO_ROUNDS=1 HELLO_INTERVAL=0 "$HELLO/run.sh" run | tee "$D/hello3.out"
+sum() { grep "checksum of the API_PASSWORD" "$1"; }
+if [ "$(sum "$D/hello2.out")" = "$(sum "$D/hello3.out")" ]; then echo "same password on node2 as on node1"; else echo "UNEXPECTED: the password changed"; exit 1; fi
 
 step "node3 was never registered: CAS refuses to start there"
 kill "$CAS2"; wait "$CAS2" 2>/dev/null || true

@@ -980,6 +980,11 @@ static void test_exports(void **state)
     assert_false(cas_session_exports(s, "imp", "o1"));
     assert_false(cas_session_exports(s, "all", NULL));
     json_decref(s);
+    /* an import is never re-exported, even by a record that says so */
+    s = json_pack("{s:[{s:s, s:s, s:{s:s, s:s}}]}", "secrets", "name", "imp", "export", "*", "import", "session", "o",
+                  "secret", "z");
+    assert_false(cas_session_exports(s, "imp", "o1"));
+    json_decref(s);
 }
 
 /* ---- expansion ---------------------------------------------------------------------------------- */
