@@ -356,6 +356,19 @@ static void test_refuses_bad_paths(void **state)
     }
 }
 
+/* A file directly in /: a mount over / is not what the process's root shows; namespace mode refuses
+ * it (before any namespace is made), auto would put it on disk. */
+static void test_namespace_refuses_root_directory(void **state)
+{
+    (void)state;
+    char err[256];
+    struct run_file f = {"/custos-test-run-files-never-made", (const uint8_t *)"x", 1};
+    struct run_files *st = NULL;
+    assert_int_equal(run_files_place(RUN_FILES_NAMESPACE, &f, 1, &st, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "no overlay over the root directory"));
+    assert_int_equal(access(f.path, F_OK), -1);
+}
+
 static void test_mode_parse(void **state)
 {
     (void)state;
@@ -379,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_namespace_mode_keeps_submounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_mode, setup, teardown),
         cmocka_unit_test(test_refuses_bad_paths),
+        cmocka_unit_test(test_namespace_refuses_root_directory),
         cmocka_unit_test(test_mode_parse),
     };
     const char *filter = getenv("TEST_RUN_FILES_FILTER"); /* e.g. test_auto_mode */
