@@ -87,7 +87,9 @@ int cas_session_expand(const struct cas_secret_source *src, const char *in, size
                        size_t *out_size, char *err, size_t err_size);
 
 /* Matches a launcher's words (argv, word 0 the program as the caller typed it) against service's
- * command: same count, literal words equal, @@N accepted whatever it holds. Appends one line per
+ * command: same count, literal words 1.. equal, @@N accepted whatever it holds. Word 0 is not
+ * compared (the program is judged by its measurement, and a caller may name it by a path); the
+ * program gets the session's word 0 as its argv[0]. Appends one line per
  * mismatch to errors (a JSON array of strings, may be NULL) and returns false:
  *   "Command has 2 words - Expected 3" (then nothing else), "Command word 1 is 'foo' - Expected 'bar'"
  *   (words cut at 80 bytes, unprintable bytes as '?'), "Command word 2 is not a string".

@@ -566,6 +566,10 @@ bool cas_service_match_command(const json_t *service, const json_t *argv, json_t
             continue;
         }
         bool at = w && !strncmp(w, "@@", 2) && w[2] >= '1' && w[2] <= '9' && (size_t)atoi(w + 2) == i;
+        if (i == 0) { /* the program: judged by its measurement, named as the session names it */
+            json_array_append_new(f, json_string(w ? w : g));
+            continue;
+        }
         if (!at && (!w || strcmp(w, g))) {
             quote_word(g, a);
             quote_word(w ? w : "", b);
