@@ -350,7 +350,11 @@ static int mount_overlay(struct overlay *ov, const struct run_file *files, size_
              userns ? ",userxattr" : "");
     if (mount("overlay", ov->dir, "overlay", mount_flags_of(ov->lower), opts) < 0) {
         ret = -errno;
-        snprintf(err, err_size, "mounting an overlay over %s: %s", ov->dir, strerror(-ret));
+        snprintf(err, err_size, "mounting an overlay over %s: %s%s", ov->dir, strerror(-ret),
+                 userns && ov->sub_count && ret == -EINVAL
+                     ? " (in a user namespace the kernel refuses a lower layer with mounts below it, which "
+                       "the parent namespace locked)"
+                     : "");
         return ret;
     }
     ov->mounts = 2;
