@@ -51,19 +51,7 @@ static void cleanup(void)
 {
     bench_stop(&g_casd);
     bench_stop(&g_lasd);
-    if (g_dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", g_dir);
-        g_dir[0] = '\0';
-    }
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    exit(130);
+    bench_remove_dir(g_dir);
 }
 
 /* Runs a shell command (the cas CLI) with the bench's CLI configuration; its output in DIR/cli.log. */
@@ -388,8 +376,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(g_dir))
         bench_die("mkdtemp: %s", strerror(errno));
     atexit(cleanup);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    bench_exit_on_signals();
     start();
     provision_and_create_session();
 

@@ -71,19 +71,7 @@ static void cleanup(void)
     bench_stop(&g_casd);
     bench_stop(&g_lasd);
     bench_stop(&g_nginx);
-    if (g_dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", g_dir);
-        g_dir[0] = '\0';
-    }
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    exit(130); /* runs cleanup() */
+    bench_remove_dir(g_dir);
 }
 
 /* ---- HTTPS client ------------------------------------------------------------------------- */
@@ -532,8 +520,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(g_dir))
         bench_die("mkdtemp: %s", strerror(errno));
     atexit(cleanup);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    bench_exit_on_signals();
     signal(SIGPIPE, SIG_IGN);
     snprintf(g_sock, sizeof(g_sock), "%s/las.sock", g_dir);
     snprintf(g_db, sizeof(g_db), "%s/db", g_dir);

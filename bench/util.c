@@ -41,6 +41,29 @@ void bench_stop(pid_t *pid)
     }
 }
 
+void bench_remove_dir(char *dir)
+{
+    if (!dir[0])
+        return;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    dir[0] = '\0';
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    exit(130); /* runs the atexit handlers */
+}
+
+void bench_exit_on_signals(void)
+{
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+}
+
 pid_t bench_spawn(char *const argv[], const char *log)
 {
     pid_t pid = fork();

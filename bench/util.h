@@ -17,6 +17,10 @@ void bench_die(const char *fmt, const char *arg) __attribute__((noreturn));
 double bench_now(void); /* monotonic seconds */
 /* SIGTERM and wait; *pid becomes -1. */
 void bench_stop(pid_t *pid);
+/* rm -rf dir (a mkdtemp directory of the bench); dir becomes "". */
+void bench_remove_dir(char *dir);
+/* SIGINT and SIGTERM exit(130), so that atexit handlers stop the children. */
+void bench_exit_on_signals(void);
 /* fork+execv with stdout/stderr appended to log. */
 pid_t bench_spawn(char *const argv[], const char *log);
 char *bench_read_text(const char *path);

@@ -4,13 +4,12 @@ POST /v1/run refuses on its own (platform, debug mode, TCB, command, @@N), the s
 and platforms relax or narrow them, every failing check is listed, the owner can allow another
 launcher, imports are checked again at every run, and generated secrets stay the same across
 cas-run runs, CAS restarts and a move of CAS to a registered node."""
-import json
 import shutil
 
 import pytest
 
 from harness import OWNER_TOML, BackupCas, CasNode, Cli, binary, sha256_file
-from test_cas_run import base_env, cas_run
+from test_cas_run import cas_run, launcher_env
 
 
 @pytest.fixture
@@ -24,13 +23,7 @@ def cas_env(tmp_path, cas_nodes):
     owner.run("provision", cas.addr, "-c", cas.key_hash(), "--token", cas.token(), "--config-file", str(toml),
               "with-attestation", "--only_for_testing-ignore-signer", "--platform", cas.las.platform_id(),
               check=True)
-
-    class Env:
-        pass
-    e = Env()
-    e.cas, e.owner = cas, owner
-    e.env = base_env(SCONE_CAS_ADDR=cas.addr, CAS_KEY_HASH=cas.key_hash(), SCONE_LAS_ADDR=cas.las.socket)
-    return e
+    return launcher_env(cas, owner)
 
 
 def service(name="app", command='["printenv", "GREETING", "API_PASSWORD"]', extra=""):
@@ -106,26 +99,20 @@ def test_service_platforms_narrow_the_trusted_ones(tmp_path, cas_env, other_node
     refused(run(cas_env, "s/app"), f"Unexpected platform ({own}) - Expected one of the service's 1 platforms")
 
 
-def test_debug_mode_is_refused_unless_tolerated(tmp_path, cas_env, other_nodes):
-    dbg = other_nodes["debug"]
-    narrow = f'    platforms: ["{dbg.platform_id()}"]'
+@pytest.mark.parametrize("node,refusal,toleration", [
+    ("debug", "Debug mode is not tolerated", "tolerate: [debug-mode]"),
+    ("old", "Outdated TCB (TCB 0) - Expected at least 1",
+     'tolerate: [outdated-tcb, software-hardening-needed]\n    ignore_advisories: "*"'),
+])
+def test_debug_mode_and_a_lower_tcb_are_refused_unless_tolerated(tmp_path, cas_env, other_nodes, node, refusal,
+                                                                  toleration):
+    las = other_nodes[node]
+    narrow = f'    platforms: ["{las.platform_id()}"]'
     create(cas_env, tmp_path, "strict", service(extra=narrow))
-    refused(run(cas_env, "strict/app", las=dbg), "Debug mode is not tolerated")
-    create(cas_env, tmp_path, "lenient", service(extra=narrow),
-           top="security:\n  attestation:\n    tolerate: [debug-mode]")
-    r = run(cas_env, "lenient/app", las=dbg)
+    refused(run(cas_env, "strict/app", las=las), refusal)
+    create(cas_env, tmp_path, "lenient", service(extra=narrow), top=f"security:\n  attestation:\n    {toleration}")
+    r = run(cas_env, "lenient/app", las=las)
     assert r.returncode == 0 and r.stdout.startswith("hello"), r.stderr
-
-
-def test_a_lower_tcb_is_refused_unless_tolerated(tmp_path, cas_env, other_nodes):
-    old = other_nodes["old"]
-    narrow = f'    platforms: ["{old.platform_id()}"]'
-    create(cas_env, tmp_path, "strict", service(extra=narrow))
-    refused(run(cas_env, "strict/app", las=old), "Outdated TCB (TCB 0) - Expected at least 1")
-    create(cas_env, tmp_path, "lenient", service(extra=narrow),
-           top="security:\n  attestation:\n    tolerate: [outdated-tcb, software-hardening-needed]\n"
-               "    ignore_advisories: \"*\"")
-    assert run(cas_env, "lenient/app", las=old).returncode == 0
 
 
 def test_the_command_must_match(tmp_path, cas_env):

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import types
 
 import pytest
 
@@ -193,14 +194,14 @@ def test_files_fall_back_to_parent_mode_where_namespaces_are_refused():
 def cas_env(tmp_path, cas_nodes):
     """A provisioned casd on its own node, the owner's CLI, and cas-run's environment for it."""
     cas = cas_nodes("node-1", "127.0.0.1").start()
-    owner = provision_owner(cas, tmp_path)
+    return launcher_env(cas, provision_owner(cas, tmp_path))
 
-    class Env:
-        pass
-    e = Env()
-    e.cas, e.owner = cas, owner
-    e.env = base_env(SCONE_CAS_ADDR=cas.addr, CAS_KEY_HASH=cas.key_hash(), SCONE_LAS_ADDR=cas.las.socket)
-    return e
+
+def launcher_env(cas, owner):
+    """cas, its owner's CLI, and the environment cas-run needs to reach that CAS (env)."""
+    return types.SimpleNamespace(cas=cas, owner=owner, env=base_env(SCONE_CAS_ADDR=cas.addr,
+                                                                    CAS_KEY_HASH=cas.key_hash(),
+                                                                    SCONE_LAS_ADDR=cas.las.socket))
 
 
 def test_wrong_key_hash_is_refused_before_anything_is_sent(cas_env):
