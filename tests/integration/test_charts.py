@@ -11,11 +11,13 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 import yaml
 
-from kube import REPO
+from harness import BUILD, free_port
+from kube import REPO, StandInKubelet, las_public_key
 
 CHARTS = os.path.join(REPO, "charts")
 HELM_COMMAND = "bash scripts/helm.sh"
@@ -464,7 +466,6 @@ def test_rendered_manifests_pass_the_api_servers_validation(kube, helm):
                 status, out = dry_run(kube, doc)
                 if not (status == 404 and doc["kind"] == "ServiceMonitor"):
                     break  # a new CRD takes a moment to be served
-                import time
                 time.sleep(0.5)
             assert status in (200, 201), f"{chart} {args}: {doc['kind']} {doc['metadata']['name']}: {status} {out}"
             assert out["kind"] == doc["kind"]
@@ -505,6 +506,48 @@ def test_helm_install_against_the_api_server(kube, helm, tmp_path):
     for chart in ("las", "cas", "cas-backup-controller"):
         run_helm(helm, "uninstall", chart, "--namespace", ns, "--wait", env=env)
     assert kube.api("GET", f"/apis/apps/v1/namespaces/{ns}/statefulsets/cas")[0] == 404
+
+
+# --- the charts' pods run ----------------------------------------------------------------------------
+def pod_from(workload, node, name):
+    """The Pod a workload controller would make from the workload's template, bound to `node`."""
+    tmpl = workload["spec"]["template"]
+    spec = json.loads(json.dumps(tmpl["spec"]))
+    spec["nodeName"] = node
+    spec.pop("affinity", None)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": tmpl["metadata"]["labels"]},
+            "spec": spec}
+
+
+def test_chart_pods_run_and_find_each_other(kube, helm, tmp_path):
+    """The las and cas charts' pod templates, as rendered, run on one node of the stand-in kubelet (the
+    images are the build directory's programs): lasd makes its socket in the host directory the cas
+    pod mounts, casd reaches it with the chart's arguments, opens its database and passes the chart's
+    HTTPS readiness probe, and logs its key hash as NOTES.txt says to read it."""
+    ns = kube.namespace("pods")
+    port = free_port("127.0.0.1")
+    las = one(render(helm, "las", "--set", "socketDir=/run/cu", namespace=ns), "DaemonSet")
+    cas = one(render(helm, "cas", "--set", "las.socketDir=/run/cu", "--set", f"service.port={port}",
+                     "--set", "backup.requireRegisteredNode=true", namespace=ns), "StatefulSet")
+    k = StandInKubelet(kube, tmp_path / "n", images={"custos/las:0.1.0": BUILD, "custos/cas:0.1.0": BUILD},
+                       default_probe_period=0.5)
+    try:
+        k.add_node("n1", "127.0.0.231")
+        kube.create(ns, pod_from(las, "n1", "las-n1"))
+        pod = k.wait_pod(ns, "las-n1", phase="Running", timeout=30)
+        deadline = time.monotonic() + 20
+        while not las_public_key(k.pod_log(ns, "las-n1")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert las_public_key(k.pod_log(ns, "las-n1")), k.pod_log(ns, "las-n1")
+        kube.create(ns, pod_from(cas, "n1", "cas-0"))
+        pod = k.wait_pod(ns, "cas-0", ready=True, timeout=60)
+        assert pod["status"]["phase"] == "Running"
+        log = k.pod_log(ns, "cas-0")
+        assert re.search(r"CAS key hash: [0-9a-f]{64}", log), log
+        assert "CAS provisioning token" in log
+    finally:
+        k.stop()
+    k.check()
 
 
 # --- the images ---------------------------------------------------------------------------------------
