@@ -38,16 +38,19 @@ def helm_binary():
     return r.stdout.strip()
 
 
+_HELM_HOME = {}  # helm's cache, configuration and data directories: the test session's own
+
+
 @pytest.fixture(scope="module")
-def helm():
+def helm(tmp_path_factory):
+    home = tmp_path_factory.mktemp("helm-home")
+    _HELM_HOME.update({f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")})
     return helm_binary()
 
 
 def run_helm(helm, *args, ok=True, env=None):
     r = subprocess.run([helm, *args], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, HELM_CACHE_HOME="/tmp/custos-helm-cache",
-                                HELM_CONFIG_HOME="/tmp/custos-helm-config", HELM_DATA_HOME="/tmp/custos-helm-data",
-                                **(env or {})))
+                       env=dict(os.environ, **_HELM_HOME, **(env or {})))
     if ok and r.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
     return r
