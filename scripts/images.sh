@@ -11,7 +11,13 @@
 # Storage: ${CUSTOS_IMAGES_CACHE:-~/.cache/custos/images}/storage (buildah --root), not the system's.
 # Needs root (mmdebstrap --mode=root, buildah's chroot isolation), buildah and mmdebstrap
 # (scripts/install-deps.sh). Options: --list (print the image names and exit), --storage (print the
-# buildah storage options and exit).
+# buildah storage options and exit), --save DIR (after building, write each image as an OCI archive
+# DIR/<name>-<version>.tar, to load into a cluster's container runtime: no registry is reachable).
+#
+# What cannot run here: nothing of the build. Pushing to a registry (none is reachable) and running the
+# images under a real kubelet (none can run here: tests/integration/kube.py's stand-in kubelet runs the
+# build directory's programs instead) are not done; the tests run each image's programs with
+# `buildah run` inside the image's root file system.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,10 +45,12 @@ CACHE=${CUSTOS_IMAGES_CACHE:-$HOME/.cache/custos/images}
 STORAGE=(--root "$CACHE/storage" --runroot "$CACHE/run" --storage-driver vfs)
 LOG=$CACHE/images.log
 
+SAVE=
 case "${1:-}" in
   --list) for t in "${TARGETS[@]}"; do echo "localhost/custos/$t:$VERSION"; done; exit 0 ;;
   --storage) echo "${STORAGE[*]}"; exit 0 ;;
-  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+  --save) SAVE=${2:?--save needs a directory}; mkdir -p "$SAVE"; SAVE=$(cd "$SAVE" && pwd) ;;
+  -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
   "") ;;
   *) echo "images.sh: unknown option $1" >&2; exit 2 ;;
 esac
@@ -133,6 +141,11 @@ for t in "${TARGETS[@]}"; do
     --build-arg "BUILD_BASE=$BUILD_BASE" --build-arg "RUNTIME_BASE=$RUNTIME_BASE" --build-arg "CAS_UID=$CAS_UID" \
     -f deploy/Containerfile --target "$t" -t "localhost/custos/$t:$VERSION" .
 done
+if [ -n "$SAVE" ]; then
+  for t in "${TARGETS[@]}"; do
+    step "save $SAVE/$t-$VERSION.tar" bah push "localhost/custos/$t:$VERSION" "oci-archive:$SAVE/$t-$VERSION.tar:custos/$t:$VERSION"
+  done
+fi
 # Layers of earlier builds that no image uses any more (every source change makes new ones).
 step "prune dangling images" bah rmi --prune
 echo "images: ${TARGETS[*]} built as localhost/custos/{$(IFS=,; echo "${TARGETS[*]}")}:$VERSION in $(($(date +%s) - t_all)) s (log: $LOG)"
