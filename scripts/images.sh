@@ -50,7 +50,7 @@ case "${1:-}" in
   --list) for t in "${TARGETS[@]}"; do echo "localhost/custos/$t:$VERSION"; done; exit 0 ;;
   --storage) echo "${STORAGE[*]}"; exit 0 ;;
   --save) SAVE=${2:?--save needs a directory}; mkdir -p "$SAVE"; SAVE=$(cd "$SAVE" && pwd) ;;
-  -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
   "") ;;
   *) echo "images.sh: unknown option $1" >&2; exit 2 ;;
 esac
