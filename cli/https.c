@@ -142,7 +142,15 @@ int cli_https(const char *url, const char *method, const char *path, const char 
     }
     CURLcode rc = curl_easy_perform(curl);
     if (rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH) {
-        snprintf(err, err_size, "the server at %s does not hold the expected CAS key (key hash %s)", url, pin);
+        char got[65];
+        if (peer_key_hash(curl, got) == 0)
+            snprintf(err, err_size,
+                     "the server at %s does not hold the expected CAS key: its key hash is %s, expected %s (nothing "
+                     "was sent)",
+                     url, got, pin);
+        else
+            snprintf(err, err_size,
+                     "the server at %s does not hold the expected CAS key (key hash %s; nothing was sent)", url, pin);
         goto out;
     }
     if (rc != CURLE_OK) {

@@ -143,10 +143,13 @@ int ctl_informers_start(struct ctl *c, pthread_t *threads, size_t *n);
 /* reconcile.c */
 void ctl_reconcile_loop(struct ctl *c);
 void ctl_cleanup_pods(struct ctl *c, const char *why);
-/* worker.c: runs the cas CLI with the controller's configuration; its output lines are logged with
- * log_prefix (NULL: not logged) and kept in *out. Returns its exit status, or -ETIMEDOUT/-ENOENT. */
+/* worker.c: runs the cas CLI with the controller's configuration (through cas-run in session mode);
+ * its stdout lines are logged with log_prefix (NULL: not logged), its stderr lines always (with
+ * "[cas] " when log_prefix is NULL). *out holds stdout then stderr (*out_size bytes in all,
+ * *stdout_size of them stdout's, when stdout_size is not NULL). Returns its exit status, or
+ * -ETIMEDOUT/-ENOENT. */
 int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const char *log_prefix, char **out,
-                size_t *out_size);
+                size_t *out_size, size_t *stdout_size);
 
 /* worker.c */
 int ctl_workers_start(struct ctl *c, pthread_t *threads, size_t *n);

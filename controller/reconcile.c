@@ -23,8 +23,8 @@ static void fetch_cas(struct ctl *c)
 {
     const char *args[] = {"backups", "list", "--json", "--cas", c->s.cas_name, NULL};
     char *out = NULL, err[512];
-    size_t size = 0;
-    int ret = ctl_run_cas(c, args, c->s.register_timeout, NULL, &out, &size);
+    size_t size = 0, all = 0;
+    int ret = ctl_run_cas(c, args, c->s.register_timeout, NULL, &out, &all, &size);
     char(*list)[CTL_PLATFORM_LEN + 1] = NULL;
     size_t n = 0;
     char primary[CTL_PLATFORM_LEN + 1];

@@ -66,7 +66,7 @@ static void log_lines(const char *prefix, char *buf, size_t *len, bool flush)
 }
 
 int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const char *log_prefix, char **out,
-                size_t *out_size)
+                size_t *out_size, size_t *stdout_size)
 {
     const char *argv[40];
     size_t k = 0;
@@ -101,28 +101,47 @@ int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const
         argv[k++] = c->s.config;
     }
     argv[k] = NULL;
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
+    /* stdout and stderr apart: a list's JSON is on stdout, log lines (cas-run's, cas's) on stderr */
+    int fds[2][2];
+    if (pipe2(fds[0], O_CLOEXEC) < 0)
         return -errno;
+    if (pipe2(fds[1], O_CLOEXEC) < 0) {
+        int e = errno;
+        close(fds[0][0]);
+        close(fds[0][1]);
+        return -e;
+    }
     pid_t pid = fork();
     if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return -errno;
+        int e = errno;
+        for (int k2 = 0; k2 < 2; k2++) {
+            close(fds[k2][0]);
+            close(fds[k2][1]);
+        }
+        return -e;
     }
     if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
+        dup2(fds[0][1], 1);
+        dup2(fds[1][1], 2);
         setpgid(0, 0);
         execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
-    close(fds[1]);
-    size_t cap = 65536, len = 0, line_len = 0;
-    char *all = malloc(cap + 1), line[4097];
+    close(fds[0][1]);
+    close(fds[1][1]);
+    struct stream {
+        int fd;
+        char *buf;
+        size_t len, line_len;
+        char line[4097];
+    } st[2] = {{.fd = fds[0][0]}, {.fd = fds[1][0]}};
+    const size_t cap = 65536;
+    const char *prefix = log_prefix ? log_prefix : "[cas] ";
+    st[0].buf = malloc(cap + 1);
+    st[1].buf = malloc(cap + 1);
     double deadline = ctl_now() + (double)timeout;
     bool timed_out = false;
-    for (;;) {
+    while (st[0].fd >= 0 || st[1].fd >= 0) {
         double left = deadline - ctl_now();
         if (left <= 0 || c->stop) {
             timed_out = left <= 0;
@@ -130,35 +149,56 @@ int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const
             kill(pid, SIGKILL);
             break;
         }
-        struct pollfd p = {fds[0], POLLIN, 0};
-        int r = poll(&p, 1, left > 0.5 ? 500 : (int)(left * 1000) + 1);
-        if (r <= 0)
+        struct pollfd p[2] = {{st[0].fd, POLLIN, 0}, {st[1].fd, POLLIN, 0}};
+        if (poll(p, 2, left > 0.5 ? 500 : (int)(left * 1000) + 1) <= 0)
             continue;
-        char buf[4096];
-        ssize_t n = read(fds[0], buf, sizeof(buf));
-        if (n <= 0)
-            break;
-        if (all && len + (size_t)n <= cap) {
-            memcpy(all + len, buf, (size_t)n);
-            len += (size_t)n;
+        for (int k2 = 0; k2 < 2; k2++) {
+            if (st[k2].fd < 0 || !(p[k2].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[4096];
+            ssize_t n = read(st[k2].fd, buf, sizeof(buf));
+            if (n <= 0) {
+                close(st[k2].fd);
+                st[k2].fd = -1;
+                continue;
+            }
+            if (st[k2].buf && st[k2].len + (size_t)n <= cap) {
+                memcpy(st[k2].buf + st[k2].len, buf, (size_t)n);
+                st[k2].len += (size_t)n;
+            }
+            /* stdout is logged when a prefix was given; stderr always (failures must be visible) */
+            if (k2 == 0 && !log_prefix)
+                continue;
+            for (ssize_t i = 0; i < n; i++) {
+                if (st[k2].line_len == sizeof(st[k2].line) - 1)
+                    log_lines(prefix, st[k2].line, &st[k2].line_len, true);
+                st[k2].line[st[k2].line_len++] = buf[i];
+            }
+            log_lines(prefix, st[k2].line, &st[k2].line_len, false);
         }
-        for (ssize_t i = 0; i < n; i++) {
-            if (line_len == sizeof(line) - 1)
-                log_lines(log_prefix, line, &line_len, true);
-            line[line_len++] = buf[i];
-        }
-        log_lines(log_prefix, line, &line_len, false);
     }
-    log_lines(log_prefix, line, &line_len, true);
-    close(fds[0]);
+    for (int k2 = 0; k2 < 2; k2++) {
+        log_lines(prefix, st[k2].line, &st[k2].line_len, true);
+        if (st[k2].fd >= 0)
+            close(st[k2].fd);
+    }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (all)
-        all[len] = 0;
+    /* *out: stdout, then stderr */
+    char *all = st[0].buf && st[1].buf ? realloc(st[0].buf, st[0].len + st[1].len + 1) : NULL;
+    if (all) {
+        memcpy(all + st[0].len, st[1].buf, st[1].len);
+        all[st[0].len + st[1].len] = 0;
+    } else {
+        free(st[0].buf);
+    }
+    free(st[1].buf);
     if (out) {
         *out = all;
-        *out_size = len;
+        *out_size = all ? st[0].len + st[1].len : 0;
+        if (stdout_size)
+            *stdout_size = all ? st[0].len : 0;
     } else {
         free(all);
     }
@@ -391,7 +431,7 @@ static int register_node(struct ctl *c, const struct ctl_node_view *node, char *
         char *out = NULL, prefix[300];
         size_t out_size = 0;
         snprintf(prefix, sizeof(prefix), "[%.200s] ", node->name);
-        ret = ctl_run_cas(c, args, c->s.register_timeout, prefix, &out, &out_size);
+        ret = ctl_run_cas(c, args, c->s.register_timeout, prefix, &out, &out_size, NULL);
         if (ret == 0 && (!out || ctl_register_output_platform(out, out_size, platform) < 0)) {
             snprintf(err, err_size, "cas register-backup did not name the registered platform");
             ret = -EPROTO;

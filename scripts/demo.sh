@@ -149,7 +149,8 @@ wait_log "$D/backup2.log" "ready on https://"
 "$B/cas" backups check --nodes node2,node3
 
 step "hello world: a session whose password only CAS knows, and its program started by cas-run"
-export SCONE_LAS_ADDR="$D/node1/las.sock" CUSTOS_BIN="$B"
+# Debian's python3 first: cas-run runs programs, not wrapper scripts (a pyenv shim is one)
+export SCONE_LAS_ADDR="$D/node1/las.sock" CUSTOS_BIN="$B" PATH="/usr/bin:/bin:$PATH"
 HELLO=examples/hello-world
 "$HELLO/run.sh" session
 HELLO_ROUNDS=1 HELLO_INTERVAL=0 "$HELLO/run.sh" run | tee "$D/hello1.out"

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # The Custos hello world: a session for print_env.py and its run under cas-run.
 #
-#   run.sh session [--update] [--password-size N]   create (or update) the session; prints its hash
+#   run.sh session [--update] [--password-size N] [--out FILE]
+#                                                   create (or update) the session; prints its hash
+#                                                   (--out keeps the session file it made)
 #   run.sh run                                      run print_env.py through cas-run
 #
 # Environment: CAS (a CAS name or address the cas CLI knows; default: the CLI's default CAS),
@@ -19,14 +21,15 @@ session=${SESSION:-hello}
 script=${SCRIPT:-$here/print_env.py}
 cas_args=(); [ -n "${CAS:-}" ] && cas_args=(--cas "$CAS")
 
-usage() { sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 make_session() {
-    local update=0 size=24
+    local update=0 size=24 keep=
     while [ $# -gt 0 ]; do
         case $1 in
             --update) update=1 ;;
             --password-size) size=$2; shift ;;
+            --out) keep=$2; shift ;;
             -h|--help) usage; exit 0 ;;
             *) echo "run.sh session: unknown option $1" >&2; exit 2 ;;
         esac
@@ -47,7 +50,7 @@ make_session() {
     else
         "$cas" session create "$out" "${cas_args[@]}"
     fi
-    rm -f "$out"
+    if [ -n "$keep" ]; then mv "$out" "$keep"; else rm -f "$out"; fi
 }
 
 case ${1:-} in

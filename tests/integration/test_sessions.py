@@ -226,3 +226,20 @@ def test_generated_secrets_kept_across_updates_unless_their_definition_changes(t
     import base64
     pw = base64.b64decode(s3["password"]["value"])
     assert len(pw) == 30 and re.fullmatch(rb"[A-Za-z0-9]{30}", pw)
+
+
+def test_an_update_names_the_session_of_its_url(tmp_path, cas_nodes):
+    """The CLI takes the URL from the document; a raw request whose document names another session
+    is refused (it would otherwise replace session B under the name of A)."""
+    from harness import https
+    cas = cas_nodes("node-1", "127.0.0.1").start()
+    owner = provision_owner(cas, tmp_path)
+    h = create(owner, write(tmp_path, session_text())).stdout.strip()
+    create(owner, write(tmp_path, session_text(name="other"), "other.yaml"))
+    cert = owner.identity_files(str(tmp_path))
+    body = json.dumps({"session": session_text(name="other", predecessor=h)})
+    status, data = https(cas.addr, "PUT", "/v1/sessions/app", body, cert=cert)
+    assert status == 400, data
+    assert "the document names session 'other', the request 'app'" in json.loads(data)["error"]["message"]
+    status, data = https(cas.addr, "PUT", "/v1/sessions/..", body, cert=cert)
+    assert status == 400 and b"not a session name" in data, data
