@@ -136,6 +136,11 @@ RUNTIME_BASE=$BASE_IMAGE
 base build "${BUILD_PKGS[@]}"
 BUILD_BASE=$BASE_IMAGE
 
+# The build stage first, tagged: its layers are then kept by the prune below and reused while the
+# sources it copies (.containerignore) are unchanged.
+step "build stage (meson, ninja) as localhost/custos-build:$VERSION" bah build --isolation chroot --layers \
+  --pull-never --build-arg "BUILD_BASE=$BUILD_BASE" --build-arg "RUNTIME_BASE=$RUNTIME_BASE" \
+  -f deploy/Containerfile --target build -t "localhost/custos-build:$VERSION" .
 for t in "${TARGETS[@]}"; do
   step "image custos/$t:$VERSION" bah build --isolation chroot --layers --pull-never \
     --build-arg "BUILD_BASE=$BUILD_BASE" --build-arg "RUNTIME_BASE=$RUNTIME_BASE" --build-arg "CAS_UID=$CAS_UID" \
