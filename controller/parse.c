@@ -171,19 +171,29 @@ int ctl_las_key_parse(const char *log, size_t size, char out[CTL_PLATFORM_LEN + 
     return found;
 }
 
+/* `cas register-backup` says "node N, platform P, TCB T" on a line of its own; other lines (cas-run's
+ * log, e.g. "CAS attested: ..., platform <CAS's>") may name other platforms. */
 int ctl_register_output_platform(const char *out, size_t size, char platform[CTL_PLATFORM_LEN + 1])
 {
-    static const char marker[] = ", platform ";
+    static const char marker[] = ", platform ", tcb[] = ", TCB ";
     const size_t m = sizeof(marker) - 1;
-    for (size_t i = 0; i + m + CTL_PLATFORM_LEN <= size; i++) {
-        if (memcmp(out + i, marker, m) != 0)
+    for (size_t start = 0; start < size;) {
+        const char *nl = memchr(out + start, '\n', size - start);
+        size_t end = nl ? (size_t)(nl - out) : size, len = end - start;
+        const char *line = out + start;
+        start = end + 1;
+        if (len < 5 || memcmp(line, "node ", 5) != 0)
             continue;
-        char p[CTL_PLATFORM_LEN + 1];
-        memcpy(p, out + i + m, CTL_PLATFORM_LEN);
-        p[CTL_PLATFORM_LEN] = 0;
-        if (platform_valid(p)) {
-            memcpy(platform, p, sizeof(p));
-            return 0;
+        for (size_t i = 5; i + m + CTL_PLATFORM_LEN + sizeof(tcb) - 1 <= len; i++) {
+            if (memcmp(line + i, marker, m) != 0 || memcmp(line + i + m + CTL_PLATFORM_LEN, tcb, sizeof(tcb) - 1))
+                continue;
+            char p[CTL_PLATFORM_LEN + 1];
+            memcpy(p, line + i + m, CTL_PLATFORM_LEN);
+            p[CTL_PLATFORM_LEN] = 0;
+            if (platform_valid(p)) {
+                memcpy(platform, p, sizeof(p));
+                return 0;
+            }
         }
     }
     return -ENOENT;

@@ -350,7 +350,11 @@ static int mount_overlay(struct overlay *ov, const struct run_file *files, size_
              userns ? ",userxattr" : "");
     if (mount("overlay", ov->dir, "overlay", mount_flags_of(ov->lower), opts) < 0) {
         ret = -errno;
-        snprintf(err, err_size, "mounting an overlay over %s: %s", ov->dir, strerror(-ret));
+        snprintf(err, err_size, "mounting an overlay over %s: %s%s", ov->dir, strerror(-ret),
+                 userns && ov->sub_count && ret == -EINVAL
+                     ? " (in a user namespace the kernel refuses a lower layer with mounts below it, which "
+                       "the parent namespace locked)"
+                     : "");
         return ret;
     }
     ov->mounts = 2;
@@ -425,7 +429,17 @@ static int place_namespace(const struct run_file *files, size_t count, char *err
             snprintf(err, err_size, "directory of injection file %s: %s", files[i].path, strerror(-ret));
             break;
         }
-        if (asprintf(&real_paths[i], "%s%s", strcmp(anc, "/") ? anc : "", files[i].path + len) < 0) {
+        if (!strcmp(anc, "/")) {
+            /* a mount over / is not what this process's root directory shows */
+            snprintf(err, err_size,
+                     "injection file %s: no overlay over the root directory (its nearest existing "
+                     "directory)",
+                     files[i].path);
+            free(anc);
+            ret = -EINVAL;
+            break;
+        }
+        if (asprintf(&real_paths[i], "%s%s", anc, files[i].path + len) < 0) {
             real_paths[i] = NULL;
             free(anc);
             ret = -ENOMEM;

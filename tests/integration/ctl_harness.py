@@ -2,6 +2,7 @@
 """A simulated cluster for cas-backup-controller: the real kube-apiserver (kube.py), a stand-in kubelet,
 LAS pods, the primary casd on node-1 (provisioned), a registrar CLI configuration, and the controller
 as a process. Used by tests/integration/test_controller.py, bench/controller.py and the demo."""
+import hashlib
 import json
 import os
 import re
@@ -133,6 +134,22 @@ class Cluster:
         self.controllers.append(c)
         return c.start()
 
+    def session_controller(self, name="controller", **extra):
+        """The controller in --session mode (the reference's recommended one): the owner creates the
+        quick start's session holding the registrar's CLI configuration, the registrar's file is
+        deleted, and the controller's environment names CAS's address and key hash, no configuration."""
+        with open(self.registrar) as f:
+            config_text = f.read()
+        spec = os.path.join(self.tmp, "cbc.yaml")
+        with open(spec, "w") as f:
+            f.write(controller_session(config_text))
+        self.owner.run("session", "create", spec, check=True)
+        os.unlink(spec)
+        os.unlink(self.registrar)
+        return self.controller(name=name, SCONE_CLI_CONFIG=None, CAS_SESSION="cbc/register", CAS=self.cas.addr,
+                               CAS_KEY_HASH=self.cas.key_hash(), CAS_NAME="mycas", CAS_RUN=binary("cas-run"),
+                               CAS_RUN_LAS_ADDR=self.las_socket("node-1"), **extra)
+
     def node(self, name):
         return self.kube.must("GET", f"/api/v1/nodes/{name}")
 
@@ -164,6 +181,27 @@ class Cluster:
         self.cas.stop()
 
 
+
+
+def controller_session(config_text, path="/etc/custos/registrar.json"):
+    """The quick start's session for the controller: the registrar's CLI configuration as an
+    injection file, `cas register-backup @@2` and `cas backups list --json`, cas's measurement."""
+    with open(binary("cas"), "rb") as f:
+        cas_hash = hashlib.sha256(f.read()).hexdigest()
+    content = "\n".join("          " + line for line in config_text.splitlines())
+    service = """  - name: {name}
+    image_name: cli
+    mrenclaves: ["{cas}"]
+    command: {command}
+    environment:
+      SCONE_CLI_CONFIG: {path}
+      "@@SCONE_LAS_ADDR": ""
+    pwd: /
+"""
+    return ('name: cbc\nversion: "0.3"\nservices:\n' +
+            service.format(name="register", cas=cas_hash, command="cas register-backup @@2", path=path) +
+            service.format(name="list", cas=cas_hash, command="cas backups list --json", path=path) +
+            f"images:\n  - name: cli\n    injection_files:\n      - path: {path}\n        content: |\n{content}\n")
 
 
 def wait_all_registered(ctl, nodes, timeout=90):

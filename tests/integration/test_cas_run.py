@@ -165,7 +165,7 @@ def test_files_module_as_an_unprivileged_user(tmp_path):
     check_sanitizers(r.stdout + r.stderr, "test_run_files")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout + r.stderr
-    assert "[  PASSED  ] 7 test(s)" in out, out  # the submount case needs root: skipped
+    assert "[  PASSED  ] 8 test(s)" in out, out  # the submount case needs root: skipped
     assert "in a private mount namespace and user namespace" in r.stderr, r.stderr
 
 

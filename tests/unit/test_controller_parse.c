@@ -112,6 +112,14 @@ static void test_cli_output(void **state)
     assert_int_equal(ctl_register_output_platform(out, strlen(out), p), 0);
     assert_string_equal(p, P2);
     assert_int_equal(ctl_register_output_platform("Backup CAS registered\n", 22, p), -ENOENT);
+    /* in --session mode cas-run's log comes first, naming CAS's own platform: only the line of its
+     * own counts */
+    const char *session = "Backup CAS registered\n2026-11-30 12:17:55,456 INFO: CAS attested: key hash ab, platform " P1
+                          ", measurement 71\nnode node-3, platform " P2 ", TCB 1\n";
+    assert_int_equal(ctl_register_output_platform(session, strlen(session), p), 0);
+    assert_string_equal(p, P2);
+    const char *log_only = "INFO: CAS attested: key hash ab, platform " P1 ", TCB 1\n";
+    assert_int_equal(ctl_register_output_platform(log_only, strlen(log_only), p), -ENOENT);
     const char *list = "[{\"platform_id\":\"" P1 "\",\"primary\":true},{\"platform_id\":\"" P2 "\",\"primary\":false}]";
     char(*l)[CTL_PLATFORM_LEN + 1];
     size_t n;

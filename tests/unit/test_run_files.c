@@ -79,10 +79,10 @@ static void listing(const char *dir, char *out, size_t size)
 
 /* What the program checks: each file has its content, mode 0600, this process's uid. */
 struct expect {
-    char paths[4][PATH_MAX];
-    const char *contents[4];
+    char paths[5][PATH_MAX];
+    const char *contents[5];
     size_t count;
-    int lower;           /* index of a file of the directory itself (not injected: its own mode), or -1 */
+    unsigned lower;      /* bit i: file i is the directory's own (not injected: its own mode and owner) */
     int ready_fd, go_fd; /* namespace test: tell the test the files are placed, wait for its word */
     bool wait_forever;
 };
@@ -106,7 +106,7 @@ static int check_files(void *ctx)
         close(fd);
         if (n < 0 || strcmp(buf, e->contents[i]))
             return 20 + (int)i;
-        if ((int)i != e->lower && ((sb.st_mode & 07777) != 0600 || sb.st_uid != geteuid()))
+        if (!(e->lower & (1u << i)) && ((sb.st_mode & 07777) != 0600 || sb.st_uid != geteuid()))
             return 30 + (int)i;
     }
     if (e->wait_forever)
@@ -127,7 +127,7 @@ static void test_parent_mode(void **state)
     put(d->path, "keep.txt", "kept");
     listing(d->path, before, sizeof(before));
     struct expect e = {.count = 2,
-                       .lower = -1,
+                       .lower = 0,
                        .ready_fd = -1,
                        .go_fd = -1,
                        .contents = {"alpha secret", "beta secret"}};
@@ -153,7 +153,7 @@ static void test_parent_mode_never_replaces(void **state)
     char before[4096], after[4096], err[1024];
     put(d->path, "b.conf", "the owner's own file");
     listing(d->path, before, sizeof(before));
-    struct expect e = {.count = 2, .lower = -1, .ready_fd = -1, .go_fd = -1, .contents = {"alpha", "beta"}};
+    struct expect e = {.count = 2, .lower = 0, .ready_fd = -1, .go_fd = -1, .contents = {"alpha", "beta"}};
     snprintf(e.paths[0], PATH_MAX, "%s/a.conf", d->path);
     snprintf(e.paths[1], PATH_MAX, "%s/b.conf", d->path);
     struct run_file files[2];
@@ -173,7 +173,7 @@ static void test_parent_mode_forwards_signals(void **state)
     char before[4096], after[4096], err[1024];
     listing(d->path, before, sizeof(before));
     struct expect e =
-        {.count = 1, .lower = -1, .ready_fd = -1, .go_fd = -1, .contents = {"gamma"}, .wait_forever = true};
+        {.count = 1, .lower = 0, .ready_fd = -1, .go_fd = -1, .contents = {"gamma"}, .wait_forever = true};
     snprintf(e.paths[0], PATH_MAX, "%s/c.conf", d->path);
     struct run_file files[1];
     make_files(&e, files);
@@ -211,13 +211,20 @@ static void namespace_case(struct dir *d, bool with_submount)
         assert_int_equal(mkdir(sub, 0755), 0);
         assert_int_equal(mount("tmpfs", sub, "tmpfs", 0, "mode=0755"), 0);
         put(sub, "inside.txt", "submount");
+        /* a file bind mount, as /etc/hosts in a container */
+        char hosts[320], src[320];
+        put(d->path, "hosts", "the image's");
+        snprintf(hosts, sizeof(hosts), "%s/hosts", d->path);
+        snprintf(src, sizeof(src), "%s/hosts", sub);
+        put(sub, "hosts", "bound over it");
+        assert_int_equal(mount(src, hosts, NULL, MS_BIND, NULL), 0);
     }
     listing(d->path, before, sizeof(before));
     int ready[2], go[2];
     assert_int_equal(pipe(ready), 0);
     assert_int_equal(pipe(go), 0);
     struct expect e = {.count = 4,
-                       .lower = 2,
+                       .lower = 1u << 2,
                        .ready_fd = ready[1],
                        .go_fd = go[0],
                        .contents = {"delta secret", "epsilon secret", "kept", "shadowing secret"}};
@@ -226,10 +233,14 @@ static void namespace_case(struct dir *d, bool with_submount)
     snprintf(e.paths[2], PATH_MAX, "%s/keep.txt", d->path); /* the lower layer is still seen */
     snprintf(e.paths[3], PATH_MAX, "%s/shadow.conf", d->path);
     if (with_submount) {
-        snprintf(e.paths[2], PATH_MAX, "%s/inside.txt", sub); /* the mount below is put back */
+        snprintf(e.paths[2], PATH_MAX, "%s/inside.txt", sub); /* the mounts below are put back */
         e.contents[2] = "submount";
+        snprintf(e.paths[4], PATH_MAX, "%s/hosts", d->path);
+        e.contents[4] = "bound over it";
+        e.count = 5;
+        e.lower |= 1u << 4;
     }
-    struct run_file files[4];
+    struct run_file files[5];
     make_files(&e, files);
     files[2] = files[3]; /* the injection files: d.conf, new/sub/e.conf, shadow.conf */
     pid_t pid = fork();
@@ -265,8 +276,12 @@ static void namespace_case(struct dir *d, bool with_submount)
     assert_non_null(fgets(text, sizeof(text), f));
     fclose(f);
     assert_string_equal(text, "on disk");
-    if (with_submount)
+    if (with_submount) {
+        char hosts[320];
+        snprintf(hosts, sizeof(hosts), "%s/hosts", d->path);
+        assert_int_equal(umount(hosts), 0);
         assert_int_equal(umount(sub), 0);
+    }
     for (int i = 0; i < 2; i++) {
         close(ready[i]);
         close(go[i]);
@@ -297,7 +312,7 @@ static void test_auto_mode(void **state)
     expect = expect ? expect : "namespace";
     char before[4096], after[4096], err[1024];
     listing(d->path, before, sizeof(before));
-    struct expect e = {.count = 1, .lower = -1, .ready_fd = -1, .go_fd = -1, .contents = {"zeta secret"}};
+    struct expect e = {.count = 1, .lower = 0, .ready_fd = -1, .go_fd = -1, .contents = {"zeta secret"}};
     snprintf(e.paths[0], PATH_MAX, "%s/z.conf", d->path);
     struct run_file files[1];
     make_files(&e, files);
@@ -341,6 +356,19 @@ static void test_refuses_bad_paths(void **state)
     }
 }
 
+/* A file directly in /: a mount over / is not what the process's root shows; namespace mode refuses
+ * it (before any namespace is made), auto would put it on disk. */
+static void test_namespace_refuses_root_directory(void **state)
+{
+    (void)state;
+    char err[256];
+    struct run_file f = {"/custos-test-run-files-never-made", (const uint8_t *)"x", 1};
+    struct run_files *st = NULL;
+    assert_int_equal(run_files_place(RUN_FILES_NAMESPACE, &f, 1, &st, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "no overlay over the root directory"));
+    assert_int_equal(access(f.path, F_OK), -1);
+}
+
 static void test_mode_parse(void **state)
 {
     (void)state;
@@ -364,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_namespace_mode_keeps_submounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_mode, setup, teardown),
         cmocka_unit_test(test_refuses_bad_paths),
+        cmocka_unit_test(test_namespace_refuses_root_directory),
         cmocka_unit_test(test_mode_parse),
     };
     const char *filter = getenv("TEST_RUN_FILES_FILTER"); /* e.g. test_auto_mode */
