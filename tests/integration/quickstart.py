@@ -24,6 +24,7 @@ NS = "custos"
 STORAGE = "deploy/quickstart/shared-storage.yaml"
 
 # docs/quickstart.md's commands, in its order (test_quickstart.py checks that the guide shows each one)
+CREATE_NS = 'kubectl create namespace "$NS"'
 LAS = 'helm install las charts/las --namespace "$NS"'
 STORAGE_APPLY = f"kubectl apply -f {STORAGE}"
 CAS = ('helm install cas charts/cas --namespace "$NS" --set persistence.enabled=true '
@@ -50,6 +51,35 @@ PROVISION = ('cas provision "$CAS_IP:$CAS_PORT" -c "$CAS_KEY_HASH" --token "$CAS
              '--only_for_testing-trust-any')
 SECRET_PUT = 'echo -n s3cret | cas secret put db-password'
 REGISTRAR = 'cas owner make-registrar --out registrar.json'
+SESSION_FILE = '''export CLI_CONFIG="$(sed 's/^/          /' registrar.json)"
+export CAS_MRENCLAVE="$(SCONE_HASH=1 cas)"
+cat > cbc.yaml <<EOF
+name: cbc
+version: "0.3"
+services:
+  - name: register
+    image_name: cli
+    mrenclaves: ["$CAS_MRENCLAVE"]
+    command: cas register-backup @@2
+    environment:
+      SCONE_CLI_CONFIG: /etc/custos/registrar.json
+      "@@SCONE_LAS_ADDR": ""
+    pwd: /
+  - name: list
+    image_name: cli
+    mrenclaves: ["$CAS_MRENCLAVE"]
+    command: cas backups list --json
+    environment:
+      SCONE_CLI_CONFIG: /etc/custos/registrar.json
+      "@@SCONE_LAS_ADDR": ""
+    pwd: /
+images:
+  - name: cli
+    injection_files:
+      - path: /etc/custos/registrar.json
+        content: |
+$CLI_CONFIG
+EOF'''
 SESSION_CREATE = 'cas session create cbc.yaml && rm cbc.yaml registrar.json'
 CBC = ('helm install cbc charts/cas-backup-controller --namespace "$NS" --set cas="$CAS_IP:$CAS_PORT" '
        '--set session=cbc/register --set casKeyHash="$CAS_KEY_HASH" --set casName=cas')
@@ -63,8 +93,8 @@ FORCE_DELETE = 'kubectl delete pod cas-0 --namespace "$NS" --grace-period=0 --fo
 ATTEST = ('cas attest "$CAS_IP:$CAS_PORT" -c "$CAS_KEY_HASH" --only_for_testing-ignore-signer '
           '--only_for_testing-trust-any')
 SECRET_GET = 'cas secret get db-password --cas "$CAS_IP:$CAS_PORT"'
-DOC_COMMANDS = [LAS, STORAGE_APPLY, CAS, CAS_READY, CAS_IP, KEY_HASH, TOKEN, OWNER_CONFIG, IDENTITY, PROVISION,
-                SECRET_PUT, REGISTRAR, SESSION_CREATE, CBC, CBC_LOG, LABELS, REQUIRE, CAS_NODE, NODES, FORCE_DELETE,
+DOC_COMMANDS = [CREATE_NS, LAS, STORAGE_APPLY, CAS, CAS_READY, CAS_IP, KEY_HASH, TOKEN, OWNER_CONFIG, IDENTITY, PROVISION,
+                SECRET_PUT, REGISTRAR, SESSION_FILE, SESSION_CREATE, CBC, CBC_LOG, LABELS, REQUIRE, CAS_NODE, NODES, FORCE_DELETE,
                 ATTEST, SECRET_GET]
 
 
@@ -123,8 +153,7 @@ class QuickStart:
         for i, n in enumerate(self.workers, 1):
             self.kubelet.add_node(n, f"127.0.0.{90 + i}")
         self.kubeconfig = self.kube.kubeconfig_admin(os.path.join(self.tmp, "kubeconfig"))
-        self.kube.must("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                      "metadata": {"name": NS}})
+        self.sh(CREATE_NS)
         return self
 
     def stop(self):
@@ -188,10 +217,13 @@ class QuickStart:
 
     def create_session(self):
         self.sh(REGISTRAR)
+        self.sh(SESSION_FILE)
         with open(os.path.join(self.work, "registrar.json")) as f:
-            text = f.read()
-        with open(os.path.join(self.work, "cbc.yaml"), "w") as f:
-            f.write(controller_session(text))
+            want = controller_session(f.read())
+        with open(os.path.join(self.work, "cbc.yaml")) as f:
+            got = f.read()
+        if got != want:  # the guide's heredoc is the session the controller's tests use
+            raise AssertionError(f"the guide's cbc.yaml differs from ctl_harness.controller_session:\n{got}\n---\n{want}")
         self.sh(SESSION_CREATE)
 
     def install_controller(self, *extra):
