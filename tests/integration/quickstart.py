@@ -245,6 +245,29 @@ class QuickStart:
         self.sh(ATTEST)
         return self.sh(SECRET_GET)
 
+    # --- the hello world (examples/hello-world): a session whose password CAS generates ----------------
+    def hello(self, node, *args, check=True, **env):
+        """run.sh with the owner's CLI configuration, on `node` (its LAS socket), against CAS at
+        CAS_IP:CAS_PORT; returns the CompletedProcess."""
+        e = {"PATH": "/usr/bin:/bin", "SCONE_CLI_CONFIG": self.env()["SCONE_CLI_CONFIG"],
+             "SCONE_LAS_ADDR": os.path.join(self.kubelet.node_root(node), "run/custos/las.sock"),
+             "CUSTOS_BIN": BUILD, "CAS": f"{self.vars['CAS_IP']}:{self.vars['CAS_PORT']}",
+             "HELLO_ROUNDS": "1", "HELLO_INTERVAL": "0", "TMPDIR": self.tmp}
+        e.update(env)
+        r = subprocess.run(["bash", os.path.join(REPO, "examples", "hello-world", "run.sh"), *args],
+                           capture_output=True, text=True, env=e, timeout=120)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"run.sh {' '.join(args)}: {r.stderr[-2000:]}")
+        return r
+
+    @staticmethod
+    def checksum(r):
+        """The checksum of the generated password print_env.py printed."""
+        m = re.search(r"checksum of the API_PASSWORD is '([0-9a-f]+)'", r.stdout)
+        if not m:
+            raise RuntimeError(f"no checksum in the hello world's output: {r.stdout[-1000:]} {r.stderr[-1000:]}")
+        return m.group(1)
+
     # --- observations through the API ------------------------------------------------------------------
     def pod(self, name, ns=NS):
         status, pod = self.kube.api("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
