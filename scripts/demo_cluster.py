@@ -203,8 +203,9 @@ def main():
         print("demo: summary", flush=True)
         show(f"nodes registered: {len(registered)} of {len(q.workers)} workers ({', '.join(registered)}); "
              f"control-plane node cp skipped (tainted)")
-        show(f"CAS runs on {target} at {q.vars['CAS_IP']}:{q.vars['CAS_PORT']}; it ran on {first['spec']['nodeName']}, "
-             f"then {node} (lost); same database, same secret, same hello-world password")
+        show(f"CAS runs on {target} at {q.vars['CAS_IP']}:{q.vars['CAS_PORT']}; installed on {first['spec']['nodeName']}, "
+             f"restarted on {node} by the upgrade, moved when {node} was lost; same database, same secret, "
+             f"same hello-world password")
         show(f"time: {took:.1f} s from the session to every backup registered; {moved:.1f} s from the loss of "
              f"{node} to CAS Ready on {target}; {time.monotonic() - T0:.1f} s in all")
     except Interrupted as e:
