@@ -82,6 +82,16 @@ def test_quick_start_then_cas_survives_the_loss_of_its_node(qs):
     assert qs.labelled()[node]
     assert qs.read_secret() == "s3cret"
 
+    # A worker without a backup: the controller is stopped first (it would register it at once). The
+    # scheduler scores it as well as the registered ones (it runs only LAS): only the registered-node
+    # rule keeps CAS off it.
+    qs.kube.must("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/cbc-cas-backup-controller",
+                 {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
+    qs.wait(lambda: not qs.pods("app.kubernetes.io/name=cas-backup-controller"), 60, "the controller stopped")
+    qs.kubelet.add_node("node-x", "127.0.0.99")
+    qs.wait(lambda: qs.pod_on("app.kubernetes.io/name=las", "node-x", ready=True), 60, "LAS on node-x")
+    assert not qs.labelled()["node-x"]
+
     # CAS's node dies: NotReady after the grace period; the 1.20 StatefulSet pod stays until force-deleted
     t0 = time.monotonic()
     qs.kubelet.stop_node(node)
@@ -93,7 +103,7 @@ def test_quick_start_then_cas_survives_the_loss_of_its_node(qs):
                              else None)(qs.pod("cas-0")), 120, "cas-0 Ready on another node")
     moved = time.monotonic() - t0
     new_node = after["spec"]["nodeName"]
-    assert new_node != node and new_node != "cp"
+    assert new_node not in (node, "cp", "node-x")
     assert qs.labelled()[new_node], f"CAS restarted on {new_node}, which holds no registered backup"
     ev = qs.scheduled_by(after)
     assert ev and new_node in ev["message"], ev
