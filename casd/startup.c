@@ -326,10 +326,10 @@ static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t 
         return ret;
     }
     LOG_MODULE_INFO(CAS_LOG,
-                    "key-store %s upgraded from version %d to %d: bound to database %s, entry of platform %s can "
-                    "follow key rotations and is for measurement %s",
-                    st->pri.keystore_path, from_version, CAS_KS_VERSION, st->cfg.db_dir, st->node.platform_id,
-                    st->node.measurement_hex);
+                    "key-store %s upgraded: bound to database %s, entry of platform %s can follow key rotations "
+                    "and is for measurement %s (file version %d, now %d)",
+                    st->pri.keystore_path, st->cfg.db_dir, st->node.platform_id, st->node.measurement_hex, from_version,
+                    CAS_KS_VERSION);
     return 0;
 }
 
