@@ -594,6 +594,7 @@ static int register_one(struct node *primary, const char *seed, uint8_t m, void 
     call_done(&c3);
     call_done(&c4);
     cas_backup_wipe(b);
+    cas_state_wipe(b); /* its TLS key and certificate: the next call reuses the struct */
     custos_p256_free(backup.las.key);
     return ret;
 }
