@@ -18,8 +18,8 @@ static char *relay(const char *name, json_t *value)
     return s;
 }
 
-/* Whether the primary lists the platform that quoted `request` as registered at or after the
- * request's time (a registration another relay finished). */
+/* Whether the primary lists the platform and casd measurement that quoted `request` as registered at
+ * or after the request's time (a registration another relay finished). */
 static bool registered_since(struct cli_context *ctx, const json_t *request)
 {
     struct custos_quote q;
@@ -30,12 +30,15 @@ static bool registered_since(struct cli_context *ctx, const json_t *request)
     if (custos_quote_from_json(json_object_get(request, "quote"), &q, err, sizeof(err)) < 0)
         return false;
     custos_platform_id(q.platform_pub, id);
+    char m[2 * CUSTOS_MEASUREMENT_SIZE + 1];
+    custos_hex_encode(q.measurement, sizeof(q.measurement), m, false);
     if (cli_https(ctx->url, "GET", "/v1/backups", NULL, ctx->key_hash, &ctx->id, &r, err, sizeof(err)) == 0 &&
         r.status == 200) {
         size_t i;
         json_t *b;
         json_array_foreach(json_object_get(r.body, "backups"), i, b)
             found |= !strcmp(json_string_value(json_object_get(b, "platform_id")) ?: "", id) &&
+                     !strcmp(json_string_value(json_object_get(b, "measurement")) ?: "", m) &&
                      json_integer_value(json_object_get(b, "registered_at")) >= created;
     }
     cli_response_free(&r);
