@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* casd key-store: per-platform sealed copies of the database key, MAC'ed with the database key
- * (format in keystore.h). */
+/* casd key-store: sealed copies of the database key per (platform, casd measurement), MAC'ed with
+ * the database key (format in keystore.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

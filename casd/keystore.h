@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* casd key-store: the file <db>.key-store next to the database directory. It lists, per platform,
- * the database key sealed with that platform's CAS seal key, and a MAC over the list keyed by the
- * database key (so only a holder of the database key can change it undetected).
+/* casd key-store: the file <db>.key-store next to the database directory. It lists, per platform
+ * (and, from version 3, per casd measurement on it), the database key sealed with that CAS seal
+ * key, and a MAC over the list keyed by the database key (so only a holder of the database key can
+ * change it undetected).
  *
  * File (JSON, at most CAS_KS_MAX_FILE bytes):
  *   {"version": 1,
