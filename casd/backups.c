@@ -41,7 +41,8 @@ void cas_backups_list(struct cas_state *st, struct http_request *req, struct htt
                         "primary_measurement", st->node.measurement_hex);
 }
 
-/* ?measurement=HEX: 64 hex digits (either case), lowercased into out. false: the response says why. */
+/* ?measurement=HEX: 64 hex digits (either case), lowercased into out, or "any": the entries without
+ * a measurement (from a version 1/2 key-store), out = "". false: the response says why. */
 static bool measurement_arg(struct http_request *req, struct http_response *r, char out[CAS_KS_MEASUREMENT_HEX + 1],
                             bool *given)
 {
@@ -49,8 +50,12 @@ static bool measurement_arg(struct http_request *req, struct http_response *r, c
     *given = m != NULL;
     if (!m)
         return true;
+    if (strcmp(m, "any") == 0) {
+        out[0] = '\0';
+        return true;
+    }
     if (strlen(m) != CAS_KS_MEASUREMENT_HEX || strspn(m, "0123456789abcdefABCDEF") != CAS_KS_MEASUREMENT_HEX) {
-        http_error(r, 400, "invalid_measurement", "measurement '%.80s' is not %d hex digits", m,
+        http_error(r, 400, "invalid_measurement", "measurement '%.80s' is not %d hex digits (or \"any\")", m,
                    CAS_KS_MEASUREMENT_HEX);
         return false;
     }
@@ -66,6 +71,7 @@ static void remove_matching(struct cas_state *st, struct http_response *r, const
 {
     int ret = 0;
     size_t count = 0;
+    const char *shown = m->measurement && !m->measurement[0] ? "any" : m->measurement;
     pthread_mutex_lock(&st->lock);
     for (size_t i = 0; i < st->pri.ks.count; i++) {
         const struct cas_keystore_entry *e = &st->pri.ks.entries[i];
@@ -92,9 +98,8 @@ static void remove_matching(struct cas_state *st, struct http_response *r, const
     if (count == 0)
         ret = -ENOENT;
     if (ret == 0)
-        ret =
-            cas_audit(st, "backup removing",
-                      json_pack("{s:s?, s:s?}", "platform_id", m->platform_id, "measurement", m->measurement), NULL, 0);
+        ret = cas_audit(st, "backup removing",
+                        json_pack("{s:s?, s:s?}", "platform_id", m->platform_id, "measurement", shown), NULL, 0);
     uint64_t generation = st->pri.ks.generation;
     if (ret == 0)
         ret = cas_rotate_key(st, m);
@@ -111,7 +116,7 @@ static void remove_matching(struct cas_state *st, struct http_response *r, const
     LOG_MODULE_INFO(CAS_LOG, "%zu key-store entr%s of %s removed; database key rotated (generation %llu -> %llu)",
                     count, count == 1 ? "y" : "ies", what, (unsigned long long)generation,
                     (unsigned long long)st->pri.ks.generation);
-    r->body = json_pack("{s:s?, s:s?, s:I, s:I}", "removed", m->platform_id, "measurement", m->measurement, "count",
+    r->body = json_pack("{s:s?, s:s?, s:I, s:I}", "removed", m->platform_id, "measurement", shown, "count",
                         (json_int_t)count, "generation", (json_int_t)st->pri.ks.generation);
 }
 
@@ -131,7 +136,8 @@ void cas_backups_remove(struct cas_state *st, struct http_request *req, struct h
         return;
     custos_platform_id(pub, norm);
     struct cas_ks_match match = {.platform_id = norm, .measurement = given ? m : NULL};
-    snprintf(what, sizeof(what), "platform %s%s%s", norm, given ? " and measurement " : "", given ? m : "");
+    snprintf(what, sizeof(what), "platform %s%s%s", norm, given ? " and measurement " : "",
+             given ? (m[0] ? m : "any") : "");
     remove_matching(st, r, &match, what);
 }
 
@@ -150,6 +156,6 @@ void cas_backups_prune(struct cas_state *st, struct http_request *req, struct ht
     struct cas_ks_match match = {.measurement = m,
                                  .keep_platform_id = st->node.platform_id,
                                  .keep_measurement = st->node.measurement_hex};
-    snprintf(what, sizeof(what), "measurement %s", m);
+    snprintf(what, sizeof(what), "measurement %s", m[0] ? m : "any");
     remove_matching(st, r, &match, what);
 }

@@ -204,10 +204,10 @@ static int backups_list(int argc, char **argv)
     return ret;
 }
 
-/* A casd measurement: 64 hex digits. */
+/* A casd measurement: 64 hex digits, or "any" (entries of a key-store from before measurements). */
 static bool measurement_ok(const char *m)
 {
-    return m && strlen(m) == 64 && strspn(m, "0123456789abcdefABCDEF") == 64;
+    return m && ((strlen(m) == 64 && strspn(m, "0123456789abcdefABCDEF") == 64) || strcmp(m, "any") == 0);
 }
 
 static int backups_remove(int argc, char **argv)
@@ -216,7 +216,9 @@ static int backups_remove(int argc, char **argv)
     struct custos_strlist pos = {0};
     struct custos_option opts[] = {
         {"measurement", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
-         "remove only the entry of this casd measurement (an old build's, after an upgrade)", &measurement},
+         "remove only the entry of this casd measurement (an old build's, after an upgrade; \"any\": the entry "
+         "without one, from before measurements)",
+         &measurement},
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
@@ -237,7 +239,7 @@ static int backups_remove(int argc, char **argv)
         goto out;
     }
     if (measurement && !measurement_ok(measurement)) {
-        fprintf(stderr, "%s: --measurement '%.80s' is not 64 hex digits\n", argv[0], measurement);
+        fprintf(stderr, "%s: --measurement '%.80s' is not 64 hex digits (or \"any\")\n", argv[0], measurement);
         goto out;
     }
     ret = 1;
@@ -266,7 +268,8 @@ static int backups_prune(int argc, char **argv)
 {
     const char *cli_config = NULL, *cas = NULL, *measurement = NULL;
     struct custos_option opts[] = {
-        {"measurement", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX", "the casd measurement whose entries go",
+        {"measurement", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
+         "the casd measurement whose entries go (\"any\": the entries without one, from before measurements)",
          &measurement},
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
@@ -278,7 +281,7 @@ static int backups_prune(int argc, char **argv)
     if (ret)
         return ret > 0 ? 0 : 2;
     if (!measurement_ok(measurement)) {
-        fprintf(stderr, "%s: --measurement HEX (64 hex digits) is required\n", argv[0]);
+        fprintf(stderr, "%s: --measurement HEX (64 hex digits, or \"any\") is required\n", argv[0]);
         return 2;
     }
     struct cli_context ctx = {0};

@@ -248,14 +248,18 @@ def test_version2_keystore_is_read_and_rewritten_as_version3(world):
     w["cas"].stop()
     c2 = started(w, casd_on(w, "n2", "127.0.0.4"))
     assert owner.run("secret", "get", "app-key", "--cas", c2.addr, check=True).stdout == "v2\n"
-    # a version 2 file edited without the key is still refused (the version 2 MAC is checked)
+    # and the entry that opened is tagged with the measurement that opened it
     c2.stop()
+    assert {e["node"]: e.get("measurement") for e in json.load(open(path))["entries"]} == {"n1": old, "n2": old}
+    # a version 2 file edited without the key is still refused (the version 2 MAC is checked)
     ks = json.load(open(path))
     ks["version"] = 2
     for e in ks["entries"]:
         e.pop("measurement", None)
     write_keystore(path, ks, key)
-    text = open(path).read().replace('"node": "n2"', '"node": "n9"')
+    text = open(path).read()
+    t = re.search(r'"time": (\d+)', text)
+    text = text[:t.start(1)] + str(int(t.group(1)) + 1) + text[t.end(1):]
     open(path, "w").write(text)
     mark = len(w["cas"].log())
     assert w["cas"].start(expect_fail=True) != 0

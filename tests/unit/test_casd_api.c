@@ -742,6 +742,23 @@ static void test_registration_by_measurement(void **state)
     assert_int_equal(c.resp.status, 200);
     call_done(&c);
     assert_int_equal(st->pri.ks.count, 1);
+    /* entries without a measurement (a version 2 key-store's) are pruned as "any" */
+    struct cas_keystore_entry any = st->pri.ks.entries[0];
+    any.measurement[0] = '\0';
+    assert_int_equal(cas_keystore_upsert(&st->pri.ks, &any), 0);
+    memset(&c, 0, sizeof(c));
+    c.req.method = "DELETE";
+    c.req.url = "/v1/backups";
+    c.req.has_caller = true;
+    strcpy(c.req.caller, OWNER);
+    c.req.test_args = json_pack("{s:s}", "measurement", "any");
+    c.resp.status = 200;
+    cas_dispatch(st, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(c.resp.body, "measurement")), "any");
+    call_done(&c);
+    assert_int_equal(st->pri.ks.count, 1);
+    assert_non_null(cas_keystore_find(&st->pri.ks, pp, M_AB));
     call(st, &c, "DELETE", "/v1/backups", OWNER, NULL); /* prune needs a measurement */
     assert_int_equal(c.resp.status, 400);
     call_done(&c);
