@@ -99,6 +99,7 @@ void cas_backup_post_complete(struct cas_state *st, struct http_request *req, st
     snprintf(en->node, sizeof(en->node), "%s", b->request.node_name);
     en->tcb = b->request.quote.tcb;
     en->time = (int64_t)time(NULL);
+    custos_hex_encode(b->request.quote.measurement, sizeof(b->request.quote.measurement), en->measurement, false);
     strcpy(c.request_id, b->request.id);
     ret = cas_keystore_seal_node(en, seal);
     if (ret == 0)

@@ -224,7 +224,7 @@ int backup_wrap_key(const uint8_t shared[32], const uint8_t transcript[32], uint
 int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const struct cas_keystore_entry *e,
                  uint8_t out[32])
 {
-    uint8_t key[32], msg[32 + CAS_KS_BINDING_MAX + 12 + 48 + 32];
+    uint8_t key[32], msg[32 + CAS_KS_BINDING_MAX + 12 + 48 + 32 + CAS_KS_MEASUREMENT_HEX];
     struct custos_buf b;
     int ret = custos_hkdf_sha256(dbkey, 32, NULL, 0, (const uint8_t *)PROOF_LABEL, sizeof(PROOF_LABEL) - 1, key, 32);
     if (ret < 0)
@@ -235,6 +235,7 @@ int backup_proof(const uint8_t dbkey[32], const uint8_t transcript[32], const st
     custos_buf_put(&b, e->nonce, sizeof(e->nonce));
     custos_buf_put(&b, e->sealed, sizeof(e->sealed));
     custos_buf_put(&b, e->public_key, sizeof(e->public_key));
+    custos_buf_put(&b, e->measurement, strnlen(e->measurement, CAS_KS_MEASUREMENT_HEX));
     ret = custos_buf_ok(&b) ? custos_hmac_sha256(key, 32, msg, custos_buf_len(&b), out) : -EINVAL;
     custos_wipe(key, sizeof(key));
     return ret;

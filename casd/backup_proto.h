@@ -13,8 +13,9 @@
  * 3. completion (backup -> CLI -> primary): {request_id, entry, proof}: the backup's node entry (a new
  *    X25519 key pair whose private key it sealed with its node's seal key; see keystore.h) and
  *    HMAC-SHA256(HKDF(db key, info = "custos-backup-proof-v1"), transcript || platform_id || kind || 0
- *    || node || 0 || tcb || nonce || sealed || public_key) proving it holds the key. The primary wraps
- *    the database key for the entry's public key itself.
+ *    || node || 0 || tcb || nonce || sealed || public_key || measurement (64 lowercase hex: the entry
+ *    states the backup's casd measurement, which must equal its quote's)) proving it holds the key. The
+ *    primary wraps the database key for the entry's public key itself.
  * transcript = SHA-256("custos-backup-transcript-v1" || quote body || public_key || node_name || 0 ||
  *   created_at || primary platform ID || primary key hash || primary ephemeral key). */
 #pragma once

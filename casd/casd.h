@@ -108,6 +108,7 @@ struct cas_node {
     uint32_t tcb;
     uint32_t uid; /* the user casd runs as, as lasd sees it */
     uint8_t measurement[CUSTOS_MEASUREMENT_SIZE];
+    char measurement_hex[2 * CUSTOS_MEASUREMENT_SIZE + 1]; /* the same, lowercase hex (key-store entries) */
 };
 
 /* The TLS identity (both modes; a primary's key lives in its database, a backup's is ephemeral). */
@@ -238,6 +239,7 @@ void cas_backups_register(struct cas_state *st, struct http_request *req, struct
 void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_list(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_backups_remove(struct cas_state *st, struct http_request *req, struct http_response *r);
+void cas_backups_prune(struct cas_state *st, struct http_request *req, struct http_response *r);
 void cas_policy_allow(struct cas_state *st, struct http_request *req, struct http_response *r);
 /* audit.c: appends an audit record (takes details), in one database transaction with the extra ops
  * (at most 6): a change and its record are written together or not at all. */
@@ -246,7 +248,8 @@ int cas_audit(struct cas_state *st, const char *event, json_t *details, const st
 
 /* rotate.c: removes a platform's entry and rotates the database key (st->lock held). -ENOENT when
  * the platform has no entry. */
-int cas_rotate_key(struct cas_state *st, const char *remove_id);
+/* Removes the entries m matches and rotates the database key (one rotation however many go). */
+int cas_rotate_key(struct cas_state *st, const struct cas_ks_match *m);
 
 /* las_gate.c: lasd requests of the HTTP workers go through one thread; a worker waits at most 1 s
  * and gets -ETIMEDOUT at once while lasd is stuck. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* casd key-store: per-platform sealed copies of the database key, MAC'ed with the database key
- * (format in keystore.h). */
+/* casd key-store: sealed copies of the database key per (platform, casd measurement), MAC'ed with
+ * the database key (format in keystore.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,12 +17,14 @@
 #include "keystore.h"
 #include "validate.h"
 
-#define KS_VERSION 2
+#define KS_VERSION CAS_KS_VERSION
 #define MAC_INFO_V1 "custos-keystore-mac-v1"
-#define MAC_INFO "custos-keystore-mac-v2"
+#define MAC_INFO_V2 "custos-keystore-mac-v2"
+#define MAC_INFO "custos-keystore-mac-v3"
 #define DBKEY_SIZE 32
 /* Canonical form: per entry platform_id, len+kind, len+node, tcb, time, nonce, sealed. */
-#define CANON_ENTRY_MAX (66 + 1 + 7 + 1 + CAS_KS_NODE_MAX + 4 + 8 + 12 + 48 + 1 + 32 + CAS_KS_WRAPPED_SIZE)
+#define CANON_ENTRY_MAX                                                                                                \
+    (66 + 1 + 7 + 1 + CAS_KS_NODE_MAX + 4 + 8 + 12 + 48 + 1 + 32 + CAS_KS_WRAPPED_SIZE + 1 + CAS_KS_MEASUREMENT_HEX)
 
 static bool platform_id_valid(const char *id)
 {
@@ -44,6 +46,18 @@ static bool kind_valid(const char *kind, size_t cap)
 static bool node_valid(const char *node, size_t cap)
 {
     return memchr(node, '\0', cap) && cas_node_name_valid(node);
+}
+
+/* "" (any) or 64 lowercase hex digits. */
+static bool measurement_valid(const char *m, size_t cap)
+{
+    size_t len = strnlen(m, cap);
+    return len < cap && (len == 0 || (len == CAS_KS_MEASUREMENT_HEX && strspn(m, "0123456789abcdef") == len));
+}
+
+static bool same_measurement(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
 int cas_keystore_entry_check(const struct cas_keystore_entry *e, char *err, size_t err_size)
@@ -68,6 +82,10 @@ int cas_keystore_entry_check(const struct cas_keystore_entry *e, char *err, size
     }
     if (e->time < 0) {
         snprintf(err, err_size, "field \"time\": negative");
+        return -EINVAL;
+    }
+    if (!measurement_valid(e->measurement, sizeof(e->measurement))) {
+        snprintf(err, err_size, "field \"measurement\": not %d lowercase hex digits", CAS_KS_MEASUREMENT_HEX);
         return -EINVAL;
     }
     return 0;
@@ -133,7 +151,8 @@ int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const c
                                  struct cas_keystore_entry *e, char *err, size_t err_size)
 {
     static const char *const names[] = {"platform_id", "kind", "node", "tcb", "time", "nonce", "sealed"};
-    static const char *const file_names[] = {"public_key", "wrapped"}, *const backup_names[] = {"public_key"};
+    static const char *const file_names[] = {"public_key", "wrapped", "measurement"}, *const backup_names[] =
+                                                                                          {"public_key", "measurement"};
     size_t len;
     const char *s;
     const json_t *v;
@@ -144,26 +163,29 @@ int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const c
         return -EBADMSG;
     }
     if (form == CAS_KS_FORM_BACKUP) {
-        ret = check_fields_opt(j, names, 7, backup_names, 1, where, err, err_size);
-        if (ret == 0 && !json_object_get(j, "public_key")) {
-            snprintf(err, err_size, "%smissing field \"public_key\"", where);
-            ret = -EBADMSG;
+        ret = check_fields_opt(j, names, 7, backup_names, 2, where, err, err_size);
+        for (size_t i = 0; ret == 0 && i < 2; i++) {
+            if (!json_object_get(j, backup_names[i])) {
+                snprintf(err, err_size, "%smissing field \"%s\"", where, backup_names[i]);
+                ret = -EBADMSG;
+            }
         }
     } else {
-        ret = check_fields_opt(j, names, 7, file_names, form == CAS_KS_FORM_V2 ? 2 : 0, where, err, err_size);
+        size_t opt = form == CAS_KS_FORM_V3 ? 3 : form == CAS_KS_FORM_V2 ? 2 : 0;
+        ret = check_fields_opt(j, names, 7, file_names, opt, where, err, err_size);
     }
     if (ret < 0)
         return ret;
     e->node_key = json_object_get(j, "public_key") != NULL;
-    if (form == CAS_KS_FORM_V2 && e->node_key != (json_object_get(j, "wrapped") != NULL)) {
+    bool file_v2 = form == CAS_KS_FORM_V2 || form == CAS_KS_FORM_V3;
+    if (file_v2 && e->node_key != (json_object_get(j, "wrapped") != NULL)) {
         snprintf(err, err_size, "%sfields \"public_key\" and \"wrapped\" go together", where);
         return -EBADMSG;
     }
     if (e->node_key) {
         if ((ret = b64_field(j, "public_key", e->public_key, sizeof(e->public_key), where, err, err_size)) < 0)
             return ret;
-        if (form == CAS_KS_FORM_V2 &&
-            (ret = b64_field(j, "wrapped", e->wrapped, sizeof(e->wrapped), where, err, err_size)) < 0)
+        if (file_v2 && (ret = b64_field(j, "wrapped", e->wrapped, sizeof(e->wrapped), where, err, err_size)) < 0)
             return ret;
     }
 
@@ -204,6 +226,16 @@ int cas_keystore_entry_from_json(const json_t *j, enum cas_ks_form form, const c
         return -EBADMSG;
     }
     e->time = (int64_t)json_integer_value(v);
+
+    if (json_object_get(j, "measurement")) {
+        s = str_field(j, "measurement", &len);
+        if (!s || len != CAS_KS_MEASUREMENT_HEX || !measurement_valid(s, len + 1)) {
+            snprintf(err, err_size, "%sfield \"measurement\": not %d lowercase hex digits", where,
+                     CAS_KS_MEASUREMENT_HEX);
+            return -EBADMSG;
+        }
+        memcpy(e->measurement, s, len + 1);
+    }
 
     ret = b64_field(j, "nonce", e->nonce, sizeof(e->nonce), where, err, err_size);
     if (ret < 0)
@@ -248,7 +280,7 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
         goto out;
     }
     if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > KS_VERSION) {
-        snprintf(err, err_size, "field \"version\": unsupported version (want 1 or %d)", KS_VERSION);
+        snprintf(err, err_size, "field \"version\": unsupported version (want 1 to %d)", KS_VERSION);
         goto out;
     }
     ks.version = (int)json_integer_value(v);
@@ -302,18 +334,21 @@ int cas_keystore_parse(const char *text, size_t size, struct cas_keystore *out, 
     for (size_t i = 0; i < count; i++) {
         char where[48];
         snprintf(where, sizeof(where), "entry %zu: ", i);
-        ret =
-            cas_keystore_entry_from_json(json_array_get(entries, i), ks.version >= 2 ? CAS_KS_FORM_V2 : CAS_KS_FORM_V1,
-                                         where, &ks.entries[i], err, err_size);
+        enum cas_ks_form form = ks.version >= 3 ? CAS_KS_FORM_V3 : ks.version == 2 ? CAS_KS_FORM_V2 : CAS_KS_FORM_V1;
+        ret = cas_keystore_entry_from_json(json_array_get(entries, i), form, where, &ks.entries[i], err, err_size);
         if (ret < 0) {
             if (ret == -ENOMEM)
                 snprintf(err, err_size, "out of memory");
             goto out;
         }
         for (size_t k = 0; k < i; k++) {
-            if (!strcmp(ks.entries[k].platform_id, ks.entries[i].platform_id)) {
-                snprintf(err, err_size, "entry %zu: field \"platform_id\": duplicate platform %s (also entry %zu)", i,
-                         ks.entries[i].platform_id, k);
+            if (!strcmp(ks.entries[k].platform_id, ks.entries[i].platform_id) &&
+                same_measurement(ks.entries[k].measurement, ks.entries[i].measurement)) {
+                snprintf(err, err_size,
+                         "entry %zu: field \"platform_id\": duplicate platform %s with measurement %s (also entry "
+                         "%zu)",
+                         i, ks.entries[i].platform_id, ks.entries[i].measurement[0] ? ks.entries[i].measurement : "any",
+                         k);
                 ret = -EBADMSG;
                 goto out;
             }
@@ -330,13 +365,13 @@ out:
 
 /* ---- MAC and serialization ----------------------------------------------------------------- */
 
-/* The MAC of the file form `version` (1: as casd wrote before key rotation; 2: today). */
+/* The MAC of the file form `version` (1: as casd wrote before key rotation; 2: before upgrades; 3: today). */
 static int compute_mac(const struct cas_keystore *ks, int version, const uint8_t dbkey[32], uint8_t mac[32])
 {
     int ret = -EIO;
     uint8_t key[32], *buf = NULL;
     struct custos_buf b;
-    const char *info = version == 1 ? MAC_INFO_V1 : MAC_INFO;
+    const char *info = version == 1 ? MAC_INFO_V1 : version == 2 ? MAC_INFO_V2 : MAC_INFO;
     size_t info_len = strlen(info);
     if (!ks || !dbkey || ks->count > CAS_KS_MAX_ENTRIES || (ks->count && !ks->entries))
         return -EINVAL;
@@ -371,6 +406,11 @@ static int compute_mac(const struct cas_keystore *ks, int version, const uint8_t
                 custos_buf_put(&b, e->wrapped, sizeof(e->wrapped));
             }
         }
+        if (version >= 3) {
+            size_t m_len = strnlen(e->measurement, CAS_KS_MEASUREMENT_HEX);
+            custos_buf_put_u8(&b, (uint8_t)m_len);
+            custos_buf_put(&b, e->measurement, m_len);
+        }
     }
     if (!custos_buf_ok(&b) ||
         custos_hkdf_sha256(dbkey, DBKEY_SIZE, NULL, 0, (const uint8_t *)info, info_len, key, sizeof(key)) < 0 ||
@@ -386,7 +426,8 @@ out:
 int cas_keystore_verify_mac(const struct cas_keystore *ks, const uint8_t dbkey[32])
 {
     uint8_t mac[32];
-    int ret = ks ? compute_mac(ks, ks->version == 1 ? 1 : 2, dbkey, mac) : -EINVAL;
+    int ret = ks ? compute_mac(ks, ks->version >= 1 && ks->version <= KS_VERSION ? ks->version : KS_VERSION, dbkey, mac)
+                 : -EINVAL;
     if (ret == 0 && !custos_ct_equal(mac, ks->mac, sizeof(mac)))
         ret = -EBADMSG;
     return ret;
@@ -404,7 +445,8 @@ static int check_store(const struct cas_keystore *ks)
         if (cas_keystore_entry_check(&ks->entries[i], err, sizeof(err)) < 0)
             return -EINVAL;
         for (size_t k = 0; k < i; k++)
-            if (!strcmp(ks->entries[k].platform_id, ks->entries[i].platform_id))
+            if (!strcmp(ks->entries[k].platform_id, ks->entries[i].platform_id) &&
+                same_measurement(ks->entries[k].measurement, ks->entries[i].measurement))
                 return -EINVAL;
     }
     return 0;
@@ -434,7 +476,8 @@ json_t *cas_keystore_entry_to_json(const struct cas_keystore_entry *e, bool with
         set_new(o, "time", json_integer((json_int_t)e->time)) < 0 ||
         set_b64(o, "nonce", e->nonce, sizeof(e->nonce)) < 0 || set_b64(o, "sealed", e->sealed, sizeof(e->sealed)) < 0 ||
         (e->node_key && set_b64(o, "public_key", e->public_key, sizeof(e->public_key)) < 0) ||
-        (e->node_key && with_wrapped && set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0)) {
+        (e->node_key && with_wrapped && set_b64(o, "wrapped", e->wrapped, sizeof(e->wrapped)) < 0) ||
+        (e->measurement[0] && set_new(o, "measurement", json_string(e->measurement)) < 0)) {
         json_decref(o);
         return NULL;
     }
@@ -454,7 +497,7 @@ int cas_keystore_serialize(const struct cas_keystore *ks, const uint8_t dbkey[32
     if (ret < 0)
         return ret;
     if (ks->generation == 0)
-        return -EINVAL; /* a version 2 file is bound to a database and a generation */
+        return -EINVAL; /* a version 2 or 3 file is bound to a database and a generation */
     ret = compute_mac(ks, KS_VERSION, dbkey, mac);
     if (ret < 0)
         return ret;
@@ -503,20 +546,30 @@ out:
 
 /* ---- editing ------------------------------------------------------------------------------- */
 
-static ssize_t find_index(const struct cas_keystore *ks, const char *platform_id)
+static ssize_t find_index(const struct cas_keystore *ks, const char *platform_id, const char *measurement)
 {
     if (!ks || !platform_id || (ks->count && !ks->entries))
         return -1;
     for (size_t i = 0; i < ks->count; i++)
-        if (!strncmp(ks->entries[i].platform_id, platform_id, sizeof(ks->entries[i].platform_id)))
+        if (!strncmp(ks->entries[i].platform_id, platform_id, sizeof(ks->entries[i].platform_id)) &&
+            same_measurement(ks->entries[i].measurement, measurement))
             return (ssize_t)i;
     return -1;
 }
 
-const struct cas_keystore_entry *cas_keystore_find(const struct cas_keystore *ks, const char *platform_id)
+const struct cas_keystore_entry *cas_keystore_find(const struct cas_keystore *ks, const char *platform_id,
+                                                   const char *measurement)
 {
-    ssize_t i = find_index(ks, platform_id);
+    ssize_t i = find_index(ks, platform_id, measurement);
     return i < 0 ? NULL : &ks->entries[i];
+}
+
+const struct cas_keystore_entry *cas_keystore_find_for(const struct cas_keystore *ks, const char *platform_id,
+                                                       const char *measurement)
+{
+    const struct cas_keystore_entry *e =
+        measurement && measurement[0] ? cas_keystore_find(ks, platform_id, measurement) : NULL;
+    return e ? e : cas_keystore_find(ks, platform_id, "");
 }
 
 int cas_keystore_upsert(struct cas_keystore *ks, const struct cas_keystore_entry *e)
@@ -524,7 +577,7 @@ int cas_keystore_upsert(struct cas_keystore *ks, const struct cas_keystore_entry
     char err[160];
     if (!ks || (ks->count && !ks->entries) || cas_keystore_entry_check(e, err, sizeof(err)) < 0)
         return -EINVAL;
-    ssize_t i = find_index(ks, e->platform_id);
+    ssize_t i = find_index(ks, e->platform_id, e->measurement);
     if (i >= 0) {
         ks->entries[i] = *e;
         return 0;
@@ -539,21 +592,49 @@ int cas_keystore_upsert(struct cas_keystore *ks, const struct cas_keystore_entry
     return 0;
 }
 
-int cas_keystore_remove(struct cas_keystore *ks, const char *platform_id)
+bool cas_keystore_match(const struct cas_keystore_entry *e, const struct cas_ks_match *m)
 {
-    ssize_t i = find_index(ks, platform_id);
-    if (!ks || !platform_id)
+    if (!e || !m)
+        return false;
+    if (m->keep_platform_id && !strcmp(e->platform_id, m->keep_platform_id) &&
+        same_measurement(e->measurement, m->keep_measurement))
+        return false;
+    return (!m->platform_id || !strcmp(e->platform_id, m->platform_id)) &&
+           (!m->measurement || same_measurement(e->measurement, m->measurement));
+}
+
+int cas_keystore_remove_matching(struct cas_keystore *ks, const struct cas_ks_match *m)
+{
+    if (!ks || !m || (ks->count && !ks->entries))
         return -EINVAL;
-    if (i < 0)
+    size_t kept = 0, removed = 0;
+    for (size_t i = 0; i < ks->count; i++) {
+        if (cas_keystore_match(&ks->entries[i], m)) {
+            removed++;
+            continue;
+        }
+        if (kept != i)
+            ks->entries[kept] = ks->entries[i];
+        kept++;
+    }
+    if (removed == 0)
         return -ENOENT;
-    memmove(&ks->entries[i], &ks->entries[i + 1], (ks->count - (size_t)i - 1) * sizeof(ks->entries[0]));
-    ks->count--;
-    custos_wipe(&ks->entries[ks->count], sizeof(ks->entries[0]));
+    custos_wipe(&ks->entries[kept], removed * sizeof(ks->entries[0]));
+    ks->count = kept;
     if (ks->count == 0) {
         free(ks->entries);
         ks->entries = NULL;
     }
-    return 0;
+    return removed > INT32_MAX ? INT32_MAX : (int)removed;
+}
+
+int cas_keystore_remove(struct cas_keystore *ks, const char *platform_id, const char *measurement)
+{
+    if (!ks || !platform_id)
+        return -EINVAL;
+    struct cas_ks_match m = {.platform_id = platform_id, .measurement = measurement};
+    int ret = cas_keystore_remove_matching(ks, &m);
+    return ret < 0 ? ret : 0;
 }
 
 void cas_keystore_free(struct cas_keystore *ks)

@@ -120,9 +120,9 @@ static bool request_used(struct cas_state *st, const char *id)
     return false;
 }
 
-/* Replaces the key-store with a copy that has `add` upserted or `remove_id` removed, written
+/* Replaces the key-store with a copy that has `add` upserted (by platform and measurement), written
  * crash-safely; the in-memory list changes only once the file is written. Call with st->lock held. */
-static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry *add, const char *remove_id)
+static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry *add)
 {
     struct cas_keystore next = st->pri.ks;
     int ret = -ENOMEM;
@@ -130,12 +130,12 @@ static int keystore_commit(struct cas_state *st, const struct cas_keystore_entry
     if (next.entries) {
         memcpy(next.entries, st->pri.ks.entries, st->pri.ks.count * sizeof(*next.entries));
         next.count = st->pri.ks.count;
-        ret = add ? cas_keystore_upsert(&next, add) : cas_keystore_remove(&next, remove_id);
+        ret = cas_keystore_upsert(&next, add);
     }
     if (ret == 0)
         ret = cas_keystore_save(st->pri.keystore_path, &next, st->pri.dbkey);
     cas_keystore_free(&next);
-    if (ret == -ENOENT || ret == -ENOMEM)
+    if (ret == -ENOMEM)
         return ret;
     /* Whatever happened (a failure may come after the rename), memory follows the file. */
     struct cas_keystore disk = {0};
@@ -330,21 +330,25 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         goto out;
     }
     custos_platform_id(rq->quote.platform_pub, id);
+    char quote_m[CAS_KS_MEASUREMENT_HEX + 1];
+    custos_hex_encode(rq->quote.measurement, sizeof(rq->quote.measurement), quote_m, false);
     if (backup_proof(st->pri.dbkey, transcript, &c.entry, proof) < 0 || !custos_ct_equal(proof, c.proof, 32)) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 403, "bad_proof", "backup refused: its proof does not match (it does not hold the key)");
         goto out;
     }
     if (strcmp(c.entry.platform_id, id) != 0 || strcmp(c.entry.kind, custos_platform_kind_name(rq->quote.kind)) ||
-        c.entry.tcb != rq->quote.tcb || strcmp(c.entry.node, rq->node_name) != 0) {
+        c.entry.tcb != rq->quote.tcb || strcmp(c.entry.node, rq->node_name) != 0 ||
+        strcmp(c.entry.measurement, quote_m) != 0) {
         pthread_mutex_unlock(&st->lock);
         http_error(r, 403, "entry_mismatch",
-                   "backup refused: its key-store entry (platform %s, node %s, TCB %u) does not match its quote "
-                   "(platform %s, node %s, TCB %u)",
-                   c.entry.platform_id, c.entry.node, c.entry.tcb, id, rq->node_name, rq->quote.tcb);
+                   "backup refused: its key-store entry (platform %s, node %s, TCB %u, measurement %s) does not "
+                   "match its quote (platform %s, node %s, TCB %u, measurement %s)",
+                   c.entry.platform_id, c.entry.node, c.entry.tcb, c.entry.measurement, id, rq->node_name,
+                   rq->quote.tcb, quote_m);
         goto out;
     }
-    const struct cas_keystore_entry *have = cas_keystore_find(&st->pri.ks, id);
+    const struct cas_keystore_entry *have = cas_keystore_find(&st->pri.ks, id, c.entry.measurement);
     bool same = have && have->node_key && memcmp(have->public_key, c.entry.public_key, 32) == 0;
     if (!p && same) { /* a retry of a committed confirmation: change nothing */
         r->body = json_pack("{s:s, s:s, s:i, s:b}", "registered", id, "node", have->node, "tcb", (int)have->tcb,
@@ -356,7 +360,7 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         pthread_mutex_unlock(&st->lock);
         http_error(r, 409, "superseded",
                    "registration %.16s of node %s completed, and a later registration of the "
-                   "same platform replaced it",
+                   "same platform and measurement replaced it",
                    c.request_id, have->node);
         goto out;
     }
@@ -378,13 +382,14 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
         snprintf(used, sizeof(used), "backup/used/%s", c.request_id);
         struct cas_db_op op = {used, record, record ? strlen(record) : 0};
         ret = record ? cas_audit(st, "backup registering",
-                                 json_pack("{s:s, s:s, s:s, s:i, s:s}", "platform_id", id, "kind", c.entry.kind, "node",
-                                           c.entry.node, "tcb", (int)c.entry.tcb, "by", req->caller),
+                                 json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "platform_id", id, "kind", c.entry.kind,
+                                           "node", c.entry.node, "tcb", (int)c.entry.tcb, "measurement",
+                                           c.entry.measurement, "by", req->caller),
                                  &op, 1)
                      : -ENOMEM;
     }
     if (ret == 0)
-        ret = keystore_commit(st, &c.entry, NULL);
+        ret = keystore_commit(st, &c.entry);
     if (ret < 0) {
         pthread_mutex_unlock(&st->lock);
         LOG_MODULE_ERROR(CAS_LOG, "cannot register the backup (key-store %s): %s", st->pri.keystore_path,
@@ -395,9 +400,10 @@ void cas_backups_confirm(struct cas_state *st, struct http_request *req, struct 
     if (p)
         pending_clear(p);
     pthread_mutex_unlock(&st->lock);
-    LOG_MODULE_INFO(CAS_LOG, "backup registered for node %s (platform %s, TCB %u)%s", c.entry.node, id, c.entry.tcb,
-                    p ? "" : " on a retry of its confirmation");
-    r->body = json_pack("{s:s, s:s, s:i}", "registered", id, "node", c.entry.node, "tcb", (int)c.entry.tcb);
+    LOG_MODULE_INFO(CAS_LOG, "backup registered for node %s (platform %s, TCB %u, measurement %s)%s", c.entry.node, id,
+                    c.entry.tcb, c.entry.measurement, p ? "" : " on a retry of its confirmation");
+    r->body = json_pack("{s:s, s:s, s:i, s:s}", "registered", id, "node", c.entry.node, "tcb", (int)c.entry.tcb,
+                        "measurement", c.entry.measurement);
 out:
     free(record);
     json_decref(body);

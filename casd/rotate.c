@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Revocation: removing a platform from the key-store rotates the database key, so a node that kept an
- * old key-store file (or the old key) cannot open the database any more.
+/* Revocation: removing a platform (or one casd build's entries) from the key-store rotates the database key, so a node
+ * that kept an old key-store file (or the old key) cannot open the database any more.
  *
  * Steps, each crash-safe (the database's generation says which key-store is current):
  *   1. DIR.key-store.next: the remaining entries, the new key wrapped for each node's public key,
@@ -18,7 +18,7 @@
 
 #include "casd.h"
 
-int cas_rotate_key(struct cas_state *st, const char *remove_id)
+int cas_rotate_key(struct cas_state *st, const struct cas_ks_match *m)
 {
     uint8_t key[32];
     char next_path[PATH_MAX + 8];
@@ -28,11 +28,11 @@ int cas_rotate_key(struct cas_state *st, const char *remove_id)
     if (!next.entries)
         return ret;
     memcpy(next.entries, st->pri.ks.entries, st->pri.ks.count * sizeof(*next.entries));
-    if ((ret = cas_keystore_remove(&next, remove_id)) < 0)
+    if ((ret = cas_keystore_remove_matching(&next, m)) < 0)
         goto out;
     next.generation++;
     next.creating = false;
-    next.version = 2;
+    next.version = CAS_KS_VERSION;
     snprintf(next_path, sizeof(next_path), "%s.next", st->pri.keystore_path);
     ret = custos_random(key, sizeof(key));
     for (size_t i = 0; ret == 0 && i < next.count; i++)

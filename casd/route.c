@@ -20,6 +20,7 @@ const struct cas_route cas_routes[] = {
     {"POST", "/v1/backups/confirm", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_REGISTRAR | ROUTE_BODY, cas_backups_confirm},
     {"GET", "/v1/backups", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_REGISTRAR, cas_backups_list},
     {"DELETE", "/v1/backups/", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_PREFIX, cas_backups_remove},
+    {"DELETE", "/v1/backups", ROUTE_PRIMARY | ROUTE_OWNER, cas_backups_prune},
     {"POST", "/v1/owner/allowed-measurements", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_policy_allow},
     {"POST", "/v1/owner/allowed-platforms", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_policy_allow},
     {"POST", "/v1/owner/registrars", ROUTE_PRIMARY | ROUTE_OWNER | ROUTE_BODY, cas_registrar_allow},

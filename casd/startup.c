@@ -22,6 +22,7 @@ void cas_node_from_quote(struct cas_state *st, const struct custos_quote *q)
     st->node.tcb = q->tcb;
     st->node.uid = q->uid;
     memcpy(st->node.measurement, q->measurement, sizeof(st->node.measurement));
+    custos_hex_encode(st->node.measurement, sizeof(st->node.measurement), st->node.measurement_hex, false);
 }
 
 /* This CAS's seal key, and its platform, TCB, measurement and uid (from one quote of its own). */
@@ -87,7 +88,8 @@ static int create_database(struct cas_state *st, struct cas_keystore *ks, const 
     snprintf(e.node, sizeof(e.node), "%s", st->cfg.node_name);
     e.tcb = st->node.tcb;
     e.time = (int64_t)time(NULL);
-    ks->version = 2;
+    strcpy(e.measurement, st->node.measurement_hex);
+    ks->version = CAS_KS_VERSION;
     ks->generation = 1;
     ks->creating = true;
     ret = custos_random(st->pri.dbkey, sizeof(st->pri.dbkey));
@@ -154,6 +156,27 @@ static void refuse_unregistered(const struct cas_state *st, const struct cas_key
                      "checked by a registered node).",
                      st->node.platform_id, st->node.platform_kind, st->cfg.node_name, st->pri.keystore_path,
                      ks->count ? list : "none");
+}
+
+/* The platform has entries, but only for other casd builds (an upgrade not registered here yet). */
+static void refuse_other_measurements(const struct cas_state *st, const struct cas_keystore *ks)
+{
+    char list[8192];
+    size_t n = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < ks->count && n < sizeof(list) - 200; i++)
+        if (!strcmp(ks->entries[i].platform_id, st->node.platform_id))
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s (node %s)", n ? ", " : "",
+                                  ks->entries[i].measurement, ks->entries[i].node);
+    LOG_MODULE_ERROR(CAS_LOG,
+                     "this casd's measurement %s is not registered for platform %s (node %s) in key-store %s; "
+                     "registered measurements on this platform: %s. A new casd build has a new seal key and cannot "
+                     "open the entries of another build: register this casd's measurement on this node first (cas "
+                     "owner allow-measurement %s, then run this build as a backup CAS on this node and cas "
+                     "register-backup it against the running CAS; see docs/operations.md, \"Upgrading CAS\"), then "
+                     "start it here.",
+                     st->node.measurement_hex, st->node.platform_id, st->cfg.node_name, st->pri.keystore_path, list,
+                     st->node.measurement_hex);
 }
 
 /* A key rotation leaves DIR.key-store.next while it re-encrypts the database; whichever generation
@@ -265,13 +288,16 @@ static int check_binding(struct cas_state *st, const struct cas_keystore *ks, co
 }
 
 /* Format upgrades after the key opened the database: a version 1 pair gets a database ID (database
- * first, then key-store), and this node's legacy entry becomes a node entry. */
+ * first, then key-store), this node's legacy entry becomes a node entry, and an entry without a
+ * measurement (version 1 or 2) that opened with this casd's seal key gets this casd's measurement
+ * (the file is written as version 3). */
 static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t seal[32], char *err, size_t err_size)
 {
     struct cas_db_meta meta;
     cas_db_get_meta(st->pri.db, &meta);
-    struct cas_keystore_entry *e = (struct cas_keystore_entry *)cas_keystore_find(ks, st->node.platform_id);
-    if (ks->version >= 2 && e->node_key)
+    struct cas_keystore_entry *e =
+        (struct cas_keystore_entry *)cas_keystore_find_for(ks, st->node.platform_id, st->node.measurement_hex);
+    if (ks->version >= CAS_KS_VERSION && e->node_key && e->measurement[0])
         return 0;
     int ret = 0;
     if (meta.generation == 0) {
@@ -284,10 +310,14 @@ static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t 
         }
     }
     struct cas_keystore_entry ne = *e;
+    int from_version = ks->version;
     memcpy(ks->database_id, meta.id, CAS_KS_ID_SIZE);
     ks->generation = meta.generation;
-    ks->version = 2;
-    if ((ret = cas_keystore_seal_node(&ne, seal)) == 0 && (ret = cas_keystore_wrap(ks, &ne, st->pri.dbkey)) == 0)
+    ks->version = CAS_KS_VERSION;
+    strcpy(ne.measurement, st->node.measurement_hex);
+    if (!ne.node_key && (ret = cas_keystore_seal_node(&ne, seal)) == 0)
+        ret = cas_keystore_wrap(ks, &ne, st->pri.dbkey);
+    if (ret == 0)
         *e = ne;
     if (ret == 0)
         ret = cas_keystore_save(st->pri.keystore_path, ks, st->pri.dbkey);
@@ -296,9 +326,10 @@ static int upgrade(struct cas_state *st, struct cas_keystore *ks, const uint8_t 
         return ret;
     }
     LOG_MODULE_INFO(CAS_LOG,
-                    "key-store %s upgraded: bound to database %s, entry of platform %s can follow key "
-                    "rotations",
-                    st->pri.keystore_path, st->cfg.db_dir, st->node.platform_id);
+                    "key-store %s upgraded: bound to database %s, entry of platform %s can follow key rotations "
+                    "and is for measurement %s (file version %d, now %d)",
+                    st->pri.keystore_path, st->cfg.db_dir, st->node.platform_id, st->node.measurement_hex, from_version,
+                    CAS_KS_VERSION);
     return 0;
 }
 
@@ -310,7 +341,7 @@ static int open_existing(struct cas_state *st, struct cas_keystore *ks, const ui
     if (ret < 0)
         return ret;
     if (ks->creating) {
-        const struct cas_keystore_entry *e = cas_keystore_find(ks, st->node.platform_id);
+        const struct cas_keystore_entry *e = cas_keystore_find_for(ks, st->node.platform_id, st->node.measurement_hex);
         if (!e || cas_keystore_open(ks, e, seal, st->pri.dbkey) < 0 || cas_keystore_verify_mac(ks, st->pri.dbkey) < 0) {
             snprintf(err, err_size, "key-store %s of a database being created does not open on platform %s",
                      st->pri.keystore_path, st->node.platform_id);
@@ -319,19 +350,27 @@ static int open_existing(struct cas_state *st, struct cas_keystore *ks, const ui
         LOG_MODULE_WARN(CAS_LOG, "finishing the creation of database %s (interrupted at first start)", st->cfg.db_dir);
         return finish_create(st, ks, err, err_size);
     }
-    const struct cas_keystore_entry *e = cas_keystore_find(ks, st->node.platform_id);
+    const struct cas_keystore_entry *e = cas_keystore_find_for(ks, st->node.platform_id, st->node.measurement_hex);
     if (!e) {
-        refuse_unregistered(st, ks);
+        struct cas_ks_match mine = {.platform_id = st->node.platform_id};
+        bool other = false;
+        for (size_t i = 0; i < ks->count && !other; i++)
+            other = cas_keystore_match(&ks->entries[i], &mine);
+        if (other)
+            refuse_other_measurements(st, ks);
+        else
+            refuse_unregistered(st, ks);
         err[0] = '\0';
         return -EPERM;
     }
     ret = cas_keystore_open(ks, e, seal, st->pri.dbkey);
     if (ret < 0) {
         snprintf(err, err_size,
-                 "the key-store entry of platform %s in %s does not open with this CAS's seal key: this casd binary "
-                 "(measurement differs) or this platform is not the one the entry was sealed for, or the key-store "
-                 "may be damaged",
-                 st->node.platform_id, st->pri.keystore_path);
+                 "the key-store entry of platform %s (measurement %s) in %s does not open with this CAS's seal key "
+                 "(measurement %s): this casd binary (measurement differs) or this platform is not the one the entry "
+                 "was sealed for, or the key-store may be damaged",
+                 st->node.platform_id, e->measurement[0] ? e->measurement : "any", st->pri.keystore_path,
+                 st->node.measurement_hex);
         return ret;
     }
     if ((ret = cas_keystore_verify_mac(ks, st->pri.dbkey)) < 0) {

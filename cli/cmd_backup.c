@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cas register-backup BACKUP_ADDR; cas backups list | remove | check */
+/* cas register-backup BACKUP_ADDR; cas backups list | remove | prune | check */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +18,8 @@ static char *relay(const char *name, json_t *value)
     return s;
 }
 
-/* Whether the primary lists the platform that quoted `request` as registered at or after the
- * request's time (a registration another relay finished). */
+/* Whether the primary lists the platform and casd measurement that quoted `request` as registered at
+ * or after the request's time (a registration another relay finished). */
 static bool registered_since(struct cli_context *ctx, const json_t *request)
 {
     struct custos_quote q;
@@ -30,12 +30,15 @@ static bool registered_since(struct cli_context *ctx, const json_t *request)
     if (custos_quote_from_json(json_object_get(request, "quote"), &q, err, sizeof(err)) < 0)
         return false;
     custos_platform_id(q.platform_pub, id);
+    char m[2 * CUSTOS_MEASUREMENT_SIZE + 1];
+    custos_hex_encode(q.measurement, sizeof(q.measurement), m, false);
     if (cli_https(ctx->url, "GET", "/v1/backups", NULL, ctx->key_hash, &ctx->id, &r, err, sizeof(err)) == 0 &&
         r.status == 200) {
         size_t i;
         json_t *b;
         json_array_foreach(json_object_get(r.body, "backups"), i, b)
             found |= !strcmp(json_string_value(json_object_get(b, "platform_id")) ?: "", id) &&
+                     !strcmp(json_string_value(json_object_get(b, "measurement")) ?: "", m) &&
                      json_integer_value(json_object_get(b, "registered_at")) >= created;
     }
     cli_response_free(&r);
@@ -178,7 +181,8 @@ static int backups_list(int argc, char **argv)
         json_dumpf(json_object_get(resp.body, "backups"), stdout, JSON_INDENT(2));
         fputc('\n', stdout);
     } else if (ret == 0) {
-        printf("%-66s  %-5s  %-24s  %5s  %-20s\n", "PLATFORM ID", "KIND", "NODE", "TCB", "REGISTERED");
+        printf("%-66s  %-5s  %-24s  %5s  %-20s  %-64s\n", "PLATFORM ID", "KIND", "NODE", "TCB", "REGISTERED",
+               "MEASUREMENT");
         size_t i;
         json_t *b;
         json_array_foreach(json_object_get(resp.body, "backups"), i, b) {
@@ -186,29 +190,46 @@ static int backups_list(int argc, char **argv)
             char when[32];
             struct tm tm;
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
-            printf("%-66s  %-5s  %-24s  %5lld  %-20s%s\n", json_string_value(json_object_get(b, "platform_id")),
+            const char *m = json_string_value(json_object_get(b, "measurement"));
+            printf("%-66s  %-5s  %-24s  %5lld  %-20s  %-64s%s\n", json_string_value(json_object_get(b, "platform_id")),
                    json_string_value(json_object_get(b, "platform_kind")),
                    json_string_value(json_object_get(b, "node")), json_integer_value(json_object_get(b, "tcb")), when,
-                   json_is_true(json_object_get(b, "primary")) ? "  (primary)" : "");
+                   m ? m : "any",
+                   json_is_true(json_object_get(b, "current"))   ? "  (primary, current)"
+                   : json_is_true(json_object_get(b, "primary")) ? "  (primary's platform)"
+                                                                 : "");
         }
     }
     cli_response_free(&resp);
     return ret;
 }
 
+/* A casd measurement: 64 hex digits, or "any" (entries of a key-store from before measurements). */
+static bool measurement_ok(const char *m)
+{
+    return m && ((strlen(m) == 64 && strspn(m, "0123456789abcdefABCDEF") == 64) || strcmp(m, "any") == 0);
+}
+
 static int backups_remove(int argc, char **argv)
 {
-    const char *cli_config = NULL, *cas = NULL;
+    const char *cli_config = NULL, *cas = NULL, *measurement = NULL;
     struct custos_strlist pos = {0};
     struct custos_option opts[] = {
+        {"measurement", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
+         "remove only the entry of this casd measurement (an old build's, after an upgrade; \"any\": the entry "
+         "without one, from before measurements)",
+         &measurement},
         CLI_OPT_CAS(cas),
         CLI_OPT_CLI_CONFIG(cli_config),
     };
-    int ret = cli_parse(argv[0], "Remove the backup entry of PLATFORM-ID (not the primary's own).", opts, 2, argc, argv,
-                        &pos, 1, "one PLATFORM-ID");
+    int ret = cli_parse(argv[0],
+                        "Remove every key-store entry of PLATFORM-ID (revoking the node), or with --measurement only "
+                        "the entry of that casd build. The primary's own current entry cannot be removed. Rotates "
+                        "the database key.",
+                        opts, 3, argc, argv, &pos, 1, "one PLATFORM-ID");
     struct cli_context ctx = {0};
     struct cli_response resp = {0};
-    char path[128];
+    char path[256];
     if (ret >= 0)
         goto out;
     ret = 2;
@@ -217,17 +238,67 @@ static int backups_remove(int argc, char **argv)
         fprintf(stderr, "%s: expected one PLATFORM-ID (66 hex digits)\n", argv[0]);
         goto out;
     }
+    if (measurement && !measurement_ok(measurement)) {
+        fprintf(stderr, "%s: --measurement '%.80s' is not 64 hex digits (or \"any\")\n", argv[0], measurement);
+        goto out;
+    }
     ret = 1;
     if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
         goto out;
-    snprintf(path, sizeof(path), "/v1/backups/%s", pos.items[0]);
+    snprintf(path, sizeof(path), "/v1/backups/%s%s%s", pos.items[0], measurement ? "?measurement=" : "",
+             measurement ? measurement : "");
     ret = cli_owner_call(argv[0], &ctx, "DELETE", path, NULL, &resp);
-    if (ret == 0)
-        printf("backup of platform %s removed\n", json_string_value(json_object_get(resp.body, "removed")));
+    if (ret == 0 && measurement)
+        printf("backup of platform %s for measurement %s removed\n",
+               json_string_value(json_object_get(resp.body, "removed")),
+               json_string_value(json_object_get(resp.body, "measurement")));
+    else if (ret == 0)
+        printf("backup of platform %s removed (%lld entr%s)\n",
+               json_string_value(json_object_get(resp.body, "removed")),
+               json_integer_value(json_object_get(resp.body, "count")),
+               json_integer_value(json_object_get(resp.body, "count")) == 1 ? "y" : "ies");
 out:
     cli_response_free(&resp);
     cli_context_free(&ctx);
     custos_strlist_free(&pos);
+    return ret;
+}
+
+static int backups_prune(int argc, char **argv)
+{
+    const char *cli_config = NULL, *cas = NULL, *measurement = NULL;
+    struct custos_option opts[] = {
+        {"measurement", 0, NULL, CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
+         "the casd measurement whose entries go (\"any\": the entries without one, from before measurements)",
+         &measurement},
+        CLI_OPT_CAS(cas),
+        CLI_OPT_CLI_CONFIG(cli_config),
+    };
+    int ret = custos_options_parse(argv[0],
+                                   "Remove every key-store entry of one casd measurement (an old build's, after an "
+                                   "upgrade) except the primary's own current one, with one key rotation.",
+                                   opts, 3, argc, argv, NULL);
+    if (ret)
+        return ret > 0 ? 0 : 2;
+    if (!measurement_ok(measurement)) {
+        fprintf(stderr, "%s: --measurement HEX (64 hex digits, or \"any\") is required\n", argv[0]);
+        return 2;
+    }
+    struct cli_context ctx = {0};
+    struct cli_response resp = {0};
+    char path[128];
+    if (cli_owner_context(argv[0], cli_config, cas, &ctx) < 0)
+        return 1;
+    snprintf(path, sizeof(path), "/v1/backups?measurement=%s", measurement);
+    ret = cli_owner_call(argv[0], &ctx, "DELETE", path, NULL, &resp);
+    if (ret == 0)
+        printf("%lld entr%s of measurement %s removed; database key rotated (generation %lld)\n",
+               json_integer_value(json_object_get(resp.body, "count")),
+               json_integer_value(json_object_get(resp.body, "count")) == 1 ? "y" : "ies",
+               json_string_value(json_object_get(resp.body, "measurement")),
+               json_integer_value(json_object_get(resp.body, "generation")));
+    cli_response_free(&resp);
+    cli_context_free(&ctx);
     return ret;
 }
 
@@ -282,7 +353,8 @@ int cmd_backups(int argc, char **argv)
 {
     static const struct cli_command cmds[] = {
         {"list", backups_list, "list the platforms that can open the CAS database"},
-        {"remove", backups_remove, "remove a registered backup"},
+        {"remove", backups_remove, "remove a registered backup (or one casd measurement's entry of it)"},
+        {"prune", backups_prune, "remove every entry of an old casd measurement (after an upgrade)"},
         {"check", backups_check, "check that some of the given nodes can open the database"},
     };
     return cli_dispatch(argv[0], cmds, sizeof(cmds) / sizeof(cmds[0]), argc, argv);

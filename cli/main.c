@@ -116,7 +116,7 @@ static const struct cli_command g_commands[] = {
     {"provision", cmd_provision, "attest a CAS, provision it and become its owner"},
     {"attest", cmd_attest, "attest a CAS and record it in the CLI configuration"},
     {"register-backup", cmd_register_backup, "register a backup CAS so CAS can move to its node"},
-    {"backups", cmd_backups, "registered backups: list, remove, check"},
+    {"backups", cmd_backups, "registered backups: list, remove, prune, check"},
     {"owner", cmd_owner, "the owner's view of a CAS: show, allow-measurement, allow-platform"},
     {"session", cmd_session, "sessions (policies): create, update, read, list"},
     {"secret", cmd_secret, "owner-held secret values in CAS: put, get"},

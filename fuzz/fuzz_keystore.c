@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     for (size_t i = 0; i < ks.count; i++) {
         const struct cas_keystore_entry *e = &ks.entries[i];
-        if (cas_keystore_entry_check(e, err, sizeof(err)) != 0 || cas_keystore_find(&ks, e->platform_id) != e)
+        if (cas_keystore_entry_check(e, err, sizeof(err)) != 0 ||
+            cas_keystore_find(&ks, e->platform_id, e->measurement) != e)
             abort();
     }
     ret = cas_keystore_verify_mac(&ks, KEY);
@@ -43,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     char *text = NULL;
     size_t text_size = 0;
-    if (ks.version == 1) { /* written as version 2: bound to a database first, as the migration does */
+    if (ks.version == 1) { /* written as version 3: bound to a database first, as the migration does */
         if (ks.generation != 0)
             abort();
         ks.generation = 1;
@@ -52,13 +53,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cas_keystore_serialize(&ks, KEY, &text, &text_size) != 0)
         abort();
     if (cas_keystore_parse(text, text_size, &back, err, sizeof(err)) != 0 || back.count != ks.count ||
-        cas_keystore_verify_mac(&back, KEY) != 0)
+        back.version != CAS_KS_VERSION || cas_keystore_verify_mac(&back, KEY) != 0)
         abort();
     for (size_t i = 0; i < ks.count; i++) {
         const struct cas_keystore_entry *a = &ks.entries[i], *b = &back.entries[i];
         if (strcmp(a->platform_id, b->platform_id) || strcmp(a->kind, b->kind) || strcmp(a->node, b->node) ||
             a->tcb != b->tcb || a->time != b->time || memcmp(a->nonce, b->nonce, sizeof(a->nonce)) ||
             memcmp(a->sealed, b->sealed, sizeof(a->sealed)) || a->node_key != b->node_key ||
+            strcmp(a->measurement, b->measurement) ||
             (a->node_key && (memcmp(a->public_key, b->public_key, sizeof(a->public_key)) ||
                              memcmp(a->wrapped, b->wrapped, sizeof(a->wrapped)))))
             abort();
@@ -69,7 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Editing keeps the invariants. */
         char id[67];
         memcpy(id, ks.entries[0].platform_id, sizeof(id));
-        if (cas_keystore_remove(&ks, id) != 0 || cas_keystore_find(&ks, id) || cas_keystore_remove(&ks, id) != -ENOENT)
+        if (cas_keystore_remove(&ks, id, NULL) != 0 || cas_keystore_find_for(&ks, id, NULL) ||
+            cas_keystore_remove(&ks, id, NULL) != -ENOENT)
             abort();
     }
     cas_keystore_free(&ks);

@@ -184,6 +184,7 @@ static int backup_seeds(const char *dir)
         strcpy(comp.entry.node, req.node_name);
         comp.entry.tcb = req.quote.tcb;
         comp.entry.time = req.created_at;
+        custos_hex_encode(req.quote.measurement, sizeof(req.quote.measurement), comp.entry.measurement, false);
         ret = cas_keystore_seal_node(&comp.entry, seal);
     }
     if (ret == 0)
@@ -204,7 +205,7 @@ static int keystore_seed(const char *dir, const char *name, size_t count)
 {
     static const char *const kinds[] = {"sim", "tpm2", "sgx"};
     struct cas_keystore_entry entries[3];
-    struct cas_keystore ks = {.entries = entries, .count = count, .version = 2, .generation = 3};
+    struct cas_keystore ks = {.entries = entries, .count = count, .version = CAS_KS_VERSION, .generation = 3};
     uint8_t seal[32], dbkey[32];
     char *text = NULL;
     size_t size = 0;
@@ -216,7 +217,8 @@ static int keystore_seed(const char *dir, const char *name, size_t count)
         custos_p256 *key = NULL;
         uint8_t pub[CUSTOS_P256_PUB_SIZE];
         char seed[32];
-        snprintf(seed, sizeof(seed), "seedgen node %zu", i);
+        /* version 3: the second entry is the first's platform under a new casd build (an upgrade) */
+        snprintf(seed, sizeof(seed), "seedgen node %zu", i == 1 ? (size_t)0 : i);
         ret = custos_p256_from_seed((const uint8_t *)seed, strlen(seed), &key);
         if (ret == 0)
             ret = custos_p256_public(key, pub);
@@ -228,6 +230,8 @@ static int keystore_seed(const char *dir, const char *name, size_t count)
         snprintf(entries[i].node, sizeof(entries[i].node), i ? "worker-%zu.cluster.local" : "node-%zu", i + 1);
         entries[i].tcb = (uint32_t)(i + 1);
         entries[i].time = 1764460800 + (int64_t)i;
+        if (i < 2) /* the third has none: an entry of a version 2 file, for any measurement */
+            memset(entries[i].measurement, i ? 'b' : 'a', CAS_KS_MEASUREMENT_HEX);
         memset(seal, (int)(0x50 + i), sizeof(seal));
         /* node entries (the form casd writes) and, last of three, a legacy entry (migrated files) */
         if (i < 2) {

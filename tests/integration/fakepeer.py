@@ -85,7 +85,8 @@ class FakeBackup:
         private key is sealed with the node's seal key); fields can be overridden."""
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-        e = {"platform_id": self.platform_id, "kind": "sim", "node": self.node, "tcb": self.tcb, "time": 1}
+        e = {"platform_id": self.platform_id, "kind": "sim", "node": self.node, "tcb": self.tcb, "time": 1,
+             "measurement": harness.casd_measurement().hex()}
         e.update(override)
         priv = X25519PrivateKey.generate()
         raw = priv.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
@@ -102,7 +103,7 @@ class FakeBackup:
         msg = (self.transcript + entry["platform_id"].encode() + entry["kind"].encode() + b"\0" +
                entry["node"].encode() + b"\0" + struct.pack(">I", entry["tcb"]) +
                base64.b64decode(entry["nonce"]) + base64.b64decode(entry["sealed"]) +
-               base64.b64decode(entry["public_key"]))
+               base64.b64decode(entry["public_key"]) + entry.get("measurement", "").encode())
         proof = hmac.new(hkdf(dbkey, b"custos-backup-proof-v1"), msg, hashlib.sha256).digest()
         return {"completion": {"request_id": self.request_id, "entry": entry, "proof": b64(proof)}}
 

@@ -475,9 +475,9 @@ def https_connection(addr, cert=None, timeout=15):
     return http.client.HTTPSConnection(host, int(port), context=ctx, timeout=timeout)
 
 
-def casd_measurement():
-    """casd's measurement as lasd computes it: SHA-256 of the binary file."""
-    with open(binary("casd"), "rb") as f:
+def casd_measurement(path=None):
+    """casd's measurement as lasd computes it: SHA-256 of the binary file (build/casd, or path)."""
+    with open(path or binary("casd"), "rb") as f:
         return hashlib.sha256(f.read()).digest()
 
 
@@ -546,7 +546,7 @@ def keystore_mac(keystore_path, dbkey):
     with open(keystore_path) as f:
         ks = json.load(f)
     v = ks["version"]
-    info = b"custos-keystore-mac-v1" if v == 1 else b"custos-keystore-mac-v2"
+    info = b"custos-keystore-mac-v%d" % v
     buf = info + struct.pack(">I", v)
     if v >= 2:
         buf += bytes.fromhex(ks["database_id"]) + struct.pack(">QB", ks["generation"], 1 if ks.get("creating") else 0)
@@ -559,6 +559,9 @@ def keystore_mac(keystore_path, dbkey):
             buf += bytes([1 if "public_key" in e else 0])
             if "public_key" in e:
                 buf += base64.b64decode(e["public_key"]) + base64.b64decode(e["wrapped"])
+        if v >= 3:  # the casd measurement the entry was sealed for ("" for any: a version 2 entry)
+            m = e.get("measurement", "").encode()
+            buf += bytes([len(m)]) + m
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(dbkey)
     return bytes.fromhex(ks["mac"]), hmac.new(key, buf, hashlib.sha256).digest()
 

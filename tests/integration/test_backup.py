@@ -235,7 +235,7 @@ def test_backup_killed_midway_changes_nothing(world):
             "entry": {"platform_id": w["n2"].platform_id(), "kind": "sim", "node": "n2", "tcb": 1, "time": 1,
                       "nonce": base64.b64encode(bytes(12)).decode(),
                       "sealed": base64.b64encode(bytes(48)).decode(),
-                      "public_key": base64.b64encode(bytes(range(32))).decode()}}
+                      "public_key": base64.b64encode(bytes(range(32))).decode(), "measurement": "00" * 32}}
     st, resp = owner_post(w, "/v1/backups/confirm", {"completion": fake})
     assert st == 403 and resp["error"]["code"] == "bad_proof"
     assert open(w["cas"].db + ".key-store", "rb").read() == before

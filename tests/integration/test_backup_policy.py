@@ -113,8 +113,8 @@ def test_request_time(primary, offset, status, code):
 
 
 def test_completed_entry_must_match_its_quote(primary):
-    """A backup holding the key (valid proof) whose entry claims another TCB, node, platform or kind
-    than its quote is refused; the matching entry then registers."""
+    """A backup holding the key (valid proof) whose entry claims another TCB, node, platform, kind or
+    casd measurement than its quote is refused; the matching entry then registers."""
     w = primary
     w["provision"]("--only_for_testing-trust-any")
     fake = FakeBackup(w["n2"])
@@ -125,7 +125,7 @@ def test_completed_entry_must_match_its_quote(primary):
     ks = w["cas"].db + ".key-store"
     before = open(ks, "rb").read()
     for field, value in (("tcb", 4), ("tcb", 2), ("node", "n3"), ("platform_id", w["n3"].platform_id()),
-                         ("kind", "tpm2")):
+                         ("kind", "tpm2"), ("measurement", "00" * 32)):
         st, resp = post(w, "/v1/backups/confirm", fake.completion(dbkey, fake.entry(dbkey, **{field: value})))
         assert st == 403 and resp["error"]["code"] == "entry_mismatch", (field, value, resp)
         assert "does not match its quote" in resp["error"]["message"], resp

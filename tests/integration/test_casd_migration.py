@@ -54,8 +54,9 @@ def install(tmp_path, nodes):
 
 def check_migrated(cas, owner, dbkey):
     ks = json.load(open(cas.db + ".key-store"))
-    assert ks["version"] == 2 and ks["generation"] == 1 and "creating" not in ks
+    assert ks["version"] == 3 and ks["generation"] == 1 and "creating" not in ks
     assert "public_key" in ks["entries"][0]
+    assert ks["entries"][0]["measurement"] == casd_measurement().hex()  # opened by this build: tagged with it
     assert db_meta(cas.db, dbkey)[:2] == (ks["database_id"], 1)
     assert owner.run("secret", "get", "legacy-secret", check=True).stdout == "made-by-format-1\n"
 

@@ -113,6 +113,8 @@ static void call_done(struct call *c)
     free(c->text);
 }
 
+#define M_AB "abababababababababababababababababababababababababababababababab"
+#define M_CD "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
 #define OWNER "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"
 #define STRANGER "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"
 
@@ -358,7 +360,8 @@ static void primary_init(struct node *p)
     strcpy(e.platform_id, st->node.platform_id);
     strcpy(e.kind, "sim");
     strcpy(e.node, "n1");
-    st->pri.ks.version = 2;
+    strcpy(e.measurement, st->node.measurement_hex); /* as casd creates its own entry */
+    st->pri.ks.version = CAS_KS_VERSION;
     st->pri.ks.generation = 1;
     memcpy(st->pri.ks.database_id, id, sizeof(id));
     fake_seal_key(&p->las, "cas-db", seal, err, sizeof(err));
@@ -415,8 +418,10 @@ static void test_registration_with_fake_las(void **state)
     cas_db_value_free(audit, audit_size);
     /* the backup's entry opens with the backup node's seal key only, to the primary's database key */
     assert_int_equal(primary.st.pri.ks.count, 2);
-    const struct cas_keystore_entry *e = cas_keystore_find(&primary.st.pri.ks, b->node.platform_id);
+    assert_null(cas_keystore_find(&primary.st.pri.ks, b->node.platform_id, NULL));
+    const struct cas_keystore_entry *e = cas_keystore_find(&primary.st.pri.ks, b->node.platform_id, M_AB);
     assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(c4.resp.body, "measurement")), M_AB);
     assert_int_equal(cas_keystore_open(&primary.st.pri.ks, e, backup.las.seal, got), 0);
     assert_memory_equal(got, primary.st.pri.dbkey, 32);
     assert_int_equal(cas_keystore_open(&primary.st.pri.ks, e, primary.las.seal, got), -EBADMSG);
@@ -550,12 +555,227 @@ static void test_registrar_allow_deny(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* One registration of a backup CAS on fake LAS `seed` running measurement m (a new casd build: its
+ * seal key differs too). Returns the confirmation's status; *completion (if given) gets the backup's
+ * completion, and forge (if given) rewrites it before it is sent. */
+static int register_one(struct node *primary, const char *seed, uint8_t m, void (*forge)(struct node *, json_t **),
+                        int *status)
+{
+    static struct node backup;
+    struct call c1, c2, c3, c4;
+    struct cas_state *b = &backup.st;
+    memset(&backup, 0, sizeof(backup));
+    fake_init(&backup.las, seed);
+    memset(backup.las.measurement, m, 32);
+    backup.las.seal[0] ^= m; /* lasd derives the seal key from the caller's measurement */
+    b->node.las_ops = &fake_ops;
+    b->node.las_ctx = &backup.las;
+    b->cfg.node_name = "n2";
+    pthread_mutex_init(&b->lock, NULL);
+    assert_int_equal(cas_backup_prepare(b), 0);
+    call(b, &c1, "GET", "/v1/backup/request", NULL, NULL);
+    call(&primary->st, &c2, "POST", "/v1/backups/register", OWNER, json_pack("{s:O}", "request", c1.resp.body));
+    assert_int_equal(c2.resp.status, 200);
+    call(b, &c3, "POST", "/v1/backup/complete", NULL,
+         json_pack("{s:O}", "offer", json_object_get(c2.resp.body, "offer")));
+    assert_int_equal(c3.resp.status, 200);
+    json_t *completion = json_deep_copy(json_object_get(c3.resp.body, "completion"));
+    if (forge)
+        forge(primary, &completion);
+    call(&primary->st, &c4, "POST", "/v1/backups/confirm", OWNER, json_pack("{s:o}", "completion", completion));
+    *status = c4.resp.status;
+    int ret = strcmp(err_code(&c4) ? err_code(&c4) : "", "entry_mismatch") == 0 &&
+                      strstr(json_string_value(json_object_get(json_object_get(c4.resp.body, "error"), "message")),
+                             "measurement " M_CD) == NULL
+                  ? -1
+                  : 0;
+    call_done(&c1);
+    call_done(&c2);
+    call_done(&c3);
+    call_done(&c4);
+    cas_backup_wipe(b);
+    cas_state_wipe(b); /* its TLS key and certificate: the next call reuses the struct */
+    custos_p256_free(backup.las.key);
+    return ret;
+}
+
+/* A backup whose completion states another measurement than its quote (a valid proof: it holds the key). */
+static void forge_measurement(struct node *primary, json_t **completion)
+{
+    struct backup_completion c;
+    char err[256];
+    assert_int_equal(backup_completion_from_json(*completion, &c, err, sizeof(err)), 0);
+    const struct cas_pending *p = NULL;
+    for (size_t i = 0; i < CAS_PENDING_MAX; i++)
+        if (primary->st.pri.pending[i].used && !strcmp(primary->st.pri.pending[i].request_id, c.request_id))
+            p = &primary->st.pri.pending[i];
+    assert_non_null(p);
+    memset(c.entry.measurement, 'e', 64);
+    assert_int_equal(backup_proof(primary->st.pri.dbkey, p->transcript, &c.entry, c.proof), 0);
+    json_decref(*completion);
+    *completion = backup_completion_to_json(&c);
+}
+
+static const json_t *listed(const struct call *c, const char *platform_id, const char *measurement)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(c->resp.body, "backups"), i, b)
+        if (!strcmp(json_string_value(json_object_get(b, "platform_id")), platform_id) &&
+            !strcmp(json_string_value(json_object_get(b, "measurement")), measurement))
+            return b;
+    return NULL;
+}
+
+/* Entries by (platform, measurement): an upgrade's new build registers beside the old one, on the
+ * primary's own node too; removal by pair, by platform and by measurement, never the current pair. */
+static void test_registration_by_measurement(void **state)
+{
+    (void)state;
+    static struct node primary;
+    struct call c;
+    int status;
+    char path[256];
+    primary_init(&primary);
+    struct cas_state *st = &primary.st;
+    const char *policy =
+        "{\"allow_debug\":false,\"measurements\":[\"" M_CD "\"],\"platforms\":[],\"trust_any_platform\":true}";
+    assert_int_equal(cas_db_put(st->pri.db, REC_POLICY, policy, strlen(policy)), 0);
+    char pp[67], bp[67];
+    strcpy(pp, st->node.platform_id);
+    struct fake_las tmp;
+    fake_init(&tmp, "backup node");
+    struct custos_quote q;
+    uint8_t zero[CUSTOS_REPORT_DATA_SIZE] = {0};
+    char err[256];
+    assert_int_equal(fake_quote(&tmp, zero, &q, err, sizeof(err)), 0);
+    custos_platform_id(q.platform_pub, bp);
+    custos_p256_free(tmp.key);
+
+    assert_int_equal(register_one(&primary, "backup node", 0xAB, NULL, &status), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(st->pri.ks.count, 2);
+    /* the same pair again: replaced, one entry */
+    assert_int_equal(register_one(&primary, "backup node", 0xAB, NULL, &status), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(st->pri.ks.count, 2);
+    /* a completion whose measurement is not its quote's: refused, naming both */
+    assert_int_equal(register_one(&primary, "backup node", 0xCD, forge_measurement, &status), 0);
+    assert_int_equal(status, 403);
+    assert_int_equal(st->pri.ks.count, 2);
+    /* the new build on the backup's node and on the primary's own node: beside the old entries */
+    assert_int_equal(register_one(&primary, "backup node", 0xCD, NULL, &status), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(register_one(&primary, "primary node", 0xCD, NULL, &status), 0);
+    assert_int_equal(status, 200);
+    assert_int_equal(st->pri.ks.count, 4);
+    assert_non_null(cas_keystore_find(&st->pri.ks, pp, M_AB));
+    assert_non_null(cas_keystore_find(&st->pri.ks, pp, M_CD));
+    assert_non_null(cas_keystore_find(&st->pri.ks, bp, M_AB));
+    assert_non_null(cas_keystore_find(&st->pri.ks, bp, M_CD));
+    call(st, &c, "GET", "/v1/backups", OWNER, NULL);
+    assert_true(json_is_true(json_object_get(listed(&c, pp, M_AB), "current")));
+    assert_false(json_is_true(json_object_get(listed(&c, pp, M_CD), "current")));
+    assert_false(json_is_true(json_object_get(listed(&c, bp, M_AB), "current")));
+    assert_string_equal(json_string_value(json_object_get(c.resp.body, "primary_measurement")), M_AB);
+    call_done(&c);
+
+    /* the current pair cannot be removed: not with its platform, not by its measurement */
+    uint64_t gen = st->pri.ks.generation;
+    snprintf(path, sizeof(path), "/v1/backups/%s", pp);
+    call(st, &c, "DELETE", path, OWNER, NULL);
+    assert_int_equal(c.resp.status, 409);
+    assert_string_equal(err_code(&c), "primary_entry");
+    call_done(&c);
+    call(st, &c, "DELETE", path, OWNER, NULL);
+    c.req.test_args = json_pack("{s:s}", "measurement", M_AB);
+    json_decref(c.resp.body);
+    c.resp.body = NULL;
+    c.resp.status = 200;
+    cas_dispatch(st, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 409);
+    assert_string_equal(err_code(&c), "primary_entry");
+    call_done(&c);
+    assert_int_equal(st->pri.ks.count, 4);
+    assert_int_equal(st->pri.ks.generation, gen);
+    /* another measurement's entry of the primary's platform can; the key rotates */
+    memset(&c, 0, sizeof(c));
+    c.req.method = "DELETE";
+    c.req.url = path;
+    c.req.has_caller = true;
+    strcpy(c.req.caller, OWNER);
+    c.req.test_args = json_pack("{s:s}", "measurement", M_CD);
+    c.resp.status = 200;
+    cas_dispatch(st, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(c.resp.body, "count")), 1);
+    call_done(&c);
+    assert_int_equal(st->pri.ks.count, 3);
+    assert_null(cas_keystore_find(&st->pri.ks, pp, M_CD));
+    assert_int_equal(st->pri.ks.generation, gen + 1);
+    /* prune a measurement: every entry of it but the current pair, one rotation */
+    memset(&c, 0, sizeof(c));
+    c.req.method = "DELETE";
+    c.req.url = "/v1/backups";
+    c.req.has_caller = true;
+    strcpy(c.req.caller, OWNER);
+    c.req.test_args = json_pack("{s:s}", "measurement", M_AB);
+    c.resp.status = 200;
+    cas_dispatch(st, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(c.resp.body, "count")), 1);
+    call_done(&c);
+    assert_int_equal(st->pri.ks.count, 2);
+    assert_non_null(cas_keystore_find(&st->pri.ks, pp, M_AB));
+    assert_non_null(cas_keystore_find(&st->pri.ks, bp, M_CD));
+    assert_int_equal(st->pri.ks.generation, gen + 2);
+    /* the remaining node entry still opens to the new key */
+    uint8_t got[32];
+    fake_init(&tmp, "backup node");
+    tmp.seal[0] ^= 0xCD;
+    assert_int_equal(cas_keystore_open(&st->pri.ks, cas_keystore_find(&st->pri.ks, bp, M_CD), tmp.seal, got), 0);
+    assert_memory_equal(got, st->pri.dbkey, 32);
+    custos_p256_free(tmp.key);
+    /* by platform: every entry of it */
+    snprintf(path, sizeof(path), "/v1/backups/%s", bp);
+    call(st, &c, "DELETE", path, OWNER, NULL);
+    assert_int_equal(c.resp.status, 200);
+    call_done(&c);
+    assert_int_equal(st->pri.ks.count, 1);
+    /* entries without a measurement (a version 2 key-store's) are pruned as "any" */
+    struct cas_keystore_entry any = st->pri.ks.entries[0];
+    any.measurement[0] = '\0';
+    assert_int_equal(cas_keystore_upsert(&st->pri.ks, &any), 0);
+    memset(&c, 0, sizeof(c));
+    c.req.method = "DELETE";
+    c.req.url = "/v1/backups";
+    c.req.has_caller = true;
+    strcpy(c.req.caller, OWNER);
+    c.req.test_args = json_pack("{s:s}", "measurement", "any");
+    c.resp.status = 200;
+    cas_dispatch(st, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(c.resp.body, "measurement")), "any");
+    call_done(&c);
+    assert_int_equal(st->pri.ks.count, 1);
+    assert_non_null(cas_keystore_find(&st->pri.ks, pp, M_AB));
+    call(st, &c, "DELETE", "/v1/backups", OWNER, NULL); /* prune needs a measurement */
+    assert_int_equal(c.resp.status, 400);
+    call_done(&c);
+    cas_state_wipe(st);
+    custos_p256_free(primary.las.key);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_owner_route_is_guarded), cmocka_unit_test(test_bodies_methods_and_modes),
         cmocka_unit_test(test_registrar_on_every_route),     cmocka_unit_test(test_attestation),
         cmocka_unit_test(test_registration_with_fake_las),   cmocka_unit_test(test_registrar_allow_deny),
+        cmocka_unit_test(test_registration_by_measurement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -316,7 +316,7 @@ static void test_upsert_remove(void **state)
     e.tcb = 99;
     assert_int_equal(cas_keystore_upsert(&ks, &e), 0);
     assert_int_equal(ks.count, 3);
-    const struct cas_keystore_entry *found = cas_keystore_find(&ks, e.platform_id);
+    const struct cas_keystore_entry *found = cas_keystore_find(&ks, e.platform_id, NULL);
     assert_non_null(found);
     assert_ptr_equal(found, &ks.entries[1]);
     assert_string_equal(found->node, "moved-node");
@@ -335,16 +335,16 @@ static void test_upsert_remove(void **state)
 
     char id0[67];
     strcpy(id0, ks.entries[0].platform_id);
-    assert_int_equal(cas_keystore_remove(&ks, id0), 0);
+    assert_int_equal(cas_keystore_remove(&ks, id0, NULL), 0);
     assert_int_equal(ks.count, 2);
-    assert_null(cas_keystore_find(&ks, id0));
-    assert_int_equal(cas_keystore_remove(&ks, id0), -ENOENT);
-    assert_non_null(cas_keystore_find(&ks, e.platform_id));
+    assert_null(cas_keystore_find(&ks, id0, NULL));
+    assert_int_equal(cas_keystore_remove(&ks, id0, NULL), -ENOENT);
+    assert_non_null(cas_keystore_find(&ks, e.platform_id, NULL));
     assert_string_equal(ks.entries[0].platform_id, e.platform_id); /* order kept */
-    assert_int_equal(cas_keystore_remove(&ks, e.platform_id), 0);
-    assert_int_equal(cas_keystore_remove(&ks, ks.entries[0].platform_id), 0);
+    assert_int_equal(cas_keystore_remove(&ks, e.platform_id, NULL), 0);
+    assert_int_equal(cas_keystore_remove(&ks, ks.entries[0].platform_id, NULL), 0);
     assert_int_equal(ks.count, 0);
-    assert_null(cas_keystore_find(&ks, e.platform_id));
+    assert_null(cas_keystore_find(&ks, e.platform_id, NULL));
     cas_keystore_free(&ks);
 
     /* Full. */
@@ -381,7 +381,7 @@ static const struct refusal refusals[] = {
     {"missing version", "{\"entries\":[],\"mac\":\"" MAC "\"}", "missing field \"version\""},
     {"missing mac", "{\"version\":1,\"entries\":[]}", "missing field \"mac\""},
     {"unknown top field", "{\"version\":1,\"entries\":[],\"mac\":\"" MAC "\",\"x\":1}", "unknown field \"x\""},
-    {"wrong version", "{\"version\":3,\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
+    {"wrong version", "{\"version\":4,\"entries\":[],\"mac\":\"" MAC "\"}", "unsupported version"},
     {"v2 without database_id", "{\"version\":2,\"entries\":[],\"mac\":\"" MAC "\",\"generation\":1}",
      "missing field \"database_id\""},
     {"v2 generation 0",
@@ -470,7 +470,7 @@ static const struct refusal refusals[] = {
      DOC(ENTRY_WITH("\"" PID2 "\"", "\"sim\"", "\"n0\"", "1", "2", "\"" NONCE "\"", "\"" SEALED "\"",
                     "") "," ENTRY "," ENTRY_WITH("\"" PID "\"", "\"tpm2\"", "\"n2\"", "1", "2", "\"" NONCE "\"",
                                                  "\"" SEALED "\"", "")),
-     "entry 2: field \"platform_id\": duplicate platform " PID " (also entry 1)"},
+     "entry 2: field \"platform_id\": duplicate platform " PID " with measurement any (also entry 1)"},
     {"duplicate key", "{\"version\":1,\"version\":1,\"entries\":[],\"mac\":\"" MAC "\"}", "not JSON"},
 };
 
@@ -744,7 +744,7 @@ static void test_node_entries(void **state)
     /* round trip through the file, MAC over the new fields */
     assert_int_equal(cas_keystore_save(f->path, &ks, newkey), 0);
     assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
-    assert_int_equal(back.version, 2);
+    assert_int_equal(back.version, CAS_KS_VERSION);
     assert_int_equal(back.generation, ks.generation);
     assert_memory_equal(back.database_id, ks.database_id, sizeof(ks.database_id));
     assert_true(back.entries[0].node_key && !back.entries[1].node_key);
@@ -776,6 +776,7 @@ static void test_entry_codec_forms(void **state)
     char err[512];
     make_store(&ks, 1, DBKEY);
     seal_key_for(0, sk);
+    memset(ks.entries[0].measurement, 'a', CAS_KS_MEASUREMENT_HEX);
     assert_int_equal(cas_keystore_seal_node(&ks.entries[0], sk), 0);
     assert_int_equal(cas_keystore_wrap(&ks, &ks.entries[0], DBKEY), 0);
     json_t *file = cas_keystore_entry_to_json(&ks.entries[0], true),
@@ -783,7 +784,7 @@ static void test_entry_codec_forms(void **state)
     assert_non_null(json_object_get(file, "wrapped"));
     assert_null(json_object_get(backup, "wrapped"));
     /* round trips */
-    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V2, "", &e, err, sizeof(err)), 0);
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V3, "", &e, err, sizeof(err)), 0);
     assert_memory_equal(e.wrapped, ks.entries[0].wrapped, sizeof(e.wrapped));
     assert_int_equal(cas_keystore_entry_from_json(backup, CAS_KS_FORM_BACKUP, "", &e, err, sizeof(err)), 0);
     assert_true(e.node_key);
@@ -796,10 +797,28 @@ static void test_entry_codec_forms(void **state)
     json_object_del(nokey, "public_key");
     assert_int_equal(cas_keystore_entry_from_json(nokey, CAS_KS_FORM_BACKUP, "", &e, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "missing field \"public_key\""));
+    /* a backup's entry states its measurement */
+    json_t *nom = json_deep_copy(backup);
+    json_object_del(nom, "measurement");
+    assert_int_equal(cas_keystore_entry_from_json(nom, CAS_KS_FORM_BACKUP, "", &e, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "missing field \"measurement\""));
+    json_object_set_new(nom, "measurement", json_string("AA"));
+    assert_int_equal(cas_keystore_entry_from_json(nom, CAS_KS_FORM_BACKUP, "", &e, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "field \"measurement\": not 64 lowercase hex digits"));
+    json_decref(nom);
+    /* a version 3 file may carry it, a version 2 file may not */
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V3, "", &e, err, sizeof(err)), 0);
+    assert_string_equal(e.measurement, ks.entries[0].measurement);
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V2, "", &e, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "unknown field \"measurement\""));
+    json_object_del(file, "measurement");
+    assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V3, "", &e, err, sizeof(err)), 0);
+    assert_string_equal(e.measurement, "");
     /* a v2 file: public_key and wrapped together or neither */
     json_object_del(file, "wrapped");
     assert_int_equal(cas_keystore_entry_from_json(file, CAS_KS_FORM_V2, "", &e, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "go together"));
+    json_object_del(nokey, "measurement");
     assert_int_equal(cas_keystore_entry_from_json(nokey, CAS_KS_FORM_V2, "", &e, err, sizeof(err)), 0);
     assert_false(e.node_key);
     /* a wrong-size public key is named */
@@ -809,6 +828,208 @@ static void test_entry_codec_forms(void **state)
     json_decref(file);
     json_decref(backup);
     json_decref(nokey);
+    cas_keystore_free(&ks);
+}
+
+static void set_measurement(struct cas_keystore_entry *e, char c)
+{
+    memset(e->measurement, c, CAS_KS_MEASUREMENT_HEX);
+    e->measurement[CAS_KS_MEASUREMENT_HEX] = '\0';
+}
+
+/* Version 3: entries carry the measurement they were sealed for, covered by the MAC. */
+static void test_v3_measurement_file(void **state)
+{
+    struct fixture *f = *state;
+    struct cas_keystore ks, back;
+    char err[512] = "";
+    make_store(&ks, 3, DBKEY);
+    set_measurement(&ks.entries[0], 'a');
+    set_measurement(&ks.entries[1], 'b');
+    /* entry 2 stays without one: "any" (from a version 2 file) */
+    assert_int_equal(cas_keystore_save(f->path, &ks, DBKEY), 0);
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.version, 3);
+    assert_string_equal(back.entries[0].measurement, ks.entries[0].measurement);
+    assert_string_equal(back.entries[1].measurement, ks.entries[1].measurement);
+    assert_string_equal(back.entries[2].measurement, "");
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), 0);
+    /* the MAC covers the measurement: changed, added, removed */
+    back.entries[0].measurement[7] = 'c';
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), -EBADMSG);
+    back.entries[0].measurement[7] = 'a';
+    set_measurement(&back.entries[2], 'd');
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), -EBADMSG);
+    back.entries[2].measurement[0] = '\0';
+    back.entries[1].measurement[0] = '\0';
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), -EBADMSG);
+    set_measurement(&back.entries[1], 'b');
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), 0);
+    /* and the version: a version 3 list is not accepted as version 2 */
+    back.version = 2;
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), -EBADMSG);
+    cas_keystore_free(&back);
+    /* an edit of the file is detected */
+    char from[80], to[80];
+    snprintf(from, sizeof(from), "\"%s\"", ks.entries[1].measurement);
+    snprintf(to, sizeof(to), "\"%s\"", ks.entries[0].measurement);
+    edit_file(f->path, from, to);
+    assert_int_equal(cas_keystore_load(f->path, &back, err, sizeof(err)), 0);
+    assert_int_equal(cas_keystore_verify_mac(&back, DBKEY), -EBADMSG);
+    cas_keystore_free(&back);
+    /* invalid measurements are refused when written and read */
+    ks.entries[0].measurement[3] = 'A';
+    char *text = NULL;
+    size_t size = 0;
+    assert_int_equal(cas_keystore_serialize(&ks, DBKEY, &text, &size), -EINVAL);
+    ks.entries[0].measurement[3] = 'a';
+    assert_int_equal(cas_keystore_serialize(&ks, DBKEY, &text, &size), 0);
+    char *at = strstr(text, ks.entries[0].measurement);
+    assert_non_null(at);
+    at[3] = 'A';
+    assert_int_equal(cas_keystore_parse(text, size, &back, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "entry 0: field \"measurement\": not 64 lowercase hex digits"));
+    at[3] = 'a';
+    /* a version 2 file cannot carry it */
+    char *v = strstr(text, "\"version\": 3");
+    assert_non_null(v);
+    v[strlen("\"version\": ")] = '2';
+    assert_int_equal(cas_keystore_parse(text, size, &back, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "unknown field \"measurement\""));
+    free(text);
+    cas_keystore_free(&ks);
+}
+
+/* Uniqueness is (platform, measurement): the same pair replaces, another measurement is added beside. */
+static void test_pair_uniqueness(void **state)
+{
+    (void)state;
+    struct cas_keystore ks;
+    char *text = NULL, err[512] = "";
+    size_t size = 0;
+    make_store(&ks, 2, DBKEY);
+    set_measurement(&ks.entries[0], 'a');
+    struct cas_keystore_entry e = ks.entries[0];
+    set_measurement(&e, 'b');
+    e.tcb = 40;
+    assert_int_equal(cas_keystore_upsert(&ks, &e), 0); /* beside */
+    assert_int_equal(ks.count, 3);
+    e.tcb = 41;
+    assert_int_equal(cas_keystore_upsert(&ks, &e), 0); /* replaces */
+    assert_int_equal(ks.count, 3);
+    assert_int_equal(ks.entries[2].tcb, 41);
+    assert_int_equal(ks.entries[0].tcb, 1);
+    struct cas_keystore_entry any = ks.entries[0];
+    any.measurement[0] = '\0';
+    assert_int_equal(cas_keystore_upsert(&ks, &any), 0); /* "any" is a value of its own */
+    assert_int_equal(ks.count, 4);
+    assert_int_equal(cas_keystore_serialize(&ks, DBKEY, &text, &size), 0);
+    struct cas_keystore back;
+    assert_int_equal(cas_keystore_parse(text, size, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.count, 4);
+    cas_keystore_free(&back);
+    free(text);
+    /* two entries of one pair are refused when written and read */
+    set_measurement(&ks.entries[2], 'a');
+    assert_int_equal(cas_keystore_serialize(&ks, DBKEY, &text, &size), -EINVAL);
+    set_measurement(&ks.entries[2], 'b');
+    assert_int_equal(cas_keystore_serialize(&ks, DBKEY, &text, &size), 0);
+    char *second = strstr(text, "\"bbbb");
+    assert_non_null(second);
+    memset(second + 1, 'a', CAS_KS_MEASUREMENT_HEX);
+    assert_int_equal(cas_keystore_parse(text, size, &back, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "duplicate platform"));
+    assert_non_null(strstr(err, "with measurement aaaa"));
+    free(text);
+    cas_keystore_free(&ks);
+}
+
+/* A casd finds the entry of its pair, else its platform's entry without a measurement. */
+static void test_find_rules(void **state)
+{
+    (void)state;
+    struct cas_keystore ks;
+    char ma[65], mb[65], mc[65];
+    memset(ma, 'a', 64);
+    memset(mb, 'b', 64);
+    memset(mc, 'c', 64);
+    ma[64] = mb[64] = mc[64] = '\0';
+    make_store(&ks, 2, DBKEY);
+    char p0[67];
+    strcpy(p0, ks.entries[0].platform_id);
+    /* only an entry without measurement (version 2): any casd of the platform tries it */
+    assert_ptr_equal(cas_keystore_find_for(&ks, p0, ma), &ks.entries[0]);
+    assert_ptr_equal(cas_keystore_find(&ks, p0, ""), &ks.entries[0]);
+    assert_ptr_equal(cas_keystore_find(&ks, p0, NULL), &ks.entries[0]);
+    assert_null(cas_keystore_find(&ks, p0, ma));
+    /* with measurements: the exact pair first */
+    set_measurement(&ks.entries[0], 'a');
+    struct cas_keystore_entry e = ks.entries[0];
+    set_measurement(&e, 'b');
+    assert_int_equal(cas_keystore_upsert(&ks, &e), 0);
+    assert_ptr_equal(cas_keystore_find_for(&ks, p0, ma), &ks.entries[0]);
+    assert_ptr_equal(cas_keystore_find_for(&ks, p0, mb), &ks.entries[2]);
+    assert_null(cas_keystore_find_for(&ks, p0, mc)); /* only other measurements: none */
+    assert_null(cas_keystore_find(&ks, p0, NULL));
+    /* an entry without measurement is the fallback, never preferred over the pair */
+    struct cas_keystore_entry any = ks.entries[0];
+    any.measurement[0] = '\0';
+    assert_int_equal(cas_keystore_upsert(&ks, &any), 0);
+    assert_ptr_equal(cas_keystore_find_for(&ks, p0, mc), &ks.entries[3]);
+    assert_ptr_equal(cas_keystore_find_for(&ks, p0, ma), &ks.entries[0]);
+    /* another platform is never found */
+    assert_ptr_equal(cas_keystore_find_for(&ks, ks.entries[1].platform_id, ma), &ks.entries[1]);
+    cas_keystore_free(&ks);
+}
+
+/* Removal by pair, by platform, by measurement, and the pair a removal keeps. */
+static void test_remove_rules(void **state)
+{
+    (void)state;
+    struct cas_keystore ks;
+    char ma[65], mb[65];
+    memset(ma, 'a', 64);
+    memset(mb, 'b', 64);
+    ma[64] = mb[64] = '\0';
+    make_store(&ks, 3, DBKEY);
+    for (int i = 0; i < 3; i++)
+        set_measurement(&ks.entries[i], 'a');
+    for (int i = 0; i < 3; i++) {
+        struct cas_keystore_entry e = ks.entries[i];
+        set_measurement(&e, 'b');
+        assert_int_equal(cas_keystore_upsert(&ks, &e), 0);
+    }
+    assert_int_equal(ks.count, 6);
+    char p0[67], p1[67], p2[67];
+    strcpy(p0, ks.entries[0].platform_id);
+    strcpy(p1, ks.entries[1].platform_id);
+    strcpy(p2, ks.entries[2].platform_id);
+    /* by pair: only that entry */
+    assert_int_equal(cas_keystore_remove(&ks, p1, ma), 0);
+    assert_int_equal(ks.count, 5);
+    assert_null(cas_keystore_find(&ks, p1, ma));
+    assert_non_null(cas_keystore_find(&ks, p1, mb));
+    assert_int_equal(cas_keystore_remove(&ks, p1, ma), -ENOENT);
+    /* by platform: every entry of it */
+    assert_int_equal(cas_keystore_remove(&ks, p2, NULL), 0);
+    assert_int_equal(ks.count, 3);
+    assert_null(cas_keystore_find_for(&ks, p2, ma));
+    assert_null(cas_keystore_find_for(&ks, p2, mb));
+    /* by measurement, keeping the primary's current pair (p0, a) */
+    struct cas_ks_match prune = {.measurement = ma, .keep_platform_id = p0, .keep_measurement = ma};
+    assert_false(cas_keystore_match(cas_keystore_find(&ks, p0, ma), &prune));
+    assert_true(cas_keystore_match(cas_keystore_find(&ks, p0, ma), &(struct cas_ks_match){.measurement = ma}));
+    assert_int_equal(cas_keystore_remove_matching(&ks, &prune), -ENOENT); /* (p1, a) is gone already */
+    struct cas_ks_match prune_b = {.measurement = mb, .keep_platform_id = p0, .keep_measurement = ma};
+    assert_int_equal(cas_keystore_remove_matching(&ks, &prune_b), 2); /* (p0, b) and (p1, b): one call */
+    assert_int_equal(ks.count, 1);
+    assert_non_null(cas_keystore_find(&ks, p0, ma));
+    struct cas_ks_match keep_all = {.platform_id = p0, .keep_platform_id = p0, .keep_measurement = ma};
+    assert_int_equal(cas_keystore_remove_matching(&ks, &keep_all), -ENOENT);
+    assert_int_equal(ks.count, 1);
+    assert_int_equal(cas_keystore_remove(&ks, p0, NULL), 0);
+    assert_int_equal(ks.count, 0);
+    assert_null(ks.entries);
     cas_keystore_free(&ks);
 }
 
@@ -827,6 +1048,10 @@ int main(void)
         cmocka_unit_test(test_serialize_roundtrip),
         cmocka_unit_test_setup_teardown(test_node_entries, setup, teardown),
         cmocka_unit_test(test_entry_codec_forms),
+        cmocka_unit_test_setup_teardown(test_v3_measurement_file, setup, teardown),
+        cmocka_unit_test(test_pair_uniqueness),
+        cmocka_unit_test(test_find_rules),
+        cmocka_unit_test(test_remove_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,19 +133,35 @@ static void test_backup_seeds(void **state)
     assert_string_equal(comp.entry.platform_id, platform);
     assert_string_equal(comp.entry.node, req.node_name);
     assert_int_equal(comp.entry.tcb, req.quote.tcb);
+    char measurement[CAS_KS_MEASUREMENT_HEX + 1];
+    custos_hex_encode(req.quote.measurement, sizeof(req.quote.measurement), measurement, false);
+    assert_string_equal(comp.entry.measurement, measurement);
 }
 
-static void check_keystore(const char *name, size_t count)
+static void check_keystore(const char *name, size_t count, int version)
 {
     char err[512];
-    size_t size = 0;
-    struct cas_keystore ks;
+    size_t size = 0, out_size = 0;
+    struct cas_keystore ks, back;
+    char *out = NULL;
     uint8_t *text = seed("keystore", name, &size);
     if (cas_keystore_parse((const char *)text, size, &ks, err, sizeof(err)) < 0)
         fail_msg("keystore/%s refused: %s", name, err);
     assert_int_equal(ks.count, count);
+    assert_int_equal(ks.version, version);
     if (cas_keystore_verify_mac(&ks, FUZZ_KS_KEY) != 0)
         fail_msg("keystore/%s: MAC does not verify under the fuzzer's key", name);
+    /* written again as the current version, with the same entries */
+    assert_int_equal(cas_keystore_serialize(&ks, FUZZ_KS_KEY, &out, &out_size), 0);
+    if (cas_keystore_parse(out, out_size, &back, err, sizeof(err)) < 0)
+        fail_msg("keystore/%s rewritten refused: %s", name, err);
+    assert_int_equal(back.version, CAS_KS_VERSION);
+    assert_int_equal(back.count, count);
+    assert_int_equal(cas_keystore_verify_mac(&back, FUZZ_KS_KEY), 0);
+    for (size_t i = 0; i < count; i++)
+        assert_string_equal(back.entries[i].measurement, ks.entries[i].measurement);
+    cas_keystore_free(&back);
+    free(out);
     cas_keystore_free(&ks);
     free(text);
 }
@@ -153,8 +169,9 @@ static void check_keystore(const char *name, size_t count)
 static void test_keystore_seeds(void **state)
 {
     (void)state;
-    check_keystore("gen-one-entry.json", 1);
-    check_keystore("gen-three-entries.json", 3);
+    check_keystore("gen-one-entry.json", 1, CAS_KS_VERSION);
+    check_keystore("gen-three-entries.json", 3, CAS_KS_VERSION);
+    check_keystore("v2-three-entries.json", 3, 2); /* written by casd before version 3: kept, not generated */
 }
 
 static void test_api_seed(void **state)
