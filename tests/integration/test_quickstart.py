@@ -4,7 +4,9 @@ kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2, a stand-in k
 control-plane node and three workers. The charts are installed with helm, CAS is provisioned, the
 controller's session created and the controller installed; every worker is registered and labelled;
 CAS's node dies and the real scheduler restarts CAS on a registered node, where it opens its database
-with the data intact. With backup.requireRegisteredNode=true and no registered node, CAS stays Pending.
+with the data intact. A CAS upgrade as docs/operations.md says (the controller registers the new build
+on every node, then CAS switches to it) keeps every secret. With backup.requireRegisteredNode=true and
+no registered node, CAS stays Pending.
 
 Runs in the normal build only (scripts/test.sh leaves it out under ASan: a control plane of its own,
 about 0.5 GB and a few minutes on 2 cores, for code the other tests already run under ASan)."""
