@@ -26,6 +26,7 @@ struct ctl_settings {
     const char *selector, *las_selector, *las_namespace;
     const char *sgx_resource, *sgx_quantity, *cas_cli, *metrics_addr, *identity, *lease_name;
     const char *run_as_user;
+    const char *measurement; /* BACKUP_CAS_MEASUREMENT: the casd of `image` (64 hex, lowercased); NULL: CAS's own */
     const char *cas_run, *list_service, *key_hash_opt, *cas_name_opt, *run_las; /* --session mode */
     long long interval, max_parallel, min_backups, ready_timeout, register_timeout, backup_port;
     long long retry_base, retry_max, lease_seconds;
@@ -38,6 +39,14 @@ struct ctl_settings {
     char label_key[CTL_LABEL_MAX + 1];
     char annot_platform[CTL_LABEL_MAX + 1], annot_boot[CTL_LABEL_MAX + 1];
     char managed_selector[600]; /* the labels of the pods this controller creates */
+};
+
+#define CTL_MEASUREMENT_LEN 64
+
+/* An entry of CAS's key-store: a platform and the casd measurement it opens for ("": any, an entry of
+ * a version 2 key-store). */
+struct ctl_backup {
+    char platform[CTL_PLATFORM_LEN + 1], measurement[CTL_MEASUREMENT_LEN + 1];
 };
 
 /* What the controller keeps of a Node (parsed and bounded by ctl_node_parse). */
@@ -101,10 +110,11 @@ struct ctl {
     size_t n_las, cap_las;
     bool nodes_synced, pods_synced, las_synced;
     bool changed;
-    /* CAS's platforms (primary and backups), from `cas backups list` */
-    char (*cas_platforms)[CTL_PLATFORM_LEN + 1];
+    /* CAS's key-store entries (primary and backups), from `cas backups list` */
+    struct ctl_backup *cas_platforms;
     size_t n_cas_platforms;
     char primary_platform[CTL_PLATFORM_LEN + 1];
+    char primary_measurement[CTL_MEASUREMENT_LEN + 1]; /* of the entry CAS runs on ("": unknown) */
     bool cas_known;
     double cas_fetched;
     /* jobs */
@@ -117,11 +127,14 @@ struct ctl {
     char self[256];
 };
 
-/* worker.c: monotonic seconds; a condition wait of at most ms (lock held); whether CAS's list of
- * platforms holds `platform` (lock held) */
+/* worker.c: monotonic seconds; a condition wait of at most ms (lock held); whether CAS's list holds
+ * an entry of `platform` for `measurement` (NULL: any measurement; an entry without one counts for
+ * every measurement) (lock held); the measurement nodes are registered for: BACKUP_CAS_MEASUREMENT,
+ * else the primary's current one, else NULL (unknown: any entry of the platform counts) (lock held) */
 double ctl_now(void);
 void ctl_wait_ms(pthread_cond_t *cv, pthread_mutex_t *lock, long ms);
-bool ctl_cas_lists(const struct ctl *c, const char *platform);
+bool ctl_cas_lists(const struct ctl *c, const char *platform, const char *measurement);
+const char *ctl_target_measurement(const struct ctl *c);
 
 /* parse.c: untrusted API objects into bounded views (fuzzed by fuzz_controller). */
 int ctl_node_parse(const json_t *node, const struct ctl_settings *s, struct ctl_node_view *out, char *err,
@@ -131,9 +144,14 @@ int ctl_pod_parse(const json_t *pod, struct ctl_pod_view *out, char *err, size_t
 int ctl_las_key_parse(const char *log, size_t size, char out[CTL_PLATFORM_LEN + 1]);
 /* The platform ID in the output of `cas register-backup` ("node N, platform P, TCB T"). */
 int ctl_register_output_platform(const char *out, size_t size, char platform[CTL_PLATFORM_LEN + 1]);
-/* The platforms of a `cas backups list --json` answer; *primary gets the primary's. */
-int ctl_backups_parse(const char *text, size_t size, char (**out)[CTL_PLATFORM_LEN + 1], size_t *count,
-                      char primary[CTL_PLATFORM_LEN + 1], char *err, size_t err_size);
+/* The entries (platform, measurement) of a `cas backups list --json` answer; primary and
+ * primary_measurement get those of the entry CAS runs on ("current", else "primary" for the platform;
+ * "" when absent). Measurements are lowercased; "" for an entry without one (null or "any"). */
+int ctl_backups_parse(const char *text, size_t size, struct ctl_backup **out, size_t *count,
+                      char primary[CTL_PLATFORM_LEN + 1], char primary_measurement[CTL_MEASUREMENT_LEN + 1], char *err,
+                      size_t err_size);
+/* Whether s is 64 hex digits. */
+bool ctl_measurement_valid(const char *s);
 bool ctl_name_valid(const char *s, size_t max);
 
 /* informers.c */

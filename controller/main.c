@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cas-backup-controller: settings, start-up, threads and an orderly stop. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -207,6 +208,10 @@ int main(int argc, char **argv)
          "kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else the in-cluster service account]", &s->kubeconfig},
         {"image", 0, "BACKUP_CAS_IMAGE", CUSTOS_OPT_STRING, "custos/cas:" CUSTOS_VERSION, 0, 0, "IMAGE",
          "container image of the ephemeral backup CAS (runs casd --backup)", &s->image},
+        {"backup-measurement", 0, "BACKUP_CAS_MEASUREMENT", CUSTOS_OPT_STRING, NULL, 0, 0, "HEX",
+         "the measurement (64 hex) of the casd in BACKUP_CAS_IMAGE: a node counts as registered when CAS lists an "
+         "entry of its platform for it (set it to the new build's during an upgrade) [default: the running CAS's "
+         "own, from `cas backups list`]", &s->measurement},
         {"interval", 0, "CONTROLLER_LOOP_INTERVAL_SECONDS", CUSTOS_OPT_INT, "60", 1, 86400, "SECONDS",
          "resync period: every node is checked and CAS's list of backups read again (changes are seen at once "
          "through watches)", &s->interval},
@@ -293,6 +298,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "cas-backup-controller: BACKUP_CAS_RUN_AS_USER '%s' is not a number\n", s->run_as_user);
         return 2;
     }
+    char measurement_buf[CTL_MEASUREMENT_LEN + 1];
+    if (s->measurement && !*s->measurement)
+        s->measurement = NULL; /* an empty value (the chart's default): CAS's own */
+    if (s->measurement) {
+        if (!ctl_measurement_valid(s->measurement)) {
+            fprintf(stderr, "cas-backup-controller: BACKUP_CAS_MEASUREMENT '%.80s' is not 64 hex digits\n",
+                    s->measurement);
+            return 2;
+        }
+        for (size_t i = 0; i <= CTL_MEASUREMENT_LEN; i++)
+            measurement_buf[i] = (char)tolower((unsigned char)s->measurement[i]);
+        s->measurement = measurement_buf;
+    }
     if (s->las_addr[0] != '/') {
         fprintf(stderr, "cas-backup-controller: SCONE_LAS_ADDR '%s' is not an absolute socket path\n", s->las_addr);
         return 2;
@@ -354,6 +372,14 @@ int main(int argc, char **argv)
     LOG_MODULE_INFO(CTL_LOG, "Starting controller...");
     LOG_MODULE_INFO(CTL_LOG, "Kubernetes API %s (credentials: %s)", server, source);
     LOG_MODULE_INFO(CTL_LOG, "Backup CAS resources will be named '%s'-<node_name>", s->backup_name);
+    if (s->measurement)
+        LOG_MODULE_INFO(CTL_LOG, "Registering backups of image %s for measurement %s (BACKUP_CAS_MEASUREMENT)",
+                        s->image, s->measurement);
+    else
+        LOG_MODULE_INFO(CTL_LOG,
+                        "Registering backups of image %s for the measurement of CAS's current casd (from "
+                        "`cas backups list`)",
+                        s->image);
     if (s->las_selector && *s->las_selector)
         LOG_MODULE_INFO(CTL_LOG, "Selecting LAS pods that match selector %s on namespace %s", s->las_selector,
                         s->las_namespace);

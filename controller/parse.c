@@ -199,14 +199,21 @@ int ctl_register_output_platform(const char *out, size_t size, char platform[CTL
     return -ENOENT;
 }
 
-int ctl_backups_parse(const char *text, size_t size, char (**out)[CTL_PLATFORM_LEN + 1], size_t *count,
-                      char primary[CTL_PLATFORM_LEN + 1], char *err, size_t err_size)
+bool ctl_measurement_valid(const char *s)
+{
+    return s && strlen(s) == CTL_MEASUREMENT_LEN && strspn(s, "0123456789abcdefABCDEF") == CTL_MEASUREMENT_LEN;
+}
+
+int ctl_backups_parse(const char *text, size_t size, struct ctl_backup **out, size_t *count,
+                      char primary[CTL_PLATFORM_LEN + 1], char primary_measurement[CTL_MEASUREMENT_LEN + 1], char *err,
+                      size_t err_size)
 {
     json_t *j = NULL;
     char perr[256];
     *out = NULL;
     *count = 0;
     primary[0] = 0;
+    primary_measurement[0] = 0;
     if (custos_json_parse(text, size, &j, perr, sizeof(perr)) < 0 || !json_is_array(j)) {
         snprintf(err, err_size, "the list of backups is not a JSON array%s%s", j ? "" : ": ", j ? "" : perr);
         json_decref(j);
@@ -218,27 +225,45 @@ int ctl_backups_parse(const char *text, size_t size, char (**out)[CTL_PLATFORM_L
         json_decref(j);
         return -EINVAL;
     }
-    char(*list)[CTL_PLATFORM_LEN + 1] = calloc(n ? n : 1, sizeof(*list));
+    struct ctl_backup *list = calloc(n ? n : 1, sizeof(*list));
     if (!list) {
         json_decref(j);
         return -ENOMEM;
     }
     size_t i;
     json_t *e;
+    bool current_seen = false;
     json_array_foreach(j, i, e) {
         const char *p = json_string_value(json_object_get(e, "platform_id"));
+        const json_t *mv = json_object_get(e, "measurement");
+        const char *m = json_string_value(mv);
         if (!p || !platform_valid(p)) {
             snprintf(err, err_size, "backups[%zu].platform_id: missing or not a platform ID", i);
-            free(list);
-            json_decref(j);
-            return -EINVAL;
+            goto fail;
         }
-        memcpy(list[i], p, CTL_PLATFORM_LEN + 1);
-        if (json_is_true(json_object_get(e, "primary")))
+        if ((mv && !json_is_null(mv) && !m) || (m && strcmp(m, "any") != 0 && !ctl_measurement_valid(m))) {
+            snprintf(err, err_size, "backups[%zu].measurement: not 64 hex digits, \"any\" or null", i);
+            goto fail;
+        }
+        memcpy(list[i].platform, p, CTL_PLATFORM_LEN + 1);
+        if (m && strcmp(m, "any") != 0)
+            for (size_t k = 0; k <= CTL_MEASUREMENT_LEN; k++)
+                list[i].measurement[k] = (char)tolower((unsigned char)m[k]);
+        bool current = json_is_true(json_object_get(e, "current"));
+        if (current || (!current_seen && json_is_true(json_object_get(e, "primary")))) {
             memcpy(primary, p, CTL_PLATFORM_LEN + 1);
+            memcpy(primary_measurement, current ? list[i].measurement : "", current ? CTL_MEASUREMENT_LEN + 1 : 1);
+            current_seen |= current;
+        }
     }
     json_decref(j);
     *out = list;
     *count = n;
     return 0;
+fail:
+    free(list);
+    json_decref(j);
+    primary[0] = 0;
+    primary_measurement[0] = 0;
+    return -EINVAL;
 }

@@ -4,13 +4,16 @@
  * each eligible node whether it holds a registered backup, queues registrations, keeps the
  * `cas-registered-<cas>.<namespace>` labels right and prints the reference's summary.
  *
- * A node is registered when
- *   - its LAS key (from its LAS pod's log) is a platform CAS lists (the primary's own included), or
- *   - without a LAS key: the platform of its last registration (annotation) is listed by CAS and its
- *     boot ID has not changed since (the reference's fallback).
+ * A node is registered when CAS lists an entry of (its platform, the measurement of the backup
+ * image's casd: BACKUP_CAS_MEASUREMENT, else the primary's current one; an entry without a
+ * measurement counts for any), its platform being
+ *   - its LAS key (from its LAS pod's log) (the primary's own included), or
+ *   - without a LAS key: the platform of its last registration (annotation), when its boot ID has not
+ *     changed since (the reference's fallback).
+ * So during a CAS upgrade (a new measurement) every node, CAS's own included, is registered again.
  * Its label is removed only when its platform is known to differ from the registered one (a new LAS
- * key), or CAS no longer lists the registered platform: a restart of every node (new boot IDs, same
- * platforms) keeps every label. */
+ * key), or CAS lists no entry of the registered platform at all: a restart of every node (new boot
+ * IDs, same platforms) keeps every label, and so does an upgrade in progress. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,17 +28,21 @@ static void fetch_cas(struct ctl *c)
     char *out = NULL, err[512];
     size_t size = 0, all = 0;
     int ret = ctl_run_cas(c, args, c->s.register_timeout, NULL, &out, &all, &size);
-    char(*list)[CTL_PLATFORM_LEN + 1] = NULL;
+    struct ctl_backup *list = NULL;
     size_t n = 0;
-    char primary[CTL_PLATFORM_LEN + 1];
-    if (ret == 0 && out && ctl_backups_parse(out, size, &list, &n, primary, err, sizeof(err)) == 0) {
+    char primary[CTL_PLATFORM_LEN + 1], measurement[CTL_MEASUREMENT_LEN + 1];
+    if (ret == 0 && out && ctl_backups_parse(out, size, &list, &n, primary, measurement, err, sizeof(err)) == 0) {
         pthread_mutex_lock(&c->lock);
         free(c->cas_platforms);
         c->cas_platforms = list;
         c->n_cas_platforms = n;
         memcpy(c->primary_platform, primary, sizeof(primary));
+        if (!c->s.measurement && strcmp(c->primary_measurement, measurement) != 0)
+            LOG_MODULE_INFO(CTL_LOG, "Registering backups for measurement %s (CAS's current casd)",
+                            measurement[0] ? measurement : "any (CAS does not say its own)");
+        memcpy(c->primary_measurement, measurement, sizeof(measurement));
         if (!c->cas_known)
-            LOG_MODULE_INFO(CTL_LOG, "CAS %s lists %zu platform(s) that can open its database", c->s.cas_name, n);
+            LOG_MODULE_INFO(CTL_LOG, "CAS %s lists %zu key-store entries that can open its database", c->s.cas_name, n);
         c->cas_known = true;
         c->cas_fetched = ctl_now();
         pthread_mutex_unlock(&c->lock);
@@ -155,6 +162,7 @@ static json_t *decide(struct ctl *c, struct label_change **labels, size_t *n_lab
     json_t *summary = json_object();
     double now = ctl_now();
     unsigned eligible = 0, registered = 0, backups = 0;
+    const char *measurement = ctl_target_measurement(c);
     *labels = calloc(c->n_nodes ? c->n_nodes : 1, sizeof(**labels));
     *n_labels = 0;
     for (size_t i = 0; i < c->n_nodes; i++) {
@@ -169,12 +177,14 @@ static json_t *decide(struct ctl *c, struct label_change **labels, size_t *n_lab
         const char *platform = n->las_key[0] ? n->las_key : n->v.reg_platform;
         bool reg;
         if (n->las_key[0])
-            reg = ctl_cas_lists(c, n->las_key);
+            reg = ctl_cas_lists(c, n->las_key, measurement);
         else
-            reg = n->v.reg_platform[0] && (!c->cas_known || ctl_cas_lists(c, n->v.reg_platform)) &&
+            reg = n->v.reg_platform[0] && (!c->cas_known || ctl_cas_lists(c, n->v.reg_platform, measurement)) &&
                   !strcmp(n->v.reg_boot, n->v.boot_id);
+        /* the label goes only when no build can open the database there: during an upgrade a node
+         * not yet registered for the new build still holds the running one's entry */
         bool differs = (n->las_key[0] && n->v.reg_platform[0] && strcmp(n->las_key, n->v.reg_platform) != 0) ||
-                       (c->cas_known && n->v.reg_platform[0] && !ctl_cas_lists(c, n->v.reg_platform));
+                       (c->cas_known && n->v.reg_platform[0] && !ctl_cas_lists(c, n->v.reg_platform, NULL));
         if (n->job != JOB_NONE)
             reg = false;
         n->registered = reg;

@@ -36,12 +36,22 @@ void ctl_wait_ms(pthread_cond_t *cv, pthread_mutex_t *lock, long ms)
     pthread_cond_timedwait(cv, lock, &ts);
 }
 
-bool ctl_cas_lists(const struct ctl *c, const char *platform)
+bool ctl_cas_lists(const struct ctl *c, const char *platform, const char *measurement)
 {
-    for (size_t i = 0; i < c->n_cas_platforms; i++)
-        if (!strcmp(c->cas_platforms[i], platform))
+    for (size_t i = 0; i < c->n_cas_platforms; i++) {
+        const struct ctl_backup *b = &c->cas_platforms[i];
+        if (!strcmp(b->platform, platform) &&
+            (!measurement || !b->measurement[0] || !strcmp(b->measurement, measurement)))
             return true;
+    }
     return false;
+}
+
+const char *ctl_target_measurement(const struct ctl *c)
+{
+    if (c->s.measurement)
+        return c->s.measurement;
+    return c->primary_measurement[0] ? c->primary_measurement : NULL;
 }
 
 /* ---- child processes -------------------------------------------------------------------------- */
@@ -461,11 +471,14 @@ static void run_job(struct ctl *c, struct ctl_node_view *node)
     int ret = register_node(c, node, platform, err, sizeof(err));
     if (ret == 0) { /* CAS lists it now: known before the node's new annotation comes back by watch */
         pthread_mutex_lock(&c->lock);
-        char(*a)[CTL_PLATFORM_LEN + 1] =
-            ctl_cas_lists(c, platform) ? NULL : realloc(c->cas_platforms, (c->n_cas_platforms + 1) * sizeof(*a));
+        const char *m = ctl_target_measurement(c);
+        struct ctl_backup *a =
+            ctl_cas_lists(c, platform, m) ? NULL : realloc(c->cas_platforms, (c->n_cas_platforms + 1) * sizeof(*a));
         if (a) {
             c->cas_platforms = a;
-            memcpy(a[c->n_cas_platforms++], platform, sizeof(*a));
+            memset(&a[c->n_cas_platforms], 0, sizeof(*a));
+            memcpy(a[c->n_cas_platforms].platform, platform, CTL_PLATFORM_LEN + 1);
+            snprintf(a[c->n_cas_platforms++].measurement, CTL_MEASUREMENT_LEN + 1, "%s", m ? m : "");
         }
         pthread_mutex_unlock(&c->lock);
     }

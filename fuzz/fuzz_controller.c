@@ -59,13 +59,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ctl_register_output_platform(text, size, p) == 0 && !hex66(p))
             abort();
     } else {
-        char(*list)[CTL_PLATFORM_LEN + 1] = NULL;
+        struct ctl_backup *list = NULL;
         size_t n = 0;
-        if (ctl_backups_parse(text, size, &list, &n, p, err, sizeof(err)) == 0) {
+        char m[CTL_MEASUREMENT_LEN + 1];
+        if (ctl_backups_parse(text, size, &list, &n, p, m, err, sizeof(err)) == 0) {
             for (size_t i = 0; i < n; i++)
-                if (!hex66(list[i]))
+                if (!hex66(list[i].platform) || (list[i].measurement[0] && !ctl_measurement_valid(list[i].measurement)))
                     abort();
-            if (p[0] && !hex66(p))
+            if ((p[0] && !hex66(p)) || (m[0] && !ctl_measurement_valid(m)))
                 abort();
             free(list);
         } else if (!err[0] || list) {

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import time
 
@@ -93,6 +94,19 @@ FORCE_DELETE = 'kubectl delete pod cas-0 --namespace "$NS" --grace-period=0 --fo
 ATTEST = ('cas attest "$CAS_IP:$CAS_PORT" -c "$CAS_KEY_HASH" --only_for_testing-ignore-signer '
           '--only_for_testing-trust-any')
 SECRET_GET = 'cas secret get db-password --cas "$CAS_IP:$CAS_PORT"'
+# docs/operations.md, "Upgrading CAS", "On Kubernetes, with the charts and the controller" (its order)
+UPGRADE_OLD = """cas backups list --cas "$CAS_IP:$CAS_PORT" | awk '/\\(primary, current\\)/ { print $7 }'"""
+UPGRADE_NEW = "sha256sum cas-new/casd | cut -c1-64"
+UPGRADE_ALLOW = 'cas owner allow-measurement "$NEW" --cas "$CAS_IP:$CAS_PORT"'
+UPGRADE_CBC = ('helm upgrade cbc charts/cas-backup-controller --namespace "$NS" --reuse-values '
+               '--set backup.image=custos/cas:new --set backup.measurement="$NEW"')
+UPGRADE_LIST = 'cas backups list --cas "$CAS_IP:$CAS_PORT" --json'
+UPGRADE_CAS = ('helm upgrade cas charts/cas --namespace "$NS" --reuse-values '
+               '--set image.repository=custos/cas --set image.tag=new')
+UPGRADE_PRUNE = 'cas backups prune --measurement "$OLD" --cas "$CAS_IP:$CAS_PORT"'
+UPGRADE_COMMANDS = [UPGRADE_OLD, UPGRADE_NEW, UPGRADE_ALLOW, UPGRADE_CBC, UPGRADE_LIST, UPGRADE_CAS, CAS_READY, CAS_IP,
+                    KEY_HASH, ATTEST, SECRET_GET, UPGRADE_PRUNE]
+
 DOC_COMMANDS = [CREATE_NS, LAS, STORAGE_APPLY, CAS, CAS_READY, CAS_IP, KEY_HASH, TOKEN, OWNER_CONFIG, IDENTITY, PROVISION,
                 SECRET_PUT, REGISTRAR, SESSION_FILE, SESSION_CREATE, CBC, CBC_LOG, LABELS, REQUIRE, CAS_NODE, NODES, FORCE_DELETE,
                 ATTEST, SECRET_GET]
@@ -244,6 +258,26 @@ class QuickStart:
         self.set("CAS_IP", CAS_IP)
         self.sh(ATTEST)
         return self.sh(SECRET_GET)
+
+    # --- an upgrade (docs/operations.md) ----------------------------------------------------------------
+    def new_cas_image(self, name="custos/cas:new"):
+        """A "new CAS build": the image `name`, which the stand-in kubelet maps to cas-new/ in the working
+        directory, a copy of the build's casd, cas and cas-run where casd has bytes appended (another
+        measurement, the same code)."""
+        d = os.path.join(self.work, "cas-new")
+        os.makedirs(d, exist_ok=True)
+        for b in ("casd", "cas", "cas-run"):
+            shutil.copy2(os.path.join(BUILD, b), os.path.join(d, b))
+        with open(os.path.join(d, "casd"), "ab") as f:
+            f.write(b"\0custos-quickstart-upgrade-build-2")
+        self.kubelet.images[name] = d
+        return d
+
+    def backups(self):
+        """`cas backups list --json`: (node, measurement) of every key-store entry, and the entry CAS runs on."""
+        entries = json.loads(self.sh(UPGRADE_LIST))
+        current = [(b["node"], b["measurement"]) for b in entries if b.get("current")]
+        return {(b["node"], b["measurement"]) for b in entries}, (current[0] if current else None)
 
     # --- the hello world (examples/hello-world): a session whose password CAS generates ----------------
     def hello(self, node, *args, check=True, **env):

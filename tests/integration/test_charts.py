@@ -317,7 +317,8 @@ def test_controller_every_environment_variable_is_a_value(helm):
     values = ["--set", "casName=mycas", "--set", "casCli=/usr/local/bin/cas", "--set", "casRun=/usr/local/bin/cas-run",
               "--set", "nodeSelectorLabel=custos.io/tpm=true", "--set", "backup.sgxResourceName=sgx.intel.com/enclave",
               "--set-string", "backup.sgxResourceQuantity=1", "--set", "leaderElection.leaseName=lease",
-              "--set", "las.casRunSocketPath=/run/las/las.sock", "--set", "log=debug"]
+              "--set", "las.casRunSocketPath=/run/las/las.sock", "--set", "log=debug",
+              "--set", "backup.measurement=" + "ab" * 32]
     session = env_of(container(one(render(helm, "cas-backup-controller", *SESSION, *values), "Deployment")))
     secret = env_of(container(one(render(helm, "cas-backup-controller", *SECRET, *values), "Deployment")))
     rendered = set(session) | set(secret)
@@ -327,7 +328,7 @@ def test_controller_every_environment_variable_is_a_value(helm):
     assert session["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert session["BACKUP_CAS_RUN_AS_USER"] == "1000" and session["BACKUP_CAS_IMAGE"] == "custos/cas:0.1.0"
     assert session["SELECTOR_LABEL"] == "custos.io/tpm=true" and session["CUSTOS_LOG"] == "debug"
-    assert session["CAS_RUN_LAS_ADDR"] == "/run/las/las.sock"
+    assert session["CAS_RUN_LAS_ADDR"] == "/run/las/las.sock" and session["BACKUP_CAS_MEASUREMENT"] == "ab" * 32
     assert session["METRICS_ADDR"] == "0.0.0.0:8080" and session["LEADER_ELECTION"] == "true"
     env = env_of(container(one(render(helm, "cas-backup-controller", *SECRET, "--set", "backup.runAsUser=2000",
                                       "--set", "metrics.enabled=false"), "Deployment")))
@@ -401,6 +402,7 @@ def test_controller_rbac_is_deploy_rbac_yaml(helm):
     ("cas-backup-controller", [*SECRET, "--set", "maxParallelRegistrations=0"], "maxParallelRegistrations"),
     ("cas-backup-controller", [*SECRET, "--set", "leaderElection.leaseDurationSeconds=1"], "leaseDurationSeconds"),
     ("cas-backup-controller", [*SECRET, "--set", "backupName=Bad_Name"], "backupName"),
+    ("cas-backup-controller", [*SECRET, "--set", "backup.measurement=abc"], "backup.measurement"),
 ])
 def test_schema_refuses(helm, chart, args, message):
     for cmd in (["template", "x"], ["lint"]):

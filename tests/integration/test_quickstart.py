@@ -4,7 +4,9 @@ kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2, a stand-in k
 control-plane node and three workers. The charts are installed with helm, CAS is provisioned, the
 controller's session created and the controller installed; every worker is registered and labelled;
 CAS's node dies and the real scheduler restarts CAS on a registered node, where it opens its database
-with the data intact. With backup.requireRegisteredNode=true and no registered node, CAS stays Pending.
+with the data intact. A CAS upgrade as docs/operations.md says (the controller registers the new build
+on every node, then CAS switches to it) keeps every secret. With backup.requireRegisteredNode=true and
+no registered node, CAS stays Pending.
 
 Runs in the normal build only (scripts/test.sh leaves it out under ASan: a control plane of its own,
 about 0.5 GB and a few minutes on 2 cores, for code the other tests already run under ASan)."""
@@ -37,6 +39,11 @@ def test_the_guide_shows_every_command_the_test_runs():
         text = f.read()
     missing = [c for c in DOC_COMMANDS if c not in text]
     assert not missing, "commands run by the test but not in docs/quickstart.md:\n" + "\n".join(missing)
+    with open(os.path.join(REPO, "docs", "operations.md")) as f:
+        text = f.read()
+    text = text[text.index("### On Kubernetes, with the charts and the controller"):]
+    missing = [c for c in guide.UPGRADE_COMMANDS if c not in text]
+    assert not missing, "upgrade commands run by the test but not in docs/operations.md:\n" + "\n".join(missing)
 
 
 def test_quick_start_then_cas_survives_the_loss_of_its_node(qs):
@@ -119,6 +126,55 @@ def test_quick_start_then_cas_survives_the_loss_of_its_node(qs):
     not_run = [c for c in DOC_COMMANDS if not any(r.startswith(c) for r in ran)]
     assert not not_run, "commands of the guide the test did not run:\n" + "\n".join(not_run)
     print(f"CAS moved from {node} to {new_node} in {moved:.1f} s (grace {qs.grace} s)")
+
+
+def test_cas_upgrade_on_the_charts_keeps_every_secret(qs):
+    """docs/operations.md, "Upgrading CAS" on Kubernetes: a new casd build (custos/cas:new, another
+    measurement) is registered by the controller on every node, CAS's own included; CAS switches to it
+    with the same database, key hash, secret and generated password; the old build's entries go.
+    Continues from the quick start above (the controller stopped, CAS's first node dead, node-x up)."""
+    cas_node = qs.cas_node()
+    password = qs.checksum(qs.hello(cas_node, "run"))
+    old = qs.set("OLD", guide.UPGRADE_OLD)
+    assert re.fullmatch(r"[0-9a-f]{64}", old), old
+    qs.new_cas_image()
+    new = qs.set("NEW", guide.UPGRADE_NEW)
+    assert re.fullmatch(r"[0-9a-f]{64}", new) and new != old
+    qs.sh(guide.UPGRADE_ALLOW)
+    before = qs.pod("cas-0")
+    entries, current = qs.backups()
+    assert current == (cas_node, old), (current, entries)
+    # the controller again (the quick start stopped it), registering the new build on every live node
+    qs.sh(guide.UPGRADE_CBC, "--set replicaCount=1")
+    live = [n for n in qs.workers + ["node-x"] if qs.node_ready(n) == "True"]
+    assert cas_node in live and len(live) == 3, live
+    entries = qs.wait(lambda: (lambda e: e if all((n, new) in e for n in live) else None)(qs.backups()[0]), 240,
+                      "the new build registered on every live node")
+    assert all((n, old) in entries for n in live if n != "node-x"), entries  # the old build's stay
+    assert "for measurement " + new in qs.controller_log()
+    assert all(qs.labelled()[n] for n in live)
+    assert qs.pod("cas-0")["metadata"]["uid"] == before["metadata"]["uid"]  # CAS untouched so far
+    # the switch: CAS restarts with the new image, on a registered node
+    qs.sh(guide.UPGRADE_CAS)
+    after = qs.wait(lambda: (lambda p: p if p and p["metadata"]["uid"] != before["metadata"]["uid"] and qs.ready(p)
+                             else None)(qs.pod("cas-0")), 120, "cas-0 Ready with the new image")
+    assert after["spec"]["containers"][0]["image"] == "custos/cas:new"
+    qs.sh(guide.CAS_READY)
+    node = after["spec"]["nodeName"]
+    assert node in live and qs.labelled()[node]
+    key_hash = qs.vars["CAS_KEY_HASH"]
+    assert qs.set("CAS_KEY_HASH", guide.KEY_HASH) == key_hash  # the same CAS key
+    assert qs.read_secret() == "s3cret"  # attested (-c the key hash), then the secret
+    assert qs.backups()[1] == (node, new)
+    assert qs.checksum(qs.hello(node, "run")) == password
+    # the old build's entries go: every node, the dead one's included
+    out = qs.sh(guide.UPGRADE_PRUNE)
+    assert re.search(rf"\d+ entries of measurement {old} removed; database key rotated", out), out
+    entries, current = qs.backups()
+    assert current == (node, new) and not [e for e in entries if e[1] != new], entries
+    assert qs.read_secret() == "s3cret"
+    ran = [t[0] for t in qs.transcript]
+    assert all(any(r.startswith(c) for r in ran) for c in guide.UPGRADE_COMMANDS)
 
 
 def test_cas_stays_pending_without_a_registered_node(qs):

@@ -121,15 +121,41 @@ static void test_cli_output(void **state)
     const char *log_only = "INFO: CAS attested: key hash ab, platform " P1 ", TCB 1\n";
     assert_int_equal(ctl_register_output_platform(log_only, strlen(log_only), p), -ENOENT);
     const char *list = "[{\"platform_id\":\"" P1 "\",\"primary\":true},{\"platform_id\":\"" P2 "\",\"primary\":false}]";
-    char(*l)[CTL_PLATFORM_LEN + 1];
+    struct ctl_backup *l;
     size_t n;
-    assert_int_equal(ctl_backups_parse(list, strlen(list), &l, &n, primary, err, sizeof(err)), 0);
+    char pm[CTL_MEASUREMENT_LEN + 1];
+    assert_int_equal(ctl_backups_parse(list, strlen(list), &l, &n, primary, pm, err, sizeof(err)), 0);
     assert_int_equal(n, 2);
     assert_string_equal(primary, P1);
-    assert_string_equal(l[1], P2);
+    assert_string_equal(pm, "");
+    assert_string_equal(l[1].platform, P2);
+    assert_string_equal(l[1].measurement, "");
     free(l);
+    /* key-store version 3: entries by platform and measurement; "current" names the primary's own */
+#define MA "aa00000000000000000000000000000000000000000000000000000000000000"
+#define MA_UPPER "AA00000000000000000000000000000000000000000000000000000000000000"
+#define MB "bb00000000000000000000000000000000000000000000000000000000000000"
+    const char *v3 = "[{\"platform_id\":\"" P1 "\",\"primary\":true,\"measurement\":\"" MB "\",\"current\":false},"
+                     "{\"platform_id\":\"" P1 "\",\"primary\":true,\"measurement\":\"" MA_UPPER "\",\"current\":true},"
+                     "{\"platform_id\":\"" P2 "\",\"primary\":false,\"measurement\":null},"
+                     "{\"platform_id\":\"" P2 "\",\"primary\":false,\"measurement\":\"any\"}]";
+    assert_int_equal(ctl_backups_parse(v3, strlen(v3), &l, &n, primary, pm, err, sizeof(err)), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(primary, P1);
+    assert_string_equal(pm, MA);
+    assert_string_equal(l[0].measurement, MB);
+    assert_string_equal(l[1].measurement, MA);
+    assert_string_equal(l[2].measurement, "");
+    assert_string_equal(l[3].measurement, "");
+    free(l);
+    const char *badm = "[{\"platform_id\":\"" P1 "\",\"measurement\":\"abc\"}]";
+    assert_int_equal(ctl_backups_parse(badm, strlen(badm), &l, &n, primary, pm, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "backups[0].measurement: not 64 hex digits, \"any\" or null");
+    assert_null(l);
+    assert_true(ctl_measurement_valid(MA_UPPER));
+    assert_false(ctl_measurement_valid("any"));
     const char *bad = "[{\"platform_id\":\"xyz\"}]";
-    assert_int_equal(ctl_backups_parse(bad, strlen(bad), &l, &n, primary, err, sizeof(err)), -EINVAL);
+    assert_int_equal(ctl_backups_parse(bad, strlen(bad), &l, &n, primary, pm, err, sizeof(err)), -EINVAL);
     assert_string_equal(err, "backups[0].platform_id: missing or not a platform ID");
 }
 
