@@ -251,12 +251,6 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 struct result {
     double rate, p50_ms, p99_ms;
     long failed;
@@ -289,12 +283,8 @@ static struct result run(struct client *cls, int clients)
     }
     if (!all)
         bench_die("%s", "out of memory");
-    qsort(all, k, sizeof(double), cmp_double);
     struct result r = {.rate = (double)ok / elapsed, .failed = failed};
-    if (k) {
-        r.p50_ms = 1000 * all[k / 2];
-        r.p99_ms = 1000 * all[(size_t)((double)k * 0.99)];
-    }
+    bench_percentiles(all, k, &r.p50_ms, &r.p99_ms);
     free(all);
     return r;
 }

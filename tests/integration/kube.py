@@ -28,7 +28,6 @@ import http.client
 import http.server
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -1271,9 +1270,8 @@ class StandInKubelet:
             with w.lock:
                 w.reboot = True
 
-    def delete_node(self, name):
-        """The node goes away: its pods' processes are killed, its log server and Lease stop and the
-        Node is deleted. Its pods stay in the API (the controller-manager's pod GC would delete them)."""
+    def _power_off(self, name):
+        """Kills the node's pods' processes and stops its heartbeats and log server."""
         node = self._node(name)
         node.running = False
         for w in self._workers_on(name):
@@ -1281,6 +1279,12 @@ class StandInKubelet:
         if node.server:
             node.server.shutdown()
             node.server.server_close()
+            node.server = None
+
+    def delete_node(self, name):
+        """The node goes away: its pods' processes are killed, its log server and Lease stop and the
+        Node is deleted. Its pods stay in the API (the controller-manager's pod GC would delete them)."""
+        self._power_off(name)
         self.cluster.api("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}")
         self.cluster.api("DELETE", f"/api/v1/nodes/{name}")
         with self.lock:
@@ -1291,14 +1295,7 @@ class StandInKubelet:
         log server stop; the Node, its Lease and its pods stay in the API as they were. The
         controller-manager marks it NotReady (and taints it) node_monitor_grace_seconds later; its
         pods stay until deleted (a StatefulSet pod on Kubernetes 1.20: until force-deleted)."""
-        node = self._node(name)
-        node.running = False
-        for w in self._workers_on(name):
-            w.stopped.wait(15)
-        if node.server:
-            node.server.shutdown()
-            node.server.server_close()
-            node.server = None
+        self._power_off(name)
 
     def change_platform(self, name):
         """A hardware change on the node: its sim platform directory is replaced by an empty one, so
