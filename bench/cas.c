@@ -117,13 +117,7 @@ static void *client_main(void *arg)
         n++;
         if (st == 200) {
             cl->ok++;
-            if (cl->nlat == cl->cap) {
-                cl->cap = cl->cap ? 2 * cl->cap : 4096;
-                cl->lat = realloc(cl->lat, cl->cap * sizeof(double));
-                if (!cl->lat)
-                    bench_die("%s", "out of memory");
-            }
-            cl->lat[cl->nlat++] = bench_now() - t;
+            bench_record(&cl->lat, &cl->nlat, &cl->cap, bench_now() - t);
         } else {
             cl->failed++;
         }

@@ -70,6 +70,17 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+void bench_record(double **lat, size_t *n, size_t *cap, double v)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 4096;
+        *lat = realloc(*lat, *cap * sizeof(double));
+        if (!*lat)
+            bench_die("%s", "out of memory");
+    }
+    (*lat)[(*n)++] = v;
+}
+
 void bench_percentiles(double *lat, size_t n, double *p50_ms, double *p99_ms)
 {
     *p50_ms = *p99_ms = 0;

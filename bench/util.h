@@ -30,6 +30,8 @@ size_t bench_log_size(const char *log);
 /* The word after the last occurrence of needle in the log. */
 void bench_log_field(const char *log, const char *needle, char *out, size_t out_size);
 int bench_free_port(const char *ip);
+/* Appends v to a growing array of latencies (exits when out of memory). */
+void bench_record(double **lat, size_t *n, size_t *cap, double v);
 /* Sorts lat (seconds) and gives its median and 99th percentile in milliseconds (0 when n is 0). */
 void bench_percentiles(double *lat, size_t n, double *p50_ms, double *p99_ms);
 

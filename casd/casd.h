@@ -218,10 +218,6 @@ void cas_sessions_list(struct cas_state *st, struct http_request *req, struct ht
  * -ENOENT when there is no such session. Shared with a cache: read-only; caller json_decref's. */
 int cas_session_load(struct cas_state *st, const char *name, json_t **record, json_t **secrets);
 void cas_run_post(struct cas_state *st, struct http_request *req, struct http_response *r);
-/* The platforms this CAS trusts for a service without `platforms`: its own, its registered backups',
- * the owner's allowed ones (NULL-terminated, caller frees the array, not the strings: they live in
- * policy, which the caller keeps). */
-const char **cas_trusted_platforms(struct cas_state *st, const json_t *policy, size_t *count);
 
 /* policy.c: the owner's trust policy (a default one when none is stored); caller json_decref's */
 json_t *cas_policy_load(struct cas_state *st);

@@ -40,24 +40,16 @@ static bool tolerated(const json_t *session, const char *what)
                    what, false);
 }
 
-const char **cas_trusted_platforms(struct cas_state *st, const json_t *policy, size_t *count)
+/* This CAS's own platform, a registered backup's, or one the owner allowed. */
+static bool platform_trusted(struct cas_state *st, const json_t *policy, const char *got)
 {
-    const json_t *allowed = json_object_get(policy, "platforms");
+    bool ok = in_list(json_object_get(policy, "platforms"), got, true);
     pthread_mutex_lock(&st->lock);
-    size_t n = 0, cap = 1 + st->pri.ks.count + json_array_size(allowed) + 1;
-    const char **out = calloc(cap, sizeof(*out));
-    if (out) {
-        out[n++] = st->node.platform_id;
-        for (size_t i = 0; i < st->pri.ks.count; i++)
-            out[n++] = st->pri.ks.entries[i].platform_id;
-        size_t i;
-        json_t *v;
-        json_array_foreach(allowed, i, v)
-            out[n++] = json_string_value(v);
-    }
+    ok = ok || strcasecmp(st->node.platform_id, got) == 0;
+    for (size_t i = 0; i < st->pri.ks.count && !ok; i++)
+        ok = strcasecmp(st->pri.ks.entries[i].platform_id, got) == 0;
     pthread_mutex_unlock(&st->lock);
-    *count = n;
-    return out;
+    return ok;
 }
 
 /* The owner's policy, read from the database again only after it changed (read-only, shared). */
@@ -101,13 +93,7 @@ static void check_platform(struct cas_state *st, const json_t *policy, const jso
     }
     if (json_is_true(json_object_get(policy, "trust_any_platform")))
         return;
-    size_t n = 0;
-    const char **known = cas_trusted_platforms(st, policy, &n);
-    bool ok = false;
-    for (size_t i = 0; known && i < n && !ok; i++)
-        ok = strcasecmp(known[i], got) == 0;
-    free(known);
-    if (!ok)
+    if (!platform_trusted(st, policy, got))
         addf(errors,
              "Unexpected platform (%s) - Expected this CAS's platform, a registered backup's or one the owner "
              "allowed",
