@@ -178,11 +178,12 @@ int cas_backup_prepare(struct cas_state *st)
 int cas_backup_wait(struct cas_state *st, long long timeout_s, const volatile sig_atomic_t *stop)
 {
     int ret;
-    LOG_MODULE_INFO(CAS_LOG, "backup CAS for node %s (platform %s, TCB %u) ready on https://%s/, request %.16s",
-                    st->cfg.node_name, st->node.platform_id, st->node.tcb, st->cfg.listen, st->backup->request.id);
+    /* the warning first: whoever waits for the ready line then sees it */
     if (!st->cfg.cas_key_hash)
         LOG_MODULE_WARN(CAS_LOG, "no --cas-key-hash: a key offer from any CAS is accepted (anyone who reaches this "
                                  "backup can spend its one registration)");
+    LOG_MODULE_INFO(CAS_LOG, "backup CAS for node %s (platform %s, TCB %u) ready on https://%s/, request %.16s",
+                    st->cfg.node_name, st->node.platform_id, st->node.tcb, st->cfg.listen, st->backup->request.id);
     time_t deadline = time(NULL) + timeout_s;
     while (!*stop && !atomic_load(&st->backup_done) && time(NULL) < deadline)
         usleep(20000);
