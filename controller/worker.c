@@ -75,6 +75,24 @@ static void log_lines(const char *prefix, char *buf, size_t *len, bool flush)
     *len = rest;
 }
 
+/* This process's environment with CUSTOS_LOG=warn (the strings are environ's own; free the array). */
+static char **quiet_environment(void)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 2, sizeof(*envp));
+    if (!envp)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "CUSTOS_LOG=", 11) != 0)
+            envp[k++] = environ[i];
+    envp[k] = (char *)"CUSTOS_LOG=warn";
+    return envp;
+}
+
 int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const char *log_prefix, char **out,
                 size_t *out_size, size_t *stdout_size)
 {
@@ -121,9 +139,16 @@ int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const
         close(fds[0][1]);
         return -e;
     }
+    /* A list runs at every resync: its launcher says only what went wrong, unless this controller
+     * logs at debug level (CUSTOS_LOG is passed on unchanged then). Built before fork: the child of a
+     * threaded process must not allocate. */
+    char **envp = NULL;
+    if (c->s.session && strcmp(args[0], "backups") == 0 && !custos_log_enabled(CTL_LOG, CUSTOS_LOG_DEBUG))
+        envp = quiet_environment();
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
+        free(envp);
         for (int k2 = 0; k2 < 2; k2++) {
             close(fds[k2][0]);
             close(fds[k2][1]);
@@ -134,9 +159,13 @@ int ctl_run_cas(struct ctl *c, const char *const *args, long long timeout, const
         dup2(fds[0][1], 1);
         dup2(fds[1][1], 2);
         setpgid(0, 0);
-        execvp(argv[0], (char *const *)argv);
+        if (envp)
+            execvpe(argv[0], (char *const *)argv, envp);
+        else
+            execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
+    free(envp);
     close(fds[0][1]);
     close(fds[1][1]);
     struct stream {

@@ -136,7 +136,7 @@ def test_boot_id_change_without_las_pods(cluster, kubelet):
     """Without LAS_SELECTOR_LABEL a changed boot ID means register again (the reference's fallback)."""
     c = cluster()
     ctl = c.controller(LAS_SELECTOR_LABEL=None)
-    assert "No LAS_SELECTOR_LABEL" in ctl.log()
+    ctl.wait_log("No LAS_SELECTOR_LABEL", timeout=10)  # logged after the ready marker
     wait_all_registered(ctl, c.workers)
     assert ctl.count("Successfully registered backup on node node-2") == 1
     kubelet.set_ready("node-3", False)  # not Ready: skipped until it is again
@@ -287,7 +287,7 @@ def test_in_cluster_credentials_follow_a_rotated_token(cluster, kube, tmp_path):
     env = dict(KUBECONFIG=None, KUBE_SERVICE_ACCOUNT_DIR=str(sa), KUBERNETES_SERVICE_HOST=host,
                KUBERNETES_SERVICE_PORT=port, MIN_BACKUPS=0)
     ctl = c.controller(**env)
-    assert f"credentials: in-cluster ({sa})" in ctl.log()
+    ctl.wait_log(f"credentials: in-cluster ({sa})", timeout=10)
     wait_all_registered(ctl, c.workers)
     tmp = sa / "token.new"
     tmp.write_text("not-a-valid-token")
@@ -322,6 +322,9 @@ def test_session_mode_registers_with_no_cli_configuration_in_the_cluster(cluster
     time.sleep(3)
     assert ctl.count("Successfully registered backup on node") == 2, ctl.log()[-3000:]
     assert " removed (its platform" not in ctl.log()
+    # the list at every resync runs quietly: its launcher's INFO lines are not logged (registrations' are)
+    assert "key-store entries that can open its database" in ctl.log()
+    assert "using service ID cbc/list" not in ctl.log(), ctl.log()[-3000:]
     for n in c.workers:
         assert c.las_key(n) in c.backups(), n
     # the registrar's key: in no file of the test tree (logs, node roots, pods' files) and not under /etc
