@@ -374,6 +374,18 @@ static int read_meta(struct cas_db *db, bool authenticate, struct cas_db_meta *m
     return ret;
 }
 
+int db_check_meta(struct cas_db *db)
+{
+    struct cas_db_meta m;
+    uint8_t nk[32];
+    int ret = read_meta(db, true, &m, nk);
+    if (ret == 0 && (m.generation != db->meta.generation || memcmp(m.id, db->meta.id, CAS_DB_ID_SIZE) != 0 ||
+                     !custos_ct_equal(nk, db->keys->name, sizeof(nk))))
+        ret = -EBADMSG;
+    custos_wipe(nk, sizeof(nk));
+    return ret == -ENODATA ? -EBADMSG : ret;
+}
+
 int cas_db_peek(const char *dir, struct cas_db_meta *out, char *err, size_t err_size)
 {
     struct cas_db *db = NULL;

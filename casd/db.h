@@ -70,6 +70,14 @@ int cas_db_migrate(struct cas_db *db, const uint8_t id[CAS_DB_ID_SIZE]);
  * this process wait while it runs. Test hook: custos_atomic_write_hook(10) before the commit. */
 int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint64_t generation);
 
+/* Rewrites data.mdb with its live pages only (after cas_db_rekey: the freed pages still hold the
+ * records under the old key), through a temporary file renamed over it; reopens it with a fresh
+ * lock file and checks the meta record. Readers and writers of this process wait. -ESTALE: the
+ * reopen or its check failed and the handle is unusable (every call answers -EIO) until the database
+ * is opened again; the file itself is whole. Any other error: nothing changed. err says what failed.
+ * Test hook: custos_atomic_write_hook(12) between removing the old lock file and the reopen. */
+int cas_db_compact(struct cas_db *db, char *err, size_t err_size);
+
 /* One operation of a batch; value NULL = delete. */
 struct cas_db_op {
     const char *name;

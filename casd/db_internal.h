@@ -62,6 +62,9 @@ int db_open_record(const struct cas_db *db, const uint8_t lkey[32], const uint8_
                    size_t *out_size);
 /* Puts the meta record for m, sealed with record_key, in txn. */
 int db_put_meta(struct cas_db *db, MDB_txn *txn, const struct cas_db_meta *m, const uint8_t record_key[32]);
+/* 0 when the database shows the meta record this handle opened it with (same ID, generation and
+ * name key, authenticated with the record key); -EBADMSG otherwise. */
+int db_check_meta(struct cas_db *db);
 /* The environment, without keys. create: a new data file may be made. */
 int db_env_open(const char *dir, bool create, struct cas_db **out, char *err, size_t err_size);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Key rotation of the record store: every record re-encrypted in one transaction, then the file
- * compacted (its freed pages still hold the records under the old key). */
+/* Key rotation of the record store: every record re-encrypted in one transaction; then (a separate
+ * step, after the key-store names the new key) the file compacted: its freed pages still hold the
+ * records under the old key. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,45 +14,87 @@
 
 /* Replaces data.mdb with a compact copy of itself: the pages a rotation freed still hold the records
  * under the old key, and LMDB reuses free pages only as it needs them. The copy holds live pages only.
- * Called with key_lock held exclusively (no transaction of this process is open). A crash leaves
- * the old file (the same data, with its stale pages) or the new one. */
-static int compact(struct cas_db *db)
+ * A crash leaves the old file (the same data, with its stale pages) or the new one.
+ *
+ * The copy's transaction counter restarts at 1, while lock.mdb keeps the old file's: LMDB chooses a
+ * meta page by the counter's parity, so an environment that reopened the copy through the old lock
+ * region could read the copy's empty meta page (every record absent; the next commit would be built
+ * on it). LMDB resets the region only when it opens the lock file alone; any other process with the
+ * environment open (an operator's mdb_stat or mdb_copy) would prevent that. So the reopen gets a lock
+ * file of its own (the old one, unlinked, stays with whoever still has it open, with the file it
+ * belongs to), and the reopened database must show the meta record of the generation it had. */
+int cas_db_compact(struct cas_db *db, char *err, size_t err_size)
 {
     const char *dir = NULL;
-    char path[PATH_MAX], tmp[PATH_MAX];
+    char path[PATH_MAX], tmp[PATH_MAX], lock[PATH_MAX];
+    if (!db || !db->env) {
+        snprintf(err, err_size, "no open database");
+        return -EINVAL;
+    }
+    pthread_rwlock_wrlock(&db->key_lock); /* no transaction of this process is open while it runs */
     int ret = db_errno(mdb_env_get_path(db->env, &dir));
-    if (ret < 0)
-        return ret;
+    if (ret < 0) {
+        snprintf(err, err_size, "cannot get the database's directory: %s", strerror(-ret));
+        goto out;
+    }
     if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >= (int)sizeof(path) ||
-        snprintf(tmp, sizeof(tmp), "%s/data.mdb.compact", dir) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
+        snprintf(tmp, sizeof(tmp), "%s/data.mdb.compact", dir) >= (int)sizeof(tmp) ||
+        snprintf(lock, sizeof(lock), "%s/lock.mdb", dir) >= (int)sizeof(lock)) {
+        snprintf(err, err_size, "%s: path too long", dir);
+        ret = -ENAMETOOLONG;
+        goto out;
+    }
     (void)unlink(tmp); /* left by a crash during an earlier compaction */
     int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) {
+        ret = -errno;
+        snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(-ret));
+        goto out;
+    }
     ret = db_errno(mdb_env_copyfd2(db->env, fd, MDB_CP_COMPACT));
     if (ret == 0 && fsync(fd) < 0)
         ret = -errno;
     close(fd);
     if (ret < 0) {
+        snprintf(err, err_size, "cannot write the compact copy %s: %s%s", tmp, strerror(-ret),
+                 ret == -ENOSPC ? " (disk full)" : "");
         (void)unlink(tmp);
-        return ret;
+        goto out;
     }
     char dcopy[PATH_MAX];
     strcpy(dcopy, dir);
     mdb_env_close(db->env);
     db->env = NULL;
-    ret = custos_rename_durable(tmp, path);
-    char err[256];
+    if ((ret = custos_rename_durable(tmp, path)) < 0) {
+        snprintf(err, err_size, "cannot rename %s over %s: %s", tmp, path, strerror(-ret));
+        (void)unlink(tmp);
+    }
+    (void)unlink(lock); /* if it stays, the check below still refuses a wrong view */
+    if (custos_atomic_write_hook)
+        custos_atomic_write_hook(12);
     struct cas_db *fresh = NULL;
-    int oret = db_env_open(dcopy, false, &fresh, err, sizeof(err));
+    char oerr[512];
+    int oret = db_env_open(dcopy, false, &fresh, oerr, sizeof(oerr));
     if (oret == 0) {
         db->env = fresh->env;
         db->dbi = fresh->dbi;
         fresh->env = NULL;
+        oret = db_check_meta(db);
+        if (oret < 0) {
+            snprintf(oerr, sizeof(oerr), "%s: the reopened database does not show generation %llu's meta record", dcopy,
+                     (unsigned long long)db->meta.generation);
+            mdb_env_close(db->env); /* nothing is read or written through a wrong view */
+            db->env = NULL;
+        }
     }
     cas_db_close(fresh);
-    return ret < 0 ? ret : oret;
+    if (oret < 0) {
+        snprintf(err, err_size, "%s", oerr);
+        ret = -ESTALE;
+    }
+out:
+    pthread_rwlock_unlock(&db->key_lock);
+    return ret;
 }
 
 int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint64_t generation)
@@ -115,7 +158,6 @@ int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint
     if (ret == 0) {
         memcpy(db->keys->record, record, sizeof(record));
         db->meta = m;
-        ret = compact(db);
     }
 out:
     if (cur)

@@ -7,10 +7,13 @@
  *      generation + 1 (written with custos_write_file_atomic);
  *   2. one LMDB transaction re-encrypts every record and the meta record under the new key and sets
  *      the new generation;
- *   3. DIR.key-store.next is renamed over DIR.key-store.
+ *   3. DIR.key-store.next is renamed over DIR.key-store;
+ *   4. data.mdb is compacted (cas_db_compact): its free pages held the records under the old key.
  * A crash before 2 commits leaves the old generation in the database: start-up removes .next. A crash
- * after leaves the new one: start-up finishes the rename (startup.c, recover_rotation). */
+ * after leaves the new one: start-up finishes the rename (startup.c, recover_rotation). A crash
+ * during 4 leaves data.mdb whole (old or compacted), the stale pages possibly still in it. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,11 +62,28 @@ int cas_rotate_key(struct cas_state *st, const struct cas_ks_match *m)
     next = (struct cas_keystore){0};
     if (custos_atomic_write_hook)
         custos_atomic_write_hook(11);
-    if ((ret = custos_rename_durable(next_path, st->pri.keystore_path)) < 0)
+    if ((ret = custos_rename_durable(next_path, st->pri.keystore_path)) < 0) {
         LOG_MODULE_ERROR(CAS_LOG,
                          "the database key was rotated but %s could not replace %s: %s; the next start "
                          "finishes it",
                          next_path, st->pri.keystore_path, strerror(-ret));
+        goto out;
+    }
+    /* The rotation is complete; what follows only erases the old key's copies from freed pages. */
+    char err[1024];
+    int cret = cas_db_compact(st->pri.db, err, sizeof(err));
+    if (cret == -ESTALE) {
+        LOG_MODULE_ERROR(CAS_LOG,
+                         "the database key was rotated, but the compacted database %s cannot be used: %s; "
+                         "casd stops (a restart opens it again)",
+                         st->cfg.db_dir, err);
+        raise(SIGTERM);
+    } else if (cret < 0) {
+        LOG_MODULE_ERROR(CAS_LOG,
+                         "the database key was rotated, but compacting %s failed: %s; copies of the records "
+                         "under the old key may remain in its free pages",
+                         st->cfg.db_dir, err);
+    }
 out:
     custos_wipe(key, sizeof(key));
     cas_keystore_free(&next);

@@ -580,11 +580,11 @@ int cas_load_ownership(struct cas_state *st)
 
 void cas_state_wipe(struct cas_state *st)
 {
-    if (st->pri.lock_fd > 0)
-        close(st->pri.lock_fd);
     cas_keystore_free(&st->pri.ks);
     cas_db_close(st->pri.db);
     st->pri.db = NULL;
+    if (st->pri.lock_fd > 0) /* last: a successor may open the database only once this one has closed it */
+        close(st->pri.lock_fd);
     EVP_PKEY_free(st->tls.key);
     if (st->tls.key_pem) {
         custos_wipe(st->tls.key_pem, strlen(st->tls.key_pem));

@@ -193,3 +193,30 @@ def test_sigkill_at_every_step_of_a_rotation(world):
     c2.stop()
     # kills landed both before and after the commit (a test that cannot tell them apart proves nothing)
     assert outcomes["old"] > 0 and outcomes["new"] > 0, (outcomes, seed)
+
+
+def test_a_failed_compaction_does_not_undo_the_rotation(world):
+    """The compaction after a rotation cannot make its copy (a directory stands at data.mdb.compact):
+    the rotation stands (the key-store names the new key, the database is under it), the log says the
+    old key's copies may remain in free pages, and every secret is there now and after a restart."""
+    w = world
+    put_secrets(w)
+    register(w, "n2")
+    register(w, "n3", ip="127.0.0.10")
+    blocker = os.path.join(w["cas"].db, "data.mdb.compact")
+    os.makedirs(os.path.join(blocker, "in-the-way"))
+    ks_path = w["cas"].db + ".key-store"
+    r = w["owner"].run("backups", "remove", w["n3"].platform_id())
+    assert r.returncode == 0, r.stderr
+    log = w["cas"].log()
+    assert "database key rotated (generation 1 -> 2)" in log
+    assert "compacting " + w["cas"].db + " failed" in log and "data.mdb.compact" in log, log[-2000:]
+    assert "may remain in its free pages" in log
+    new = json.load(open(ks_path))
+    assert new["generation"] == 2 and not os.path.exists(ks_path + ".next")
+    assert db_meta(w["cas"].db, node_dbkey(w, new, "n1"))[1] == 2
+    assert_secrets(w, w["cas"].addr)
+    w["cas"].stop()
+    w["cas"].start()
+    assert_secrets(w, w["cas"].addr)
+    shutil.rmtree(blocker)
