@@ -105,6 +105,12 @@ if [ $quick -eq 0 ]; then
   else
     count "build-asan" 1
   fi
+  # ThreadSanitizer over casd's concurrent request paths: both request benchmarks, any report fails
+  tsan_out=$(bash scripts/tsan.sh 1 2>&1)
+  tsan_st=$?
+  tail -n 1 <<<"$tsan_out"
+  [ $tsan_st -eq 0 ] || tail -n 30 <<<"$tsan_out"
+  count "tsan" $tsan_st
   if CC=clang scripts/build.sh build-fuzz -Dfuzz=true -Dsanitize_all=true; then
     for f in build-fuzz/fuzz/fuzz_*; do
       [ -f "$f" ] && [ -x "$f" ] || continue
