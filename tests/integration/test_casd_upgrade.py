@@ -8,15 +8,21 @@ the new build opens the database in place of the old one, the old one still can 
 entries are pruned. Here the "new build" is build/casd with bytes appended: another file, another
 measurement, the same code."""
 import hashlib
+import http.server
 import json
 import os
 import re
 import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
 
 import pytest
 
-from harness import (BackupCas, CasNode, binary, casd_measurement, db_meta, db_record_values, open_entry,
-                     provision_owner, seal_key, stop_all, write_keystore)
+from harness import (BackupCas, CasNode, binary, casd_measurement, db_meta, db_record_values, free_port, https,
+                     open_entry, provision_owner, seal_key, stop_all, write_keystore)
 
 TRUST = ["--only_for_testing-ignore-signer", "--only_for_testing-trust-any"]
 
@@ -264,3 +270,97 @@ def test_version2_keystore_is_read_and_rewritten_as_version3(world):
     mark = len(w["cas"].log())
     assert w["cas"].start(expect_fail=True) != 0
     assert "its MAC does not match" in w["cas"].log()[mark:]
+
+
+class LosingRelay:
+    """Stands between `cas register-backup` and a backup CAS: passes the backup's request on, and at
+    the completion runs `meanwhile()` and then drops the connection unanswered, as if the backup had
+    gone after giving its request. (A proxy of the test's own: no real failure can be timed there.)"""
+
+    def __init__(self, tmp_path, backup, meanwhile):
+        key, crt = tmp_path / "relay-key.pem", tmp_path / "relay-cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", str(key), "-out", str(crt), "-subj", "/CN=relay", "-days", "1"],
+                       check=True, capture_output=True)
+        relay = self
+        self.completions = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                st, body = https(backup.addr, "GET", self.path)
+                self.send_response(st)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                relay.completions += 1
+                meanwhile()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(crt), str(key))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.12", free_port("127.0.0.12")), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.addr = "127.0.0.12:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("meanwhile", ["same-build", "other-build", "before"])
+def test_a_relay_that_lost_its_backup_counts_only_that_builds_registration(world, meanwhile):
+    """`cas register-backup` whose backup is gone after giving its request asks the primary whether
+    another run finished that registration: it counts an entry of the backup's platform AND casd
+    measurement registered since the request, and nothing else. same-build: another run registers
+    the very backup (new build on n2) meanwhile: success, "by another run". other-build: what gets
+    registered meanwhile on n2 is the old build: not this registration, exit 1. before: the new build
+    was registered on n2 before this backup made its request, nothing meanwhile: exit 1."""
+    w = world
+    path, m_new = new_build(w)
+    w["owner"].run("owner", "allow-measurement", m_new, check=True)
+    if meanwhile == "before":
+        register(w, "n2", casd_binary=path, ip="127.0.0.10")
+        time.sleep(1.1)  # registered_at and the request's created_at are in seconds
+    b = BackupCas(w["n2"], "127.0.0.9")
+    b.binary = path
+    if meanwhile != "same-build":
+        b.expect_no_registration()
+    w["started"].append(b)
+    b.start()
+
+    def finish_elsewhere():
+        if meanwhile == "before":
+            return
+        if meanwhile == "same-build":
+            r = w["owner"].run("register-backup", b.addr)  # another run, straight to the backup
+        else:
+            r = register(w, "n2", ip="127.0.0.10")  # the old build on the same node
+        assert r.returncode == 0, r.stderr
+
+    relay = LosingRelay(w["tmp"], b, finish_elsewhere)
+    try:
+        r = w["owner"].run("register-backup", relay.addr)
+    finally:
+        relay.close()
+    assert relay.completions == 1
+    if meanwhile == "same-build":
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "Backup CAS registered (by another run of this command)\n"
+        assert ("n2", m_new) in pairs(w)
+        assert b.wait_exit() == 0
+    else:
+        assert r.returncode == 1 and "by another run" not in r.stdout, (r.stdout, r.stderr)
+        assert "backup CAS:" in r.stderr, r.stderr
+        if meanwhile == "other-build":
+            assert ("n2", m_new) not in pairs(w) and ("n2", casd_measurement().hex()) in pairs(w)
