@@ -108,8 +108,6 @@ static int write_ops(struct cas_db *db, const struct cas_db_op *ops, size_t coun
     struct prepared *p = NULL;
     if (!db || (!ops && count))
         return -EINVAL;
-    if (!db->env)
-        return -EIO; /* lost after a failed compaction */
     if (count == 0)
         return 0;
     if (count > CAS_DB_MAX_OPS)
@@ -118,6 +116,10 @@ static int write_ops(struct cas_db *db, const struct cas_db_op *ops, size_t coun
     if (!p)
         return -ENOMEM;
     pthread_rwlock_rdlock(&db->key_lock);
+    if (!db->env) { /* lost after a failed compaction: read under the lock that compaction holds */
+        ret = -EIO;
+        goto out;
+    }
     /* Encrypt before taking the write lock, so writers hold it only for the LMDB work. */
     for (size_t i = 0; i < count; i++) {
         size_t len;
@@ -174,12 +176,14 @@ static int get_record(struct cas_db *db, const char *name, bool allow_reserved, 
     MDB_val k = {sizeof(lkey), lkey}, v;
     if (!db || !value || !size)
         return -EINVAL;
-    if (!db->env)
-        return -EIO;
     ret = check_name(name, allow_reserved, &len);
     if (ret < 0)
         return ret;
     pthread_rwlock_rdlock(&db->key_lock);
+    if (!db->env) { /* lost after a failed compaction */
+        ret = -EIO;
+        goto out;
+    }
     ret = name_key(db, name, len, lkey);
     if (ret < 0)
         goto out;

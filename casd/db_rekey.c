@@ -27,12 +27,12 @@ int cas_db_compact(struct cas_db *db, char *err, size_t err_size)
 {
     const char *dir = NULL;
     char path[PATH_MAX], tmp[PATH_MAX], lock[PATH_MAX];
-    if (!db || !db->env) {
-        snprintf(err, err_size, "no open database");
+    if (!db) {
+        snprintf(err, err_size, "no database");
         return -EINVAL;
     }
     pthread_rwlock_wrlock(&db->key_lock); /* no transaction of this process is open while it runs */
-    int ret = db_errno(mdb_env_get_path(db->env, &dir));
+    int ret = db->env ? db_errno(mdb_env_get_path(db->env, &dir)) : -EIO;
     if (ret < 0) {
         snprintf(err, err_size, "cannot get the database's directory: %s", strerror(-ret));
         goto out;
@@ -111,7 +111,7 @@ int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint
     if (ret < 0)
         return ret;
     pthread_rwlock_wrlock(&db->key_lock);
-    ret = db_errno(mdb_txn_begin(db->env, NULL, 0, &txn));
+    ret = db->env ? db_errno(mdb_txn_begin(db->env, NULL, 0, &txn)) : -EIO;
     if (ret < 0) {
         txn = NULL;
         goto out;
