@@ -138,8 +138,11 @@ int cas_db_rekey(struct cas_db *db, const uint8_t new_key[CAS_DB_KEY_SIZE], uint
         pt = NULL;
         if (ret < 0)
             goto out;
-        MDB_val nv = {rec_size, rec};
-        ret = db_errno(mdb_cursor_put(cur, &k, &nv, MDB_CURRENT));
+        /* The key from our own copy: k points into the page this put rewrites (a value on overflow
+         * pages is deleted and inserted again), and a key read from there came out garbled, out of
+         * order, so that lookups missed records that were still in the tree. */
+        MDB_val nk = {sizeof(lkey), lkey}, nv = {rec_size, rec};
+        ret = db_errno(mdb_cursor_put(cur, &nk, &nv, MDB_CURRENT));
         free(rec);
         rec = NULL;
         if (ret < 0)
